@@ -1,0 +1,43 @@
+# The commands of the README. `make demo` sets everything up and runs the main job;
+# `make test` runs the whole test suite against a real Kafka + MinIO.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: system install demo test unit lint stack-up stack-down clean
+
+$(BIN)/pixelfleet: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/pixelfleet
+
+system:
+	bash .ci/system-deps.sh
+
+# For now the main job brings the local stack up and proves it works end to end.
+demo: system install
+	$(BIN)/pixelfleet dev up
+	$(BIN)/pixelfleet dev check
+
+test: install
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest -m unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+stack-up: install
+	$(BIN)/pixelfleet dev up
+
+stack-down: install
+	$(BIN)/pixelfleet dev down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

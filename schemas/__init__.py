@@ -1,0 +1,1 @@
+"""The event contracts of pixelfleet."""

@@ -1,0 +1,1 @@
+"""Everything in pixelfleet that touches Kafka or S3."""

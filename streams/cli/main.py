@@ -1,0 +1,16 @@
+"""The `pixelfleet` command."""
+
+from __future__ import annotations
+
+import click
+
+from streams.cli.dev import dev
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pixelfleet")
+def cli() -> None:
+    """pixelfleet: a fleet of Kafka consumers that turns image events into finished images."""
+
+
+cli.add_command(dev)

@@ -1,0 +1,150 @@
+"""The one settings model of pixelfleet.
+
+Values come, strongest first, from constructor arguments, `PIXELFLEET_*`
+environment variables (the Kubernetes way), and an optional TOML or YAML file
+named by `PIXELFLEET_CONFIG`. Nested groups use one underscore after the group
+name, so `PIXELFLEET_KAFKA_BOOTSTRAP` sets `kafka.bootstrap`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV = "PIXELFLEET_CONFIG"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pixelfleet"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pixelfleet" / "dev"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    client_id: str = "pixelfleet"
+
+    def librdkafka(self) -> dict[str, str]:
+        """The librdkafka keys shared by every producer, consumer and admin client."""
+        conf = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol.lower(),
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+
+class S3Settings(_Group):
+    endpoint: str = "http://127.0.0.1:9000"
+    access_key: str = "minioadmin"
+    secret_key: SecretStr = SecretStr("minioadmin")
+    region: str = "us-east-1"
+
+    @property
+    def secure(self) -> bool:
+        return self.endpoint.startswith("https://")
+
+    @property
+    def host(self) -> str:
+        """The endpoint as the minio client wants it: host:port, no scheme."""
+        return self.endpoint.split("://", 1)[-1].rstrip("/")
+
+
+class DevStackSettings(_Group):
+    """Where and how `pixelfleet dev up` installs and runs the local stack."""
+
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    kafka_version: str = "4.1.1"
+    log4j_version: str = "2.24.3"
+    minio_module_version: str = "v0.0.0-20260212201848-7aac2a2c5b7c"
+    kafka_port: int = 0  # 0: a free port, reused across restarts of the same data dir
+    minio_port: int = 0
+    # Used the first time a data dir is created; otherwise a random secret is generated.
+    minio_root_user: str | None = None
+    minio_root_password: SecretStr | None = None
+    kafka_heap_mb: int = 512
+    start_timeout_s: float = 90.0
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the TOML or YAML file named by PIXELFLEET_CONFIG, if any."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get(CONFIG_ENV)
+        self._data = load_config_file(Path(path)) if path else {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{CONFIG_ENV} points at {path}, which is not a file")
+    text = path.read_text(encoding="utf-8")
+    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level of a config file must be a mapping")
+    return data
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PIXELFLEET_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        frozen=True,
+        extra="ignore",
+    )
+
+    topic_prefix: str = "pixelfleet"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    dev: DevStackSettings = Field(default_factory=DevStackSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))

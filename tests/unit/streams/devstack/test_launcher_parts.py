@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.devstack import kafka, minio
+from streams.devstack.procs import StackError, free_port, is_ours, port_is_free, spawn, stop
+from streams.devstack.stack import DevStack, StackInfo
+from streams.settings import DevStackSettings
+
+
+def test_cluster_id_is_kafka_shaped() -> None:
+    cid = kafka.new_cluster_id()
+    assert len(cid) == 22
+    assert len(base64.urlsafe_b64decode(cid + "==")) == 16
+
+
+def test_broker_config_is_single_node_kraft(tmp_path: Path) -> None:
+    path = kafka.write_config(tmp_path, 19092, 19093)
+    conf = dict(line.split("=", 1) for line in path.read_text().splitlines())
+    assert conf["process.roles"] == "broker,controller"
+    assert conf["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert conf["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert conf["transaction.state.log.replication.factor"] == "1"
+    assert conf["log.dirs"] == str(tmp_path / "kafka" / "data")
+    assert conf["auto.create.topics.enable"] == "false"
+
+
+def test_exports_are_shell_safe(tmp_path: Path) -> None:
+    info = StackInfo(tmp_path, "127.0.0.1:1", "http://127.0.0.1:2", "user", "a'b c$d", ())
+    out = subprocess.run(
+        ["bash", "-c", f'{info.shell_exports()}printf %s "$PIXELFLEET_S3_SECRET_KEY"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == "a'b c$d"
+
+
+def test_spawned_process_is_recognised_and_stopped(tmp_path: Path) -> None:
+    marker = str(tmp_path / "marker-dir")
+    pid = spawn([sys.executable, "-c", "import time; time.sleep(60)", marker], tmp_path / "log")
+    assert is_ours(pid, marker)
+    assert not is_ours(pid, str(tmp_path / "other"))  # another stack's marker: not ours
+    assert stop(pid, marker, timeout_s=10)
+    assert not is_ours(pid, marker)
+    assert not stop(pid, marker)  # a second stop is a no-op
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
+    marker = str(tmp_path / "stubborn")
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    pid = spawn([sys.executable, "-c", code, marker], tmp_path / "log")
+    import time
+
+    time.sleep(0.5)  # let it install its handler
+    assert stop(pid, marker, timeout_s=1)
+    assert not is_ours(pid, marker)
+
+
+def test_port_helpers() -> None:
+    port = free_port()
+    assert port_is_free(port)
+
+
+def test_missing_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    dev = DevStackSettings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+    with pytest.raises(StackError, match=r"java is not installed.*apt-get install openjdk"):
+        kafka.ensure_installed(dev, print)
+
+
+def test_missing_go_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    dev = DevStackSettings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+    with pytest.raises(StackError, match=r"go is not installed.*Go 1.24"):
+        minio.ensure_installed(dev, print)
+
+
+def test_taken_port_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        stack = DevStack(DevStackSettings(cache_dir=tmp_path, data_dir=tmp_path, kafka_port=taken))
+        with pytest.raises(StackError, match=f"port {taken} is taken"):
+            stack._port(taken, 0)
