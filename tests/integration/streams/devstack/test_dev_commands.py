@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import NewTopic
+from confluent_kafka.admin import NewTopic
 from pydantic import SecretStr
 
 from streams import clients
@@ -139,7 +139,8 @@ def test_up_fresh_forgets_old_data(tmp_path: Path) -> None:
     env = _exports(_dev("up", data_dir=data_dir).stdout)
     try:
         kafka, _ = _settings(env)
-        clients.admin(kafka).create_topics([NewTopic("old", 1, 1)])["old"].result(timeout=30)
+        admin = clients.admin(kafka)  # held: a collected client cancels its futures
+        admin.create_topics([NewTopic("old", 1, 1)])["old"].result(timeout=30)
         _dev("down", data_dir=data_dir)
         env = _exports(_dev("up", "--fresh", data_dir=data_dir).stdout)
         kafka, _ = _settings(env)
