@@ -9,6 +9,7 @@ name, so `PIXELFLEET_KAFKA_BOOTSTRAP` sets `kafka.bootstrap`.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,48 @@ class S3Settings(_Group):
         return self.endpoint.split("://", 1)[-1].rstrip("/")
 
 
+class BucketSettings(_Group):
+    incoming: str = "pixelfleet-incoming"
+    work: str = "pixelfleet-work"
+    images: str = "pixelfleet-images"
+    quarantine: str = "pixelfleet-quarantine"
+    work_expiry_days: int = Field(default=1, ge=1)
+
+
+class RunnerSettings(_Group):
+    """How a stage worker consumes, batches, retries and stops."""
+
+    # Stable per replica: a restarted replica fences and aborts its predecessor's open
+    # transaction at once. Default: the host name (the pod name on Kubernetes).
+    replica_id: str = Field(default_factory=socket.gethostname)
+    batch_max: int = Field(default=500, ge=1)
+    # The time one batch may take, processing through commit. Kept well under the poll
+    # interval; the batch size adapts to it.
+    batch_budget_s: float = Field(default=20.0, gt=0)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+    # CPU work runs in a process pool of this many workers (0: one per core).
+    pool_workers: int = Field(default=0, ge=0)
+    # A message that kills a pool process this many times is dead-lettered.
+    crash_attempts: int = Field(default=3, ge=1)
+    # Per message: a stage function running longer than this counts as a crash.
+    message_timeout_s: float = Field(default=120.0, gt=0)
+    # This many permanent failures in a row halt the stage instead of draining into the DLQ.
+    halt_after_failures: int = Field(default=50, ge=1)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    # SIGTERM: stop fetching, finish or abort the batch, commit, leave the group within this.
+    grace_s: float = Field(default=30.0, gt=0)
+    metrics_port: int = Field(default=9400, ge=0, le=65535)  # 0: no HTTP server
+    io_threads: int = Field(default=8, ge=1)
+
+
+class TopicSettings(_Group):
+    partitions: int = Field(default=12, ge=1)
+    retention_days: int = Field(default=7, ge=1)
+
+
 class DevStackSettings(_Group):
     """Where and how `pixelfleet dev up` installs and runs the local stack."""
 
@@ -136,6 +179,9 @@ class Settings(BaseSettings):
     topic_prefix: str = "pixelfleet"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    buckets: BucketSettings = Field(default_factory=BucketSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from streams.cli.dev import dev
+from streams.cli.fleet import init, status, submit, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,3 +15,5 @@ def cli() -> None:
 
 
 cli.add_command(dev)
+for command in (init, worker, submit, status):
+    cli.add_command(command)

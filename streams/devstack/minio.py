@@ -86,7 +86,6 @@ def server_argv(binary_path: Path, data_dir: Path, port: int) -> list[str]:
         str(data_dir / "minio" / "data"),
         "--address",
         f"127.0.0.1:{port}",
-        "--quiet",
         "--anonymous",
     ]
 

@@ -43,7 +43,7 @@ def spawn(
     log_file: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-) -> int:
+) -> subprocess.Popen[bytes]:
     """Start a server detached from our session, its output appended to log_file."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
@@ -57,7 +57,17 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    return proc.pid
+    return proc
+
+
+def exit_description(proc: subprocess.Popen[bytes] | None) -> str:
+    """How a child we started ended, or '' while it runs (or if it is not our child)."""
+    if proc is None or proc.poll() is None:
+        return ""
+    code = proc.returncode
+    if code < 0:
+        return f" (killed by signal {signal.Signals(-code).name})"
+    return f" (exit code {code})"
 
 
 def cmdline(pid: int) -> str | None:
@@ -68,17 +78,27 @@ def cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
-def is_ours(pid: int, marker: str) -> bool:
-    """True while pid is alive, not a zombie, and was started with marker in its argv."""
-    line = cmdline(pid)
-    if not line or marker not in line:
-        return False
+def _state(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
+        return None
     # The state letter follows the parenthesised command name.
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def is_ours(pid: int, marker: str) -> bool:
+    """True while pid is alive, not a zombie, and was started with marker in its argv."""
+    for _ in range(10):
+        state = _state(pid)
+        if state is None or state in "ZX":
+            return False
+        line = cmdline(pid)
+        # MinIO re-executes itself early on; for an instant its cmdline reads empty.
+        if line:
+            return marker in line
+        time.sleep(0.05)
+    return False
 
 
 def stop(pid: int, marker: str, timeout_s: float = 30.0) -> bool:
@@ -115,6 +135,8 @@ def wait_until(
     alive: Callable[[], bool],
     what: str,
     log_file: Path,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
 ) -> None:
     """Poll check() until it passes; fail early if the process died."""
     deadline = time.monotonic() + timeout_s
@@ -123,7 +145,8 @@ def wait_until(
             return
         if not alive():
             raise StackError(
-                f"{what} exited during start-up; see its log: {log_file}\n{tail(log_file)}"
+                f"{what} exited during start-up{exit_description(proc)}; "
+                f"see its log: {log_file}\n{tail(log_file)}"
             )
         time.sleep(0.3)
     raise StackError(f"{what} did not become ready in {timeout_s:.0f} s; see its log: {log_file}")

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -79,6 +80,7 @@ class DevStack:
         self.dev = dev
         self.data_dir = dev.data_dir.expanduser().resolve()
         self.progress = progress
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- paths and markers -------------------------------------------------
 
@@ -127,6 +129,9 @@ class DevStack:
             yield
 
     def _running(self, name: str, server: ServerState) -> bool:
+        child = self._children.get(name)
+        if child is not None and child.pid == server.pid:
+            return child.poll() is None  # our own child: its exit status is certain
         return server.pid > 0 and is_ours(server.pid, self._marker(name))
 
     # -- commands ----------------------------------------------------------
@@ -220,7 +225,8 @@ class DevStack:
         config = kafka.write_config(self.data_dir, state.kafka.port, state.kafka.extra_port)
         kafka.format_storage(libs, config, self.data_dir)
         argv = kafka.server_argv(libs, config, self.data_dir, self.dev.kafka_heap_mb)
-        state.kafka.pid = spawn(argv, self.log_file("kafka"))
+        self._children["kafka"] = spawn(argv, self.log_file("kafka"))
+        state.kafka.pid = self._children["kafka"].pid
         self.progress(f"kafka: started pid {state.kafka.pid} on 127.0.0.1:{state.kafka.port}")
 
     def _start_minio(self, binary: Path, state: StackState) -> None:
@@ -228,7 +234,8 @@ class DevStack:
         self.minio_data.mkdir(parents=True, exist_ok=True)
         argv = minio.server_argv(binary, self.data_dir, state.minio.port)
         env = minio.server_env(state.access_key, state.secret_key)
-        state.minio.pid = spawn(argv, self.log_file("minio"), env=env)
+        self._children["minio"] = spawn(argv, self.log_file("minio"), env=env)
+        state.minio.pid = self._children["minio"].pid
         self.progress(f"minio: started pid {state.minio.pid} on 127.0.0.1:{state.minio.port}")
 
     def _wait_ready(self, info: StackInfo, state: StackState) -> None:
@@ -239,6 +246,7 @@ class DevStack:
             lambda: self._running("minio", state.minio),
             "MinIO",
             self.log_file("minio"),
+            proc=self._children.get("minio"),
         )
         wait_until(
             lambda: kafka.is_ready(info.bootstrap),
@@ -246,6 +254,7 @@ class DevStack:
             lambda: self._running("kafka", state.kafka),
             "Kafka",
             self.log_file("kafka"),
+            proc=self._children.get("kafka"),
         )
         self.progress(f"stack: ready in {time.monotonic() - started:.1f} s")
 

@@ -43,7 +43,7 @@ def test_exports_are_shell_safe(tmp_path: Path) -> None:
 
 def test_spawned_process_is_recognised_and_stopped(tmp_path: Path) -> None:
     marker = str(tmp_path / "marker-dir")
-    pid = spawn([sys.executable, "-c", "import time; time.sleep(60)", marker], tmp_path / "log")
+    pid = spawn([sys.executable, "-c", "import time; time.sleep(60)", marker], tmp_path / "log").pid
     assert is_ours(pid, marker)
     assert not is_ours(pid, str(tmp_path / "other"))  # another stack's marker: not ours
     assert stop(pid, marker, timeout_s=10)
@@ -54,7 +54,7 @@ def test_spawned_process_is_recognised_and_stopped(tmp_path: Path) -> None:
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     marker = str(tmp_path / "stubborn")
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    pid = spawn([sys.executable, "-c", code, marker], tmp_path / "log")
+    pid = spawn([sys.executable, "-c", code, marker], tmp_path / "log").pid
     import time
 
     time.sleep(0.5)  # let it install its handler

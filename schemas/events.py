@@ -1,0 +1,191 @@
+"""The event contracts of pixelfleet, version 1.
+
+These models are the source of the language-neutral JSON Schema files in
+`schemas/json/v1/` (regenerate with `python -m schemas.generate`; a test fails
+when the files and the models drift apart). Unknown fields are ignored on
+decode, so a consumer keeps working when a newer producer adds fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+ImageId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9._-]{1,128}$",
+        description="Stable id of one image: 1-128 of A-Z a-z 0-9 . _ -",
+    ),
+]
+Timestamp = Annotated[str, Meta(description="RFC 3339 UTC time, e.g. 2026-11-21T09:40:11.123Z")]
+StageName = Literal["validate", "categorize", "enhance", "restore", "compress"]
+RestoreMode = Literal["auto", "denoise", "upscale", "none"]
+RecordStatus = Literal["processing", "done", "rejected", "failed"]
+StageOutcome = Literal["ok", "skipped", "rejected", "failed"]
+
+
+class ObjectRef(Struct, frozen=True, kw_only=True):
+    """A blob in S3."""
+
+    bucket: Annotated[str, Meta(min_length=3, max_length=63)]
+    key: Annotated[str, Meta(min_length=1, max_length=1024)]
+    size: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+
+
+class Source(Struct, frozen=True, kw_only=True):
+    """Where the original is: exactly one of `object` or `url`."""
+
+    object: ObjectRef | None = None
+    url: Annotated[str, Meta(pattern=r"^https?://", max_length=4096)] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.object is None) == (self.url is None):
+            raise ValueError("source needs exactly one of `object` or `url`")
+
+
+class Hints(Struct, frozen=True, kw_only=True):
+    """What upstream knows about the image; used to categorize it."""
+
+    title: str | None = None
+    keywords: list[str] = field(default_factory=list)
+    page_url: str | None = None
+    file_name: str | None = None
+
+
+class Request(Struct, frozen=True, kw_only=True):
+    """Optional per-image overrides of the fleet's configuration."""
+
+    profile: str | None = None
+    variants: list[str] | None = None
+    formats: list[str] | None = None
+    restore: RestoreMode = "auto"
+
+
+class ImageSubmitted(Struct, frozen=True, kw_only=True):
+    """What upstream publishes on `<prefix>.ingest`, keyed by image_id."""
+
+    image_id: ImageId
+    source: Source
+    submitted_at: Timestamp
+    hints: Hints = field(default_factory=Hints)
+    request: Request = field(default_factory=Request)
+    correlation_id: str | None = None
+
+
+class StageState(Struct, kw_only=True):
+    """What one stage did to one image."""
+
+    outcome: StageOutcome
+    started_at: Timestamp
+    seconds: float
+    attempts: int = 1
+    detail: str | None = None
+
+
+class ErrorInfo(Struct, frozen=True, kw_only=True):
+    stage: str
+    reason_class: str
+    reason: str
+    at: Timestamp
+
+
+class Category(Struct, frozen=True, kw_only=True):
+    name: str
+    score: float
+    evidence: list[str] = field(default_factory=list)
+
+
+class Variant(Struct, frozen=True, kw_only=True):
+    """One finished output."""
+
+    variant: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+    object: ObjectRef
+    quality: int | None = None
+    compression_ratio: float | None = None
+
+
+class ImageRecord(Struct, kw_only=True):
+    """The full current record of one image, as written to the compacted metadata topic."""
+
+    image_id: ImageId
+    status: RecordStatus
+    updated_at: Timestamp
+    stages: dict[str, StageState] = field(default_factory=dict)
+    route: list[str] = field(default_factory=list)
+    original: dict[str, Any] | None = None
+    quality: dict[str, float] | None = None
+    category: Category | None = None
+    restore: dict[str, Any] | None = None
+    variants: list[Variant] = field(default_factory=list)
+    errors: list[ErrorInfo] = field(default_factory=list)
+    # The blob the next stage of the route reads.
+    current: ObjectRef | None = None
+    correlation_id: str | None = None
+
+
+class Envelope(Struct, kw_only=True):
+    """What passes between stages: the submitted event, the route and the record so far."""
+
+    submitted: ImageSubmitted
+    route: list[str]
+    record: ImageRecord
+    attempt: int = 0
+
+
+class DeadLetter(Struct, frozen=True, kw_only=True):
+    """A message that failed for good, on `<prefix>.dlq`."""
+
+    image_id: str
+    stage: str
+    reason_class: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    attempts: int
+    at: Timestamp
+    original: str
+    original_encoding: Literal["utf-8", "base64"] = "utf-8"
+    quarantined: ObjectRef | None = None
+
+
+class ImageProcessed(Struct, frozen=True, kw_only=True):
+    """The completion event for upstream systems, on `<prefix>.done`."""
+
+    image_id: ImageId
+    status: RecordStatus
+    finished_at: Timestamp
+    variants: list[Variant] = field(default_factory=list)
+    category: Category | None = None
+    correlation_id: str | None = None
+
+
+CONTRACTS: dict[str, type[Struct]] = {
+    "image_submitted": ImageSubmitted,
+    "envelope": Envelope,
+    "image_record": ImageRecord,
+    "dead_letter": DeadLetter,
+    "image_processed": ImageProcessed,
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: Struct) -> bytes:
+    return _encoder.encode(event)
+
+
+def decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    return msgspec.json.Decoder(kind)

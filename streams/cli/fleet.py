@@ -1,0 +1,219 @@
+"""`pixelfleet init | worker | submit | status`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import msgspec
+from confluent_kafka import TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from schemas.events import Hints, ImageProcessed, ImageSubmitted, Request, decoder
+from streams import admin, clients, logs, registry
+from streams.runner.stage import StageSpec
+from streams.runner.supervisor import run_workers
+from streams.settings import Settings
+from streams.status import fleet_status, image_record, topic_end_offsets
+from streams.submit import Submitter
+from streams.topics import STAGES, Topics
+
+err = Console(stderr=True)
+
+
+@click.command()
+def init() -> None:
+    """Create topics, buckets and the work bucket's lifecycle rule (safe to re-run)."""
+    settings = Settings()
+    changes = admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
+    for change in changes:
+        click.echo(change)
+    click.echo("init: nothing to change" if not changes else f"init: {len(changes)} change(s)")
+
+
+@click.command()
+@click.option("--stage", "stages", multiple=True, help="A stage to run (repeatable), or `all`.")
+@click.option(
+    "--spec", "specs", multiple=True, help="A custom stage as module:attribute (repeatable)."
+)
+@click.option(
+    "--metrics-port", type=int, default=None, help="Port of /metrics /healthz /readyz (0: none)."
+)
+def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | None) -> None:
+    """Run stage workers in the foreground until SIGTERM/SIGINT."""
+    logs.configure()
+    settings = Settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(
+            update={"runner": settings.runner.model_copy(update={"metrics_port": metrics_port})}
+        )
+    try:
+        chosen: list[StageSpec] = []
+        for name in stages:
+            chosen.extend(registry.builtin(s) for s in (STAGES if name == "all" else (name,)))
+        chosen.extend(registry.load(ref) for ref in specs)
+    except (LookupError, ImportError) as exc:
+        err.print(f"error: {exc}")
+        sys.exit(1)
+    if not chosen:
+        err.print("error: name a stage with --stage NAME (or --spec module:attribute)")
+        sys.exit(1)
+    sys.exit(run_workers(settings, chosen))
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option(
+    "--image-id", default=None, help="The id of a single submitted file (default: its sha256)."
+)
+@click.option("--title", default=None, help="Title hint for categorization.")
+@click.option("--keyword", "keywords", multiple=True, help="Keyword hint (repeatable).")
+@click.option("--profile", default=None, help="Enhancement profile for these images.")
+@click.option(
+    "--restore", type=click.Choice(["auto", "denoise", "upscale", "none"]), default="auto"
+)
+@click.option("--wait", is_flag=True, help="Follow the images until each is done or rejected.")
+@click.option("--timeout", type=float, default=600, help="Seconds --wait waits at most.")
+def submit(
+    sources: tuple[str, ...],
+    image_id: str | None,
+    title: str | None,
+    keywords: tuple[str, ...],
+    profile: str | None,
+    restore: str,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Submit local files (uploaded to the incoming bucket) or s3://bucket/prefix objects."""
+    settings = Settings()
+    submitter = Submitter(settings)
+    request = Request(profile=profile, restore=restore)  # type: ignore[arg-type]
+    files, objects = _expand(sources, submitter)
+    if image_id and len(files) + len(objects) != 1:
+        err.print("error: --image-id names one image; several were given")
+        sys.exit(1)
+    if not files and not objects:
+        err.print("error: nothing to submit")
+        sys.exit(1)
+    start = _done_offsets(settings) if wait else {}
+    events: list[ImageSubmitted] = []
+    for path in files:
+        hints = Hints(title=title, keywords=list(keywords), file_name=path.name)
+        events.append(
+            submitter.upload_and_submit(path, image_id=image_id, hints=hints, request=request)
+        )
+    for bucket, key in objects:
+        events.append(submitter.submit_object(bucket, key, request=request))
+    submitter.flush()
+    err.print(f"submitted {len(events)} image(s) to {Topics(settings.topic_prefix).ingest}")
+    for event in events:
+        click.echo(event.image_id)
+    if wait:
+        sys.exit(_follow(settings, {e.image_id for e in events}, start, timeout))
+
+
+def _expand(
+    sources: tuple[str, ...], submitter: Submitter
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    files: list[Path] = []
+    objects: list[tuple[str, str]] = []
+    for source in sources:
+        if source.startswith("s3://"):
+            bucket, _, prefix = source[5:].partition("/")
+            objects.extend((bucket, key) for key in submitter.objects(bucket, prefix))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            files.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            err.print(f"error: {source} is neither a file, a folder nor s3://bucket/prefix")
+            sys.exit(1)
+    return files, objects
+
+
+def _done_offsets(settings: Settings) -> dict[int, int]:
+    consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.submit-wait")
+    try:
+        return {
+            p: high
+            for p, (_low, high) in topic_end_offsets(
+                consumer, Topics(settings.topic_prefix).done
+            ).items()
+        }
+    finally:
+        consumer.close()
+
+
+def _follow(settings: Settings, wanted: set[str], start: dict[int, int], timeout: float) -> int:
+    """Read the done topic from before the submission until every image has an outcome."""
+    topic = Topics(settings.topic_prefix).done
+    consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.submit-wait")
+    consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
+    outcomes: dict[str, str] = {}
+    decode = decoder(ImageProcessed)
+    deadline = time.monotonic() + timeout
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("processing", total=len(wanted))
+        while len(outcomes) < len(wanted) and time.monotonic() < deadline:
+            for msg in consumer.consume(200, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                try:
+                    event = decode.decode(msg.value() or b"")
+                except msgspec.DecodeError:
+                    continue
+                if event.image_id in wanted and event.image_id not in outcomes:
+                    outcomes[event.image_id] = event.status
+                    progress.update(task, completed=len(outcomes))
+    consumer.close()
+    counts = {s: list(outcomes.values()).count(s) for s in sorted(set(outcomes.values()))}
+    err.print(f"outcomes: {counts or 'none'}")
+    missing = wanted - outcomes.keys()
+    if missing:
+        err.print(
+            f"error: {len(missing)} image(s) had no outcome after {timeout:.0f} s; "
+            "see `pixelfleet status`"
+        )
+        return 1
+    return 0
+
+
+@click.command()
+@click.argument("image_id", required=False)
+def status(image_id: str | None) -> None:
+    """Per stage: lag and DLQ size; or one image's current record."""
+    settings = Settings()
+    if image_id:
+        record = image_record(settings, clients.admin(settings.kafka), image_id)
+        if record is None:
+            err.print(f"no record for {image_id}")
+            sys.exit(1)
+        click.echo(json.dumps(msgspec.to_builtins(record), indent=2))
+        return
+    lags, dlq, done = fleet_status(settings)
+    table = Table(title=f"pixelfleet ({settings.topic_prefix})")
+    for column in ("stage", "inbox", "group", "end offsets", "committed", "lag"):
+        table.add_column(
+            column, justify="right" if column in ("end offsets", "committed", "lag") else "left"
+        )
+    for lag in lags:
+        table.add_row(
+            lag.stage, lag.topic, lag.group, str(lag.end), str(lag.committed), str(lag.lag)
+        )
+    Console().print(table)
+    click.echo(f"completed: {done}   dead letters: {dlq}")

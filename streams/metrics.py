@@ -1,0 +1,65 @@
+"""Every metric pixelfleet exports. Names start with `pixelfleet_`; `stage` is the stage id."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "pixelfleet_messages_total",
+    "Messages a stage finished, by outcome: ok, skipped, rejected (bad input), "
+    "failed (a crash or a bug).",
+    ["stage", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "pixelfleet_dead_letters_total",
+    "Messages sent to the dead-letter topic, by reason class.",
+    ["stage", "reason"],
+)
+RETRIES = Counter(
+    "pixelfleet_batch_retries_total",
+    "Batches aborted and retried after a transient failure, by kind.",
+    ["stage", "kind"],
+)
+PROCESSING_SECONDS = Histogram(
+    "pixelfleet_processing_seconds",
+    "Time a stage function spent on one message.",
+    ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+BATCH_SIZE = Histogram(
+    "pixelfleet_batch_size",
+    "Messages per committed batch.",
+    ["stage"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+BATCH_SECONDS = Histogram(
+    "pixelfleet_batch_seconds",
+    "Wall time of one batch, from the first message in hand to the commit.",
+    ["stage"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80),
+)
+TRANSACTION_SECONDS = Histogram(
+    "pixelfleet_transaction_seconds",
+    "Time from begin_transaction to a successful commit.",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "pixelfleet_consumer_lag",
+    "End offset minus committed offset, per assigned partition of the stage's inbox.",
+    ["stage", "topic", "partition"],
+)
+IN_FLIGHT = Gauge("pixelfleet_in_flight", "Messages in the batch being processed.", ["stage"])
+BYTES = Counter(
+    "pixelfleet_bytes_total",
+    "Blob bytes read from and written to S3, by direction (in, out).",
+    ["stage", "direction"],
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "pixelfleet_assigned_partitions", "Partitions this worker holds.", ["stage"]
+)
+REBALANCES = Counter(
+    "pixelfleet_rebalances_total",
+    "Partition assignment changes seen by this worker, by kind (assign, revoke, lost).",
+    ["stage", "kind"],
+)

@@ -1,0 +1,148 @@
+"""One batch of consumed messages: decode, fetch, and turn outcomes into produced records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Message, TopicPartition
+
+from schemas.events import Envelope, ObjectRef, StageState
+from streams.runner import records
+from streams.runner.blobs import BlobStore
+from streams.runner.executor import Failure, Outcome, Timed, WorkItem
+from streams.runner.records import Origin, OutMessage
+from streams.runner.stage import BlobWrite, PermanentError, StageResult
+from streams.topics import Topics
+
+
+@dataclass
+class Slot:
+    """One consumed message on its way through a batch."""
+
+    origin: Origin
+    started_at: str
+    envelope: Envelope | None = None
+    item: WorkItem | None = None
+    outcome: Outcome | None = None
+    seconds: float = 0.0
+
+    @property
+    def partition_key(self) -> tuple[str, int]:
+        return (self.origin.topic, self.origin.partition)
+
+    @property
+    def failure(self) -> Failure | None:
+        return self.outcome if isinstance(self.outcome, Failure) else None
+
+
+def make_slots(batch: list[Message], inbox: str, topics: Topics) -> list[Slot]:
+    slots = []
+    for msg in batch:
+        origin = Origin(
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            msg.key(),
+            msg.value() or b"",
+        )
+        slot = Slot(origin=origin, started_at=records.now_iso())
+        try:
+            slot.envelope = records.decode_input(inbox, topics, origin.value)
+        except PermanentError as exc:
+            slot.outcome = Failure("permanent", exc.reason_class, exc.reason)
+        slots.append(slot)
+    return slots
+
+
+def attach_inputs(slots: list[Slot], store: BlobStore, reads_blob: bool) -> None:
+    """Give every decodable slot its work item, fetching its blob when the stage reads one."""
+    wanted = [s for s in slots if s.envelope is not None]
+    fetched = store.fetch_many([s.envelope for s in wanted if s.envelope]) if reads_blob else {}
+    for slot in wanted:
+        assert slot.envelope is not None
+        blob: bytes | None = None
+        if reads_blob:
+            got = fetched[id(slot.envelope)]
+            if isinstance(got, PermanentError):
+                slot.outcome = Failure("permanent", got.reason_class, got.reason)
+                continue
+            blob = got
+        ident = (slot.origin.topic, slot.origin.partition, slot.origin.offset)
+        slot.item = WorkItem(ident, slot.envelope, blob)
+
+
+def done_prefix(slots: list[Slot], timed: list[Timed]) -> list[Slot]:
+    """The slots whose outcome is known: everything before the first work item not run."""
+    done: list[Slot] = []
+    results = iter(timed)
+    for slot in slots:
+        if slot.item is not None:
+            result = next(results, None)
+            if result is None:
+                break
+            slot.outcome, slot.seconds = result.outcome, result.seconds
+        done.append(slot)
+    return done
+
+
+def offsets(done: list[Slot]) -> list[TopicPartition]:
+    """The next offset to consume, per partition: what the transaction commits."""
+    last: dict[tuple[str, int], int] = {}
+    for slot in done:
+        last[slot.partition_key] = max(last.get(slot.partition_key, -1), slot.origin.offset)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+
+
+def outputs(
+    done: list[Slot], topics: Topics, stage: str, store: BlobStore, crash_attempts: int
+) -> list[OutMessage]:
+    """Upload what the successes wrote, quarantine what failed, and build every record.
+
+    Blobs go to S3 before the records that reference them are produced.
+    """
+    writes: list[BlobWrite] = []
+    for slot in done:
+        if isinstance(slot.outcome, StageResult):
+            writes.extend(slot.outcome.blobs)
+    store.upload(writes)
+    rejected = [s for s in done if s.failure is not None and s.envelope is not None]
+    kept = store.quarantine_many([s.envelope for s in rejected if s.envelope])
+    quarantined: dict[int, ObjectRef | None] = {
+        id(s): ref for s, ref in zip(rejected, kept, strict=True)
+    }
+
+    out: list[OutMessage] = []
+    for slot in done:
+        if isinstance(slot.outcome, StageResult):
+            result = slot.outcome
+            state = StageState(
+                outcome=result.outcome,
+                started_at=slot.started_at,
+                seconds=round(slot.seconds, 6),
+                detail=result.detail,
+            )
+            out.extend(records.success(topics, stage, result.envelope, state))
+            continue
+        failure = slot.failure
+        assert failure is not None
+        state = StageState(
+            outcome="rejected" if failure.kind == "permanent" else "failed",
+            started_at=slot.started_at,
+            seconds=round(slot.seconds, 6),
+            attempts=crash_attempts if failure.kind == "crash" else 1,
+            detail=f"{failure.reason_class}: {failure.reason}",
+        )
+        out.extend(
+            records.failure(
+                topics,
+                stage,
+                slot.origin,
+                slot.envelope,
+                kind=failure.kind,
+                reason_class=failure.reason_class,
+                reason=failure.reason,
+                state=state,
+                quarantined=quarantined.get(id(slot)),
+            )
+        )
+    return out

@@ -1,0 +1,177 @@
+"""Turning stage outcomes into the records a stage produces, and raw messages into envelopes."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+
+from schemas.events import (
+    SCHEMA_VERSION,
+    DeadLetter,
+    Envelope,
+    ErrorInfo,
+    ImageProcessed,
+    ImageRecord,
+    ImageSubmitted,
+    ObjectRef,
+    StageState,
+    decoder,
+    encode,
+)
+from streams.runner.stage import PermanentError
+from streams.topics import FIRST_STAGE, Topics
+
+SCHEMA_HEADER = "pixelfleet-schema"
+CORRELATION_HEADER = "correlation-id"
+Headers = list[tuple[str, str | bytes | None]]
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+_submitted = decoder(ImageSubmitted)
+_envelope = decoder(Envelope)
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a consumed message came from, for dead letters and logs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decode_input(inbox: str, topics: Topics, value: bytes) -> Envelope:
+    """The ingest topic carries submissions; every other inbox carries envelopes."""
+    try:
+        if inbox == topics.ingest:
+            submitted = _submitted.decode(value)
+            record = ImageRecord(
+                image_id=submitted.image_id,
+                status="processing",
+                updated_at=now_iso(),
+                route=[FIRST_STAGE],
+                current=submitted.source.object,
+                correlation_id=submitted.correlation_id,
+            )
+            return Envelope(submitted=submitted, route=[FIRST_STAGE], record=record)
+        return _envelope.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PermanentError("undecodable", f"not a valid event for {inbox}: {exc}") from exc
+
+
+def _headers(kind: str, correlation_id: str | None) -> Headers:
+    headers: Headers = [(SCHEMA_HEADER, f"{kind}/{SCHEMA_VERSION}".encode())]
+    if correlation_id:
+        headers.append((CORRELATION_HEADER, correlation_id.encode()))
+    return headers
+
+
+def _finish_record(record: ImageRecord, stage: str, state: StageState) -> None:
+    record.stages[stage] = state
+    record.updated_at = now_iso()
+
+
+def success(topics: Topics, stage: str, envelope: Envelope, state: StageState) -> list[OutMessage]:
+    """The next event (or the completion event) and the full metadata record."""
+    record = envelope.record
+    record.route = list(envelope.route)
+    _finish_record(record, stage, state)
+    next_topic = topics.after(stage, envelope.route)
+    key = record.image_id.encode()
+    cid = envelope.submitted.correlation_id
+    if next_topic == topics.done:
+        record.status = "done"
+        done = ImageProcessed(
+            image_id=record.image_id,
+            status="done",
+            finished_at=record.updated_at,
+            variants=record.variants,
+            category=record.category,
+            correlation_id=cid,
+        )
+        onward = OutMessage(topics.done, key, encode(done), _headers("image_processed", cid))
+    else:
+        record.status = "processing"
+        onward = OutMessage(next_topic, key, encode(envelope), _headers("envelope", cid))
+    meta = OutMessage(topics.metadata, key, encode(record), _headers("image_record", cid))
+    return [onward, meta]
+
+
+def failure(
+    topics: Topics,
+    stage: str,
+    origin: Origin,
+    envelope: Envelope | None,
+    *,
+    kind: str,
+    reason_class: str,
+    reason: str,
+    state: StageState,
+    quarantined: ObjectRef | None,
+) -> list[OutMessage]:
+    """The dead letter, plus the rejected record and completion event when the image is known."""
+    image_id = envelope.record.image_id if envelope else _image_id_from_key(origin.key)
+    try:
+        original, encoding = origin.value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        original, encoding = base64.b64encode(origin.value).decode(), "base64"
+    at = now_iso()
+    letter = DeadLetter(
+        image_id=image_id or "",
+        stage=stage,
+        reason_class=reason_class,
+        reason=reason,
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        attempts=state.attempts,
+        at=at,
+        original=original,
+        original_encoding=encoding,  # type: ignore[arg-type]
+        quarantined=quarantined,
+    )
+    key = (image_id or "").encode() or (origin.key or b"")
+    cid = envelope.submitted.correlation_id if envelope else None
+    out = [OutMessage(topics.dlq, key, encode(letter), _headers("dead_letter", cid))]
+    if envelope is None:
+        # Not even the event could be read: no record to update beyond the dead letter.
+        return out
+    record = envelope.record
+    record.route = list(envelope.route)
+    # A bad input is rejected; a crash or a bug is a failure of ours.
+    record.status = "rejected" if kind == "permanent" else "failed"
+    record.errors.append(ErrorInfo(stage=stage, reason_class=reason_class, reason=reason, at=at))
+    _finish_record(record, stage, state)
+    done = ImageProcessed(
+        image_id=record.image_id, status=record.status, finished_at=at, correlation_id=cid
+    )
+    out.append(OutMessage(topics.metadata, key, encode(record), _headers("image_record", cid)))
+    out.append(OutMessage(topics.done, key, encode(done), _headers("image_processed", cid)))
+    return out
+
+
+def _image_id_from_key(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        return None
+    return text if _IMAGE_ID.match(text) else None

@@ -1,0 +1,71 @@
+"""What a stage is, to the runner: a function from an envelope (and its blob) to a result.
+
+A stage function is pure: it neither reads nor writes Kafka or S3. The runner fetches the
+blob the envelope points at, calls the function (in a process pool when it is CPU-bound),
+uploads the blobs it returns, and produces the envelope it returns, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from schemas.events import Envelope
+from streams.settings import BucketSettings
+
+
+class PermanentError(Exception):
+    """This input can never succeed: it is dead-lettered and the image is rejected."""
+
+    def __init__(self, reason_class: str, reason: str) -> None:
+        super().__init__(f"{reason_class}: {reason}")
+        self.reason_class = reason_class
+        self.reason = reason
+
+
+class TransientError(Exception):
+    """Something outside the input failed (S3, the broker): the batch is retried later."""
+
+
+@dataclass(frozen=True)
+class BlobWrite:
+    """An object the runner must upload before the event that references it is produced."""
+
+    bucket: str
+    key: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage function may know besides its input: names and parameters, never clients."""
+
+    stage: str
+    buckets: BucketSettings
+    params: Any = None
+
+
+@dataclass
+class StageResult:
+    envelope: Envelope
+    blobs: list[BlobWrite] = field(default_factory=list)
+    outcome: Literal["ok", "skipped"] = "ok"  # recorded in the image's per-stage state
+    detail: str | None = None
+
+
+StageFn = Callable[[Envelope, bytes | None, StageContext], StageResult]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage as the runner runs it. `name` is its stable id: topic, group and metric label."""
+
+    name: str
+    fn: StageFn
+    # Whether the runner fetches `record.current` (or the submitted object) before the call.
+    reads_blob: bool = True
+    # CPU-bound functions run in the process pool, where a crash is isolated.
+    cpu_bound: bool = False
+    params: Any = None

@@ -1,0 +1,442 @@
+"""One stage worker: consume a batch, process it, upload, and move it on in one transaction.
+
+Lifecycle: `run()` until `stop()` (or SIGTERM via the CLI). Each batch is
+  poll -> decode and fetch blobs -> run the stage -> upload blobs ->
+  begin transaction -> produce next events, metadata records, dead letters ->
+  send the consumed offsets -> commit.
+A transient failure aborts the batch and keeps its messages in hand to retry after a
+backoff; nothing is committed that was not produced, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams import clients
+from streams.metrics import (
+    ASSIGNED_PARTITIONS,
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    IN_FLIGHT,
+    MESSAGES,
+    PROCESSING_SECONDS,
+    REBALANCES,
+    RETRIES,
+)
+from streams.runner.batch import Slot, attach_inputs, done_prefix, make_slots, offsets, outputs
+from streams.runner.blobs import BlobStore
+from streams.runner.executor import Executor, default_processes
+from streams.runner.stage import StageContext, StageResult, StageSpec, TransientError
+from streams.runner.transactions import FatalKafkaError, TransactionalOutput
+from streams.settings import Settings
+from streams.topics import Topics
+
+log = logging.getLogger("pixelfleet.runner")
+
+
+class StageHaltedError(RuntimeError):
+    """Too many permanent failures in a row: stop instead of draining the inbox into the DLQ."""
+
+
+@dataclass
+class WorkerStats:
+    """What tests and the bench read back; the same figures go to Prometheus."""
+
+    batches: int = 0
+    committed: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    assigned: int = 0
+    revoked: int = 0
+    lost: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class StageWorker:
+    def __init__(
+        self, settings: Settings, spec: StageSpec, *, on_event: Callable[[str], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.stage = spec.name
+        self.topics = Topics(settings.topic_prefix)
+        self.inbox = self.topics.inbox(self.stage)
+        self.group = self.topics.group(self.stage)
+        runner = settings.runner
+        self.budget_s = min(runner.batch_budget_s, runner.max_poll_interval_ms / 1000 * 0.5)
+        self.batch_size = min(runner.batch_max, 50)
+        self.stats = WorkerStats()
+        self._on_event = on_event or (lambda _e: None)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._heartbeat = time.monotonic()
+        self._carry: list[Message] = []
+        self._revoked: set[tuple[str, int]] = set()
+        self._committed: dict[tuple[str, int], int] = {}
+        self._streak = 0
+        self._retries_in_a_row = 0
+        self._last_marker_commit = 0.0
+        self._per_message_s = 0.0
+        ctx = StageContext(stage=self.stage, buckets=settings.buckets, params=spec.params)
+        self.executor = Executor(
+            spec.fn,
+            ctx,
+            processes=default_processes(runner.pool_workers) if spec.cpu_bound else 0,
+            crash_attempts=runner.crash_attempts,
+            message_timeout_s=runner.message_timeout_s,
+        )
+        self.blobs = BlobStore(
+            clients.s3(settings.s3), settings.buckets, self.stage, runner.io_threads
+        )
+        self.consumer: Consumer = clients.consumer(
+            settings.kafka,
+            self.group,
+            **{
+                "partition.assignment.strategy": "cooperative-sticky",
+                "max.poll.interval.ms": runner.max_poll_interval_ms,
+                "session.timeout.ms": runner.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, runner.session_timeout_ms // 5),
+                "enable.auto.offset.store": False,
+                "client.id": f"{self.group}.{runner.replica_id}",
+            },
+        )
+        producer: Producer = clients.transactional_producer(
+            settings.kafka,
+            f"{self.group}.{runner.replica_id}",
+            **{
+                "transaction.timeout.ms": runner.transaction_timeout_ms,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 200_000,
+            },
+        )
+        self.output = TransactionalOutput(producer, self.stage)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def live(self) -> tuple[bool, str]:
+        quiet = time.monotonic() - self._heartbeat
+        limit = self.budget_s * 3 + 60
+        return quiet < limit, f"{self.stage}: last loop {quiet:.0f} s ago (limit {limit:.0f} s)"
+
+    def ready(self) -> tuple[bool, str]:
+        return (
+            self._ready.is_set(),
+            f"{self.stage}: {'ready' if self._ready.is_set() else 'starting'}",
+        )
+
+    def run(self) -> None:
+        self.output.init()
+        self.consumer.subscribe(
+            [self.inbox],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._ready.set()
+        log.info(
+            "worker started", extra={"stage": self.stage, "topic": self.inbox, "group": self.group}
+        )
+        try:
+            while not self._stop.is_set():
+                self._heartbeat = time.monotonic()
+                batch = self._next_batch()
+                if batch:
+                    self._run_batch(batch)
+                else:
+                    self._commit_past_markers()
+                    self._update_lag()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        # Leaving the group hands our partitions over at once instead of after a session timeout.
+        self._ready.clear()
+        try:
+            self.consumer.close()
+        finally:
+            self.executor.close()
+            self.blobs.close()
+            self.output.close()
+        log.info("worker stopped", extra={"stage": self.stage, "committed": self.stats.committed})
+
+    # -- rebalance callbacks (run inside poll/consume) ------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.assigned += 1
+        REBALANCES.labels(self.stage, "assign").inc()
+        for tp in partitions:
+            self._revoked.discard((tp.topic, tp.partition))
+        ASSIGNED_PARTITIONS.labels(self.stage).inc(len(partitions))
+        self._on_event(f"assign {[tp.partition for tp in partitions]}")
+        log.info(
+            "partitions assigned",
+            extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
+        )
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.revoked += 1
+        self._drop(partitions, "revoke")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.lost += 1
+        self._drop(partitions, "lost")
+
+    def _drop(self, partitions: list[TopicPartition], kind: str) -> None:
+        # Messages of these partitions in hand are not ours to commit any more: the next
+        # owner starts from the committed offset, so dropping them loses nothing.
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._revoked |= gone
+        self._carry = [m for m in self._carry if (m.topic(), m.partition()) not in gone]
+        for topic, partition in gone:
+            self._committed.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.stage, topic, str(partition))
+        REBALANCES.labels(self.stage, kind).inc()
+        ASSIGNED_PARTITIONS.labels(self.stage).dec(len(partitions))
+        self._on_event(f"{kind} {[tp.partition for tp in partitions]}")
+        log.info(
+            f"partitions {kind}",
+            extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
+        )
+
+    # -- batches ---------------------------------------------------------------
+
+    def _next_batch(self) -> list[Message]:
+        batch, self._carry = self._carry[: self.batch_size], self._carry[self.batch_size :]
+        want = self.batch_size - len(batch)
+        if want > 0 and not self._stop.is_set():
+            for msg in self.consumer.consume(num_messages=want, timeout=0.2 if batch else 0.5):
+                error = msg.error()
+                if error is None:
+                    batch.append(msg)
+                else:
+                    self._consumer_error(error)
+        return batch
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise FatalKafkaError(f"consumer: {error}")
+        log.warning("consumer error", extra={"stage": self.stage, "error": str(error)})
+
+    def _keepalive(self) -> None:
+        """Called while a batch is processed: serves heartbeats and rebalance callbacks.
+
+        Every assigned partition is paused, so this returns no messages; one that still
+        arrives (a partition assigned mid-batch) is kept for the next batch.
+        """
+        self._heartbeat = time.monotonic()
+        msg = self.consumer.poll(0)
+        if msg is not None:
+            error = msg.error()
+            if error is None:
+                self._carry.append(msg)
+            else:
+                self._consumer_error(error)
+
+    def _run_batch(self, batch: list[Message]) -> None:
+        started = time.monotonic()
+        paused = self.consumer.assignment()
+        self.consumer.pause(paused)
+        IN_FLIGHT.labels(self.stage).set(len(batch))
+        try:
+            done = self._process(batch, started)
+        except TransientError as exc:
+            self._retry_later(batch, "transient", exc)
+            return
+        except KafkaException as exc:
+            self._retry_later(batch, "kafka", exc)
+            return
+        finally:
+            IN_FLIGHT.labels(self.stage).set(0)
+            self._resume(paused)
+        elapsed = time.monotonic() - started
+        self._adapt(len(done), elapsed)
+        BATCH_SECONDS.labels(self.stage).observe(elapsed)
+        BATCH_SIZE.labels(self.stage).observe(len(done))
+        self.stats.batches += 1
+        self.stats.batch_sizes.append(len(done))
+        self._update_lag()
+
+    def _resume(self, paused: list[TopicPartition]) -> None:
+        still = set(self.consumer.assignment())
+        keep = [tp for tp in paused if tp in still]
+        if keep:
+            self.consumer.resume(keep)
+
+    def _retry_later(self, batch: list[Message], kind: str, exc: Exception) -> None:
+        """Keep the whole batch in hand and try again after a backoff; the group stays joined."""
+        self.stats.retries += 1
+        self._retries_in_a_row += 1
+        RETRIES.labels(self.stage, kind).inc()
+        self._carry = [
+            m for m in batch if (m.topic(), m.partition()) not in self._revoked
+        ] + self._carry
+        delay = min(
+            self.settings.runner.backoff_max_s,
+            self.settings.runner.backoff_initial_s * 2 ** min(self._retries_in_a_row, 10),
+        )
+        log.warning(
+            "batch aborted, will retry",
+            extra={
+                "stage": self.stage,
+                "kind": kind,
+                "error": str(exc),
+                "retry_in_s": round(delay, 2),
+            },
+        )
+        self._sleep_alive(delay)
+
+    def _sleep_alive(self, seconds: float) -> None:
+        paused = self.consumer.assignment()
+        self.consumer.pause(paused)
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not self._stop.is_set():
+                self._keepalive()
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        finally:
+            self._resume(paused)
+
+    def _adapt(self, processed: int, elapsed: float) -> None:
+        # Size the next batch so that it takes about half the budget at the measured rate.
+        if processed == 0:
+            return
+        per_message = elapsed / processed
+        self._per_message_s = (
+            per_message
+            if not self._per_message_s
+            else 0.7 * self._per_message_s + 0.3 * per_message
+        )
+        target = int(self.budget_s * 0.5 / max(self._per_message_s, 1e-6))
+        self.batch_size = max(1, min(self.settings.runner.batch_max, target))
+
+    # -- one batch ---------------------------------------------------------------
+
+    def _process(self, batch: list[Message], started: float) -> list[Slot]:
+        slots = make_slots(batch, self.inbox, self.topics)
+        attach_inputs(slots, self.blobs, self.spec.reads_blob)
+        items = [s.item for s in slots if s.item is not None]
+        timed = self.executor.run(items, started + self.budget_s * 0.6, self._keepalive)
+        done = [s for s in done_prefix(slots, timed) if s.partition_key not in self._revoked]
+        self._check_streak(done)
+        messages = outputs(
+            done, self.topics, self.stage, self.blobs, self.settings.runner.crash_attempts
+        )
+        commit = offsets(done)
+        self._keepalive()
+        if commit:
+            self.output.commit(messages, commit, self.consumer.consumer_group_metadata())
+        # Work cut off by the deadline goes first into the next batch.
+        cut = len(done_prefix(slots, timed))
+        self._carry = [
+            m for m in batch[cut:] + self._carry if (m.topic(), m.partition()) not in self._revoked
+        ]
+        self._retries_in_a_row = 0
+        self._account(done, commit)
+        return done
+
+    def _check_streak(self, done: list[Slot]) -> None:
+        limit = self.settings.runner.halt_after_failures
+        for slot in done:
+            failure = slot.failure
+            self._streak = self._streak + 1 if failure else 0
+            if failure and self._streak >= limit:
+                raise StageHaltedError(
+                    f"stage {self.stage} halted: {self._streak} messages in a row failed for good "
+                    f"(last: {failure.reason_class}: {failure.reason}). Nothing of this batch was "
+                    "committed. Fix the cause (a bad deploy, a broken dependency, a poisoned "
+                    "upstream) and restart the worker; raise PIXELFLEET_RUNNER_HALT_AFTER_FAILURES "
+                    "if such runs are expected."
+                )
+
+    def _account(self, done: list[Slot], commit: list[TopicPartition]) -> None:
+        for tp in commit:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+        self.stats.committed += len(done)
+        for slot in done:
+            PROCESSING_SECONDS.labels(self.stage).observe(slot.seconds)
+            failure = slot.failure
+            if failure is None:
+                outcome = slot.outcome.outcome if isinstance(slot.outcome, StageResult) else "ok"
+                MESSAGES.labels(self.stage, outcome).inc()
+                continue
+            MESSAGES.labels(
+                self.stage, "rejected" if failure.kind == "permanent" else "failed"
+            ).inc()
+            DEAD_LETTERS.labels(self.stage, failure.reason_class).inc()
+            self.stats.dead_lettered += 1
+            log.warning(
+                "dead-lettered",
+                extra={
+                    "stage": self.stage,
+                    "image_id": slot.envelope.record.image_id if slot.envelope else None,
+                    "partition": slot.origin.partition,
+                    "offset": slot.origin.offset,
+                    "reason_class": failure.reason_class,
+                    "reason": failure.reason,
+                },
+            )
+
+    def _commit_past_markers(self) -> None:
+        """When idle, commit positions that only moved past transaction markers.
+
+        A transaction's commit marker takes an offset after the last record. Committing
+        `last record + 1` leaves the group one offset behind the end forever, which is lag to
+        KEDA (no scale to zero). With no message in hand, every offset below the consumer's
+        position was either committed by us or is a marker, so committing the position is safe.
+        """
+        now = time.monotonic()
+        if self._carry or now - self._last_marker_commit < 2.0:
+            return
+        self._last_marker_commit = now
+        assignment = self.consumer.assignment()
+        unknown = [tp for tp in assignment if (tp.topic, tp.partition) not in self._committed]
+        if unknown:
+            for tp in self.consumer.committed(unknown, timeout=10):
+                if tp.offset >= 0:
+                    self._committed[(tp.topic, tp.partition)] = tp.offset
+        ahead = [
+            TopicPartition(tp.topic, tp.partition, tp.offset)
+            for tp in self.consumer.position(assignment)
+            if tp.offset >= 0
+            and tp.offset > self._committed.get((tp.topic, tp.partition), tp.offset)
+        ]
+        if ahead:
+            self.output.commit([], ahead, self.consumer.consumer_group_metadata())
+            for tp in ahead:
+                self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    # -- lag ---------------------------------------------------------------------
+
+    def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            committed = self._committed.get((tp.topic, tp.partition))
+            if committed is None:
+                continue
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high is not None and high >= 0:
+                CONSUMER_LAG.labels(self.stage, tp.topic, str(tp.partition)).set(
+                    max(0, high - committed)
+                )

@@ -1,0 +1,101 @@
+"""What `pixelfleet status` reports: lag per stage (the same sum KEDA computes), DLQ size,
+and one image's current record from the compacted metadata topic."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from schemas.events import ImageRecord, decoder
+from streams import clients
+from streams.partitioner import partition_for
+from streams.settings import Settings
+from streams.topics import STAGES, Topics
+
+
+@dataclass(frozen=True)
+class StageLag:
+    stage: str
+    topic: str
+    group: str
+    end: int  # sum of end offsets
+    committed: int  # sum of committed offsets (0 where none)
+    lag: int
+
+
+def topic_end_offsets(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return {}
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        for p in meta.partitions
+    }
+
+
+def group_lag(settings: Settings, stage: str, topic: str, group: str) -> StageLag:
+    """End offset minus committed offset, summed over partitions.
+
+    A partition without a committed offset counts from its first offset, as KEDA does with
+    offsetResetPolicy=earliest.
+    """
+    consumer = clients.consumer(settings.kafka, group)
+    try:
+        ends = topic_end_offsets(consumer, topic)
+        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+    finally:
+        consumer.close()
+    end_sum = committed_sum = lag = 0
+    for tp in committed:
+        low, high = ends[tp.partition]
+        at = tp.offset if tp.offset >= 0 else low
+        end_sum += high
+        committed_sum += max(tp.offset, 0)
+        lag += max(0, high - at)
+    return StageLag(stage, topic, group, end_sum, committed_sum, lag)
+
+
+def fleet_status(settings: Settings) -> tuple[list[StageLag], int, int]:
+    """Lag of every stage, the number of dead letters, and of completions."""
+    topics = Topics(settings.topic_prefix)
+    lags = [group_lag(settings, s, topics.inbox(s), topics.group(s)) for s in STAGES]
+    probe = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
+    try:
+        dlq = sum(h - lo for lo, h in topic_end_offsets(probe, topics.dlq).values())
+        done = sum(h - lo for lo, h in topic_end_offsets(probe, topics.done).values())
+    finally:
+        probe.close()
+    return lags, dlq, done
+
+
+def image_record(
+    settings: Settings, admin: AdminClient, image_id: str, timeout_s: float = 30
+) -> ImageRecord | None:
+    """The latest record of one image: read its one partition of the metadata topic."""
+    topic = Topics(settings.topic_prefix).metadata
+    meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise KafkaException(f"topic {topic} does not exist; run `pixelfleet init`")
+    partition = partition_for(image_id.encode(), len(meta.partitions))
+    consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high <= low:
+            return None
+        consumer.assign([TopicPartition(topic, partition, low)])
+        latest: bytes | None = None
+        position = low
+        deadline = time.monotonic() + timeout_s
+        while position < high - 1 and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=1.0):
+                if msg.error() is not None:
+                    continue
+                position = msg.offset() or position
+                if msg.key() == image_id.encode():
+                    latest = msg.value()
+    finally:
+        consumer.close()
+    return decoder(ImageRecord).decode(latest) if latest else None

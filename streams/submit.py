@@ -1,0 +1,119 @@
+"""The producer API for upstream services, and what `pixelfleet submit` is built on."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import mimetypes
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from confluent_kafka import KafkaError, Message, Producer
+from minio import Minio
+
+from schemas.events import Hints, ImageSubmitted, ObjectRef, Request, Source, encode
+from streams import clients
+from streams.runner.records import CORRELATION_HEADER, SCHEMA_HEADER, now_iso
+from streams.settings import Settings
+from streams.topics import Topics
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def content_image_id(data: bytes) -> str:
+    """The default id of an uploaded file: its content hash, so a re-upload is the same image."""
+    return "sha256-" + hashlib.sha256(data).hexdigest()[:40]
+
+
+def safe_image_id(text: str) -> str:
+    cleaned = _UNSAFE.sub("-", text).strip("-.")[:128]
+    if not cleaned:
+        raise ValueError(f"cannot make an image id from {text!r}")
+    return cleaned
+
+
+class Submitter:
+    """Publishes ImageSubmitted events; uploads local files to the incoming bucket first."""
+
+    def __init__(
+        self, settings: Settings, producer: Producer | None = None, s3: Minio | None = None
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.producer = producer or clients.producer(settings.kafka, **{"linger.ms": 5})
+        self.s3 = s3 or clients.s3(settings.s3)
+        self.errors: list[str] = []
+
+    def submit(self, event: ImageSubmitted) -> None:
+        headers = [(SCHEMA_HEADER, b"image_submitted/1")]
+        if event.correlation_id:
+            headers.append((CORRELATION_HEADER, event.correlation_id.encode()))
+        while True:
+            try:
+                self.producer.produce(
+                    self.topics.ingest,
+                    key=event.image_id.encode(),
+                    value=encode(event),
+                    headers=headers,  # type: ignore[arg-type]
+                    on_delivery=self._delivered,
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.key()!r}: {err}")
+
+    def upload_and_submit(
+        self,
+        path: Path,
+        *,
+        image_id: str | None = None,
+        hints: Hints | None = None,
+        request: Request | None = None,
+        correlation_id: str | None = None,
+    ) -> ImageSubmitted:
+        data = path.read_bytes()
+        image_id = image_id or content_image_id(data)
+        key = f"{image_id}/{safe_image_id(path.name)}"
+        bucket = self.settings.buckets.incoming
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        self.s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        sha = hashlib.sha256(data).hexdigest()
+        event = ImageSubmitted(
+            image_id=image_id,
+            source=Source(object=ObjectRef(bucket=bucket, key=key, size=len(data), sha256=sha)),
+            submitted_at=now_iso(),
+            hints=hints or Hints(file_name=path.name),
+            request=request or Request(),
+            correlation_id=correlation_id,
+        )
+        self.submit(event)
+        return event
+
+    def submit_object(self, bucket: str, key: str, **kwargs: object) -> ImageSubmitted:
+        name = key.rsplit("/", 1)[-1]
+        event = ImageSubmitted(
+            image_id=safe_image_id(key),
+            source=Source(object=ObjectRef(bucket=bucket, key=key)),
+            submitted_at=now_iso(),
+            hints=Hints(file_name=name),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.submit(event)
+        return event
+
+    def objects(self, bucket: str, prefix: str) -> Iterator[str]:
+        for obj in self.s3.list_objects(bucket, prefix=prefix, recursive=True):
+            if obj.object_name and not obj.is_dir:
+                yield obj.object_name
+
+    def flush(self, timeout_s: float = 60) -> None:
+        left = self.producer.flush(timeout_s)
+        if left:
+            raise RuntimeError(f"{left} events were not acknowledged by Kafka in {timeout_s:.0f} s")
+        if self.errors:
+            raise RuntimeError(f"{len(self.errors)} events failed: {self.errors[:3]}")

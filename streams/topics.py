@@ -1,0 +1,70 @@
+"""Topic and consumer-group names, and the settings every topic is created with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAGES: tuple[str, ...] = ("validate", "categorize", "enhance", "restore", "compress")
+FIRST_STAGE = "validate"
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    @property
+    def ingest(self) -> str:
+        return f"{self.prefix}.ingest"
+
+    @property
+    def done(self) -> str:
+        return f"{self.prefix}.done"
+
+    @property
+    def metadata(self) -> str:
+        return f"{self.prefix}.metadata"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    def inbox(self, stage: str) -> str:
+        """The topic a stage consumes: validate reads what upstream publishes."""
+        return self.ingest if stage == FIRST_STAGE else f"{self.prefix}.{stage}"
+
+    def group(self, stage: str) -> str:
+        return f"{self.prefix}.{stage}"
+
+    def after(self, stage: str, route: list[str]) -> str:
+        """Where a stage sends an image next: the next stage of its route, or done."""
+        if stage in route:
+            index = route.index(stage)
+            if index + 1 < len(route):
+                return self.inbox(route[index + 1])
+        return self.done
+
+    def specs(
+        self, stages: tuple[str, ...], partitions: int, retention_days: int
+    ) -> list[TopicSpec]:
+        retention = {"retention.ms": str(retention_days * DAY_MS)}
+        inboxes = [TopicSpec(self.inbox(s), partitions, retention) for s in stages]
+        return [
+            *inboxes,
+            TopicSpec(self.done, partitions, retention),
+            TopicSpec(self.dlq, partitions, {"retention.ms": str(30 * DAY_MS)}),
+            # One record per image forever: compaction keeps the latest by key.
+            TopicSpec(
+                self.metadata,
+                partitions,
+                {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            ),
+        ]

@@ -1,0 +1,184 @@
+"""Helpers for runner tests: a fleet on unique topics and buckets, workers, and readers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import TopicPartition
+
+from schemas.events import ImageSubmitted, ObjectRef, Source
+from streams import admin, clients
+from streams.runner.records import now_iso
+from streams.runner.stage import StageSpec
+from streams.runner.worker import StageWorker
+from streams.settings import Settings
+from streams.submit import Submitter
+from streams.topics import Topics
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def fleet_settings(base: Settings, prefix: str, **runner: object) -> Settings:
+    buckets = base.buckets.model_copy(
+        update={
+            "incoming": f"{prefix}-in",
+            "work": f"{prefix}-work",
+            "images": f"{prefix}-img",
+            "quarantine": f"{prefix}-q",
+        }
+    )
+    runner_settings = base.runner.model_copy(
+        update={"metrics_port": 0, "batch_budget_s": 5.0, "backoff_max_s": 2.0, **runner}
+    )
+    topics = base.topics.model_copy(update={"partitions": 4})
+    return base.model_copy(
+        update={
+            "topic_prefix": prefix,
+            "buckets": buckets,
+            "runner": runner_settings,
+            "topics": topics,
+        }
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes `pixelfleet worker` see exactly these settings."""
+    env = {
+        "PIXELFLEET_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "PIXELFLEET_S3_ENDPOINT": settings.s3.endpoint,
+        "PIXELFLEET_S3_ACCESS_KEY": settings.s3.access_key,
+        "PIXELFLEET_S3_SECRET_KEY": settings.s3.secret_key.get_secret_value(),
+        "PIXELFLEET_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    for group in ("buckets", "runner"):
+        for name, value in getattr(settings, group).model_dump().items():
+            env[f"PIXELFLEET_{group.upper()}_{name.upper()}"] = str(value)
+    return env
+
+
+def init_fleet(settings: Settings) -> None:
+    admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
+
+
+def submit_ids(settings: Settings, image_ids: Iterable[str]) -> list[str]:
+    """Publish one event per id, pointing at an object of the incoming bucket."""
+    submitter = Submitter(settings)
+    ids = list(image_ids)
+    for image_id in ids:
+        ref = ObjectRef(bucket=settings.buckets.incoming, key=f"{image_id}/original.bin")
+        submitter.submit(
+            ImageSubmitted(image_id=image_id, source=Source(object=ref), submitted_at=now_iso())
+        )
+    submitter.flush()
+    return ids
+
+
+@dataclass
+class ThreadWorker:
+    """A stage worker on a thread of the test process: fast to start, easy to inspect."""
+
+    worker: StageWorker
+    thread: threading.Thread = field(init=False)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self, timeout: float = 60) -> None:
+        self.worker.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+
+def start_thread(settings: Settings, spec: StageSpec, replica: str = "r0") -> ThreadWorker:
+    runner = settings.runner.model_copy(update={"replica_id": replica})
+    return ThreadWorker(StageWorker(settings.model_copy(update={"runner": runner}), spec))
+
+
+def start_process(
+    settings: Settings, spec_ref: str, replica: str, log: Path
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings_env(settings), "PIXELFLEET_RUNNER_REPLICA_ID": replica}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--spec", spec_ref],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout)
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    value: bytes
+    partition: int
+    offset: int
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[Record]:
+    """Every committed record of a topic, read until the end offsets seen at the start."""
+    consumer = clients.consumer(settings.kafka, f"reader-{time.monotonic_ns()}")
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        for p in meta.partitions
+    }
+    consumer.assign([TopicPartition(topic, p, lo) for p, (lo, _hi) in ends.items()])
+    out: list[Record] = []
+    positions = {p: lo for p, (lo, _hi) in ends.items()}
+    deadline = time.monotonic() + timeout
+    # Transaction markers take offsets, so "done" means our position reached each end.
+    while time.monotonic() < deadline and any(positions[p] < hi for p, (_lo, hi) in ends.items()):
+        for msg in consumer.consume(1000, timeout=0.5):
+            if msg.error() is None:
+                out.append(
+                    Record(
+                        (msg.key() or b"").decode(),
+                        msg.value() or b"",
+                        msg.partition() or 0,
+                        msg.offset() or 0,
+                    )
+                )
+        for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+            if tp.offset >= 0:
+                positions[tp.partition] = tp.offset
+    consumer.close()
+    return out
+
+
+def wait_for(settings: Settings, topic: str, count: int, timeout: float = 120) -> list[Record]:
+    deadline = time.monotonic() + timeout
+    records: list[Record] = []
+    while time.monotonic() < deadline:
+        records = read_topic(settings, topic)
+        if len({r.key for r in records}) >= count:
+            return records
+        time.sleep(0.5)
+    return records
+
+
+def topics(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix)
