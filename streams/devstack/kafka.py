@@ -101,8 +101,15 @@ def check_java() -> None:
 
 
 def new_cluster_id() -> str:
-    # Kafka's own format: a random UUID, URL-safe base64 without padding (22 chars).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's own format: a random UUID, URL-safe base64 without padding (22 chars).
+
+    Like Kafka's Uuid.randomUuid, never one starting with '-': the storage tool would
+    read it as an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def write_config(data_dir: Path, port: int, controller_port: int) -> Path:

@@ -174,6 +174,16 @@ class DevStack:
             self._save(state)
             return stopped
 
+    def stop_server(self, name: str) -> bool:
+        """Stop one server (chaos tests and operators); `up` starts it again."""
+        with self._locked():
+            state = self._load()
+            server = state.kafka if name == "kafka" else state.minio
+            stopped = bool(server.pid) and stop(server.pid, self._marker(name))
+            server.pid = 0
+            self._save(state)
+            return stopped
+
     def status(self) -> list[ServerStatus]:
         state = self._load()
         return [

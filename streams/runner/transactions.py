@@ -1,11 +1,20 @@
-"""The transactional producer of a stage: outputs and consumed offsets commit together."""
+"""The transactional producer of a stage: outputs and consumed offsets commit together.
+
+librdkafka's transactional calls can block past their timeout when the group coordinator
+goes away (librdkafka issues #5456 and #5511: send_offsets_to_transaction on a broker
+restart). Each blocking call therefore runs on a helper thread with our own deadline; a
+call that overruns marks the producer as wedged, and a new producer with the same
+transactional.id takes its place: its init_transactions fences the old one and aborts the
+open transaction, so the batch is simply retried.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -14,7 +23,32 @@ from streams.runner.records import OutMessage
 from streams.runner.stage import TransientError
 
 log = logging.getLogger("pixelfleet.runner")
-TIMEOUT_S = 30.0
+TIMEOUT_S = 20.0
+T = TypeVar("T")
+
+
+class WedgedError(RuntimeError):
+    """A librdkafka call did not return within its deadline."""
+
+
+def _bounded(call: Callable[[], T], deadline_s: float) -> T:
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="kafka-txn-call")
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        raise WedgedError(f"a transactional call did not return in {deadline_s:.0f} s")
+    if error:
+        raise error[0]
+    return result[0]
 
 
 class FatalKafkaError(RuntimeError):
@@ -30,8 +64,9 @@ def _error(exc: KafkaException) -> KafkaError:
 
 
 class TransactionalOutput:
-    def __init__(self, producer: Producer, stage: str) -> None:
-        self.producer = producer
+    def __init__(self, make_producer: Callable[[], Producer], stage: str) -> None:
+        self._make = make_producer
+        self.producer = make_producer()
         self.stage = stage
 
     def init(self) -> None:
@@ -39,8 +74,11 @@ class TransactionalOutput:
         deadline = time.monotonic() + 120
         while True:
             try:
-                self.producer.init_transactions(TIMEOUT_S)
+                _bounded(lambda: self.producer.init_transactions(TIMEOUT_S), TIMEOUT_S + 2)
                 return
+            except WedgedError:
+                self.producer = self._make()
+                continue
             except KafkaException as exc:
                 err = _error(exc)
                 if err.fatal() or time.monotonic() > deadline:
@@ -59,8 +97,14 @@ class TransactionalOutput:
             self.producer.begin_transaction()
             for message in messages:
                 self._produce(message)
-            self.producer.send_offsets_to_transaction(offsets, group, TIMEOUT_S)
+            _bounded(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group, TIMEOUT_S),
+                TIMEOUT_S + 2,
+            )
             self._commit()
+        except WedgedError as exc:
+            self._replace()
+            raise TransientError(f"transaction abandoned: {exc}") from exc
         except KafkaException as exc:
             err = _error(exc)
             if err.fatal():
@@ -88,7 +132,7 @@ class TransactionalOutput:
     def _commit(self) -> None:
         for _ in range(10):
             try:
-                self.producer.commit_transaction(TIMEOUT_S)
+                _bounded(lambda: self.producer.commit_transaction(TIMEOUT_S), TIMEOUT_S + 2)
                 return
             except KafkaException as exc:
                 err = _error(exc)
@@ -99,10 +143,19 @@ class TransactionalOutput:
             KafkaError(KafkaError._TIMED_OUT, "commit_transaction kept timing out")
         )
 
+    def _replace(self) -> None:
+        """Swap in a new producer with our transactional.id; it fences the wedged one."""
+        log.warning("producer wedged; replacing it", extra={"stage": self.stage})
+        self.producer = self._make()
+        self.init()
+
     def _abort(self) -> None:
         for _ in range(5):
             try:
-                self.producer.abort_transaction(TIMEOUT_S)
+                _bounded(lambda: self.producer.abort_transaction(TIMEOUT_S), TIMEOUT_S + 2)
+                return
+            except WedgedError:
+                self._replace()
                 return
             except KafkaException as exc:
                 err = _error(exc)

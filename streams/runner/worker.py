@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams import clients
 from streams.metrics import (
@@ -109,17 +109,19 @@ class StageWorker:
                 "client.id": f"{self.group}.{runner.replica_id}",
             },
         )
-        producer: Producer = clients.transactional_producer(
-            settings.kafka,
-            f"{self.group}.{runner.replica_id}",
-            **{
-                "transaction.timeout.ms": runner.transaction_timeout_ms,
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 200_000,
-            },
+        producer_conf = {
+            "transaction.timeout.ms": runner.transaction_timeout_ms,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 200_000,
+        }
+        transactional_id = f"{self.group}.{runner.replica_id}"
+        self.output = TransactionalOutput(
+            lambda: clients.transactional_producer(
+                settings.kafka, transactional_id, **producer_conf
+            ),
+            self.stage,
         )
-        self.output = TransactionalOutput(producer, self.stage)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -191,7 +193,8 @@ class StageWorker:
         )
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.stats.revoked += 1
+        if self._ready.is_set():  # close() revokes everything too; that is no rebalance
+            self.stats.revoked += 1
         self._drop(partitions, "revoke")
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -170,6 +170,7 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[Reco
 
 
 def wait_for(settings: Settings, topic: str, count: int, timeout: float = 120) -> list[Record]:
+    """The records of topic once `count` distinct keys are there; fails after timeout."""
     deadline = time.monotonic() + timeout
     records: list[Record] = []
     while time.monotonic() < deadline:
@@ -177,7 +178,8 @@ def wait_for(settings: Settings, topic: str, count: int, timeout: float = 120) -
         if len({r.key for r in records}) >= count:
             return records
         time.sleep(0.5)
-    return records
+    keys = len({r.key for r in records})
+    raise AssertionError(f"{topic}: {keys} of {count} keys after {timeout:.0f} s")
 
 
 def topics(settings: Settings) -> Topics:

@@ -1,8 +1,8 @@
 """Trivial stage functions for the runner's tests, importable by worker subprocesses.
 
 The image id says how a test input behaves: `poison-*` is refused for good, `crash-*`
-kills its process, `slow-*` sleeps. Every stage writes one object whose key and content
-derive from the image, so exactly-once is checkable in MinIO.
+kills its process, `slow-*` sleeps, `pace-*` takes 20 ms. Every stage writes one object
+whose key and content derive from the image, so exactly-once is checkable in MinIO.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def _behave(image_id: str) -> None:
         os._exit(13)  # what a segfaulting codec looks like from outside
     if image_id.startswith("slow"):
         time.sleep(SLOW_S)
+    if image_id.startswith("pace"):
+        time.sleep(0.02)  # a steady stream that lasts long enough to rebalance under
 
 
 def first(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageResult:
