@@ -86,15 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     except StackError as exc:
         pytest.fail(f"no Kafka + MinIO stack for the integration tests: {exc}", pytrace=False)
     try:
-        yield Stack(
-            kafka=KafkaSettings(bootstrap=info.bootstrap),
-            s3=S3Settings(
-                endpoint=info.s3_endpoint,
-                access_key=info.access_key,
-                secret_key=SecretStr(info.secret_key),
-            ),
-            source="devstack",
-        )
+        settings = info.settings()
+        yield Stack(kafka=settings.kafka, s3=settings.s3, source="devstack")
     finally:
         launcher.down()
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from streams.devstack import kafka, minio
 from streams.devstack.procs import (
     StackError,
@@ -24,7 +26,7 @@ from streams.devstack.procs import (
     stop,
     wait_until,
 )
-from streams.settings import DevStackSettings
+from streams.settings import DevStackSettings, Settings
 
 Progress = Callable[[str], None]
 STATE_FILE = "stack.json"
@@ -70,6 +72,19 @@ class StackInfo:
             "PIXELFLEET_S3_ACCESS_KEY": self.access_key,
             "PIXELFLEET_S3_SECRET_KEY": self.secret_key,
         }
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        """`base` (default: from the environment) with Kafka and S3 pointing at this stack."""
+        base = base or Settings()
+        s3 = base.s3.model_copy(
+            update={
+                "endpoint": self.s3_endpoint,
+                "access_key": self.access_key,
+                "secret_key": SecretStr(self.secret_key),
+            }
+        )
+        kafka = base.kafka.model_copy(update={"bootstrap": self.bootstrap})
+        return base.model_copy(update={"kafka": kafka, "s3": s3})
 
     def shell_exports(self) -> str:
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.env().items())
@@ -293,3 +308,18 @@ class DevStack:
             secret_key=state.secret_key,
             started=started,
         )
+
+
+@contextlib.contextmanager
+def stack_for_tools(data_dir: Path) -> Iterator[Settings]:
+    """Settings for a bench or a script: the stack the environment names, if any, else a
+    throwaway local one in data_dir, stopped afterwards."""
+    if os.environ.get("PIXELFLEET_KAFKA_BOOTSTRAP") and os.environ.get("PIXELFLEET_S3_ENDPOINT"):
+        yield Settings()
+        return
+    stack = DevStack(Settings().dev.model_copy(update={"data_dir": data_dir}))
+    info = stack.up()
+    try:
+        yield info.settings()
+    finally:
+        stack.down()

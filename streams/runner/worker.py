@@ -10,11 +10,9 @@ backoff; nothing is committed that was not produced, so nothing is lost or dupli
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -24,7 +22,6 @@ from streams.metrics import (
     ASSIGNED_PARTITIONS,
     BATCH_SECONDS,
     BATCH_SIZE,
-    CONSUMER_LAG,
     DEAD_LETTERS,
     IN_FLIGHT,
     MESSAGES,
@@ -35,6 +32,7 @@ from streams.metrics import (
 from streams.runner.batch import Slot, attach_inputs, done_prefix, make_slots, offsets, outputs
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
+from streams.runner.offsets import CommittedOffsets
 from streams.runner.stage import StageContext, StageResult, StageSpec, TransientError
 from streams.runner.transactions import FatalKafkaError, TransactionalOutput
 from streams.settings import Settings
@@ -62,9 +60,7 @@ class WorkerStats:
 
 
 class StageWorker:
-    def __init__(
-        self, settings: Settings, spec: StageSpec, *, on_event: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, spec: StageSpec) -> None:
         self.settings = settings
         self.spec = spec
         self.stage = spec.name
@@ -75,16 +71,14 @@ class StageWorker:
         self.budget_s = min(runner.batch_budget_s, runner.max_poll_interval_ms / 1000 * 0.5)
         self.batch_size = min(runner.batch_max, 50)
         self.stats = WorkerStats()
-        self._on_event = on_event or (lambda _e: None)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._heartbeat = time.monotonic()
         self._carry: list[Message] = []
         self._revoked: set[tuple[str, int]] = set()
-        self._committed: dict[tuple[str, int], int] = {}
         self._streak = 0
         self._retries_in_a_row = 0
-        self._last_marker_commit = 0.0
+        self._resume_needed = False
         self._per_message_s = 0.0
         ctx = StageContext(stage=self.stage, buckets=settings.buckets, params=spec.params)
         self.executor = Executor(
@@ -122,15 +116,12 @@ class StageWorker:
             ),
             self.stage,
         )
+        self.offsets = CommittedOffsets(self.stage, self.consumer, self.output)
 
     # -- lifecycle -----------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def live(self) -> tuple[bool, str]:
         quiet = time.monotonic() - self._heartbeat
@@ -158,14 +149,43 @@ class StageWorker:
         try:
             while not self._stop.is_set():
                 self._heartbeat = time.monotonic()
-                batch = self._next_batch()
-                if batch:
-                    self._run_batch(batch)
-                else:
-                    self._commit_past_markers()
-                    self._update_lag()
+                try:
+                    self._step()
+                except KafkaException as exc:
+                    # Broker restarts and coordinator moves surface here; only a fatal error
+                    # (e.g. a fenced producer) ends the worker.
+                    if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].fatal():
+                        raise FatalKafkaError(str(exc)) from exc
+                    self._retries_in_a_row += 1
+                    log.warning(
+                        "kafka error, will retry", extra={"stage": self.stage, "error": str(exc)}
+                    )
+                    self._sleep_alive(self._backoff())
         finally:
             self._close()
+
+    def _step(self) -> None:
+        batch = self._next_batch()
+        if batch:
+            self._run_batch(batch)
+            return
+        if not self._carry:
+            try:
+                self.offsets.commit_past_markers()
+            except TransientError as exc:
+                log.info(
+                    "idle offset commit skipped", extra={"stage": self.stage, "error": str(exc)}
+                )
+        self.offsets.update_lag()
+
+    def _backoff(self) -> float:
+        runner = self.settings.runner
+        return float(
+            min(
+                runner.backoff_max_s,
+                runner.backoff_initial_s * 2 ** min(self._retries_in_a_row, 10),
+            )
+        )
 
     def _close(self) -> None:
         # Leaving the group hands our partitions over at once instead of after a session timeout.
@@ -182,11 +202,11 @@ class StageWorker:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.assigned += 1
+        self._resume_needed = True  # the assignment is applied after this callback returns
         REBALANCES.labels(self.stage, "assign").inc()
         for tp in partitions:
             self._revoked.discard((tp.topic, tp.partition))
         ASSIGNED_PARTITIONS.labels(self.stage).inc(len(partitions))
-        self._on_event(f"assign {[tp.partition for tp in partitions]}")
         log.info(
             "partitions assigned",
             extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
@@ -207,13 +227,9 @@ class StageWorker:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._revoked |= gone
         self._carry = [m for m in self._carry if (m.topic(), m.partition()) not in gone]
-        for topic, partition in gone:
-            self._committed.pop((topic, partition), None)
-            with contextlib.suppress(KeyError):
-                CONSUMER_LAG.remove(self.stage, topic, str(partition))
+        self.offsets.forget(gone)
         REBALANCES.labels(self.stage, kind).inc()
         ASSIGNED_PARTITIONS.labels(self.stage).dec(len(partitions))
-        self._on_event(f"{kind} {[tp.partition for tp in partitions]}")
         log.info(
             f"partitions {kind}",
             extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
@@ -222,6 +238,8 @@ class StageWorker:
     # -- batches ---------------------------------------------------------------
 
     def _next_batch(self) -> list[Message]:
+        if self._resume_needed:
+            self._resume()
         batch, self._carry = self._carry[: self.batch_size], self._carry[self.batch_size :]
         want = self.batch_size - len(batch)
         if want > 0 and not self._stop.is_set():
@@ -257,8 +275,7 @@ class StageWorker:
 
     def _run_batch(self, batch: list[Message]) -> None:
         started = time.monotonic()
-        paused = self.consumer.assignment()
-        self.consumer.pause(paused)
+        self.consumer.pause(self.consumer.assignment())
         IN_FLIGHT.labels(self.stage).set(len(batch))
         try:
             done = self._process(batch, started)
@@ -270,20 +287,26 @@ class StageWorker:
             return
         finally:
             IN_FLIGHT.labels(self.stage).set(0)
-            self._resume(paused)
+            self._resume()
         elapsed = time.monotonic() - started
         self._adapt(len(done), elapsed)
         BATCH_SECONDS.labels(self.stage).observe(elapsed)
         BATCH_SIZE.labels(self.stage).observe(len(done))
         self.stats.batches += 1
         self.stats.batch_sizes.append(len(done))
-        self._update_lag()
+        self.offsets.update_lag()
 
-    def _resume(self, paused: list[TopicPartition]) -> None:
-        still = set(self.consumer.assignment())
-        keep = [tp for tp in paused if tp in still]
-        if keep:
-            self.consumer.resume(keep)
+    def _resume(self) -> None:
+        """Nothing stays paused between batches.
+
+        librdkafka keeps a partition's pause flag across a lost-and-reassigned cycle (a broker
+        restart does that), so resuming only what was paused before could leave a
+        re-assigned partition paused forever: resume the whole current assignment.
+        """
+        self._resume_needed = False
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.resume(assignment)
 
     def _retry_later(self, batch: list[Message], kind: str, exc: Exception) -> None:
         """Keep the whole batch in hand and try again after a backoff; the group stays joined."""
@@ -293,10 +316,7 @@ class StageWorker:
         self._carry = [
             m for m in batch if (m.topic(), m.partition()) not in self._revoked
         ] + self._carry
-        delay = min(
-            self.settings.runner.backoff_max_s,
-            self.settings.runner.backoff_initial_s * 2 ** min(self._retries_in_a_row, 10),
-        )
+        delay = self._backoff()
         log.warning(
             "batch aborted, will retry",
             extra={
@@ -309,15 +329,14 @@ class StageWorker:
         self._sleep_alive(delay)
 
     def _sleep_alive(self, seconds: float) -> None:
-        paused = self.consumer.assignment()
-        self.consumer.pause(paused)
+        self.consumer.pause(self.consumer.assignment())
         try:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not self._stop.is_set():
                 self._keepalive()
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         finally:
-            self._resume(paused)
+            self._resume()
 
     def _adapt(self, processed: int, elapsed: float) -> None:
         # Size the next batch so that it takes about half the budget at the measured rate.
@@ -372,8 +391,7 @@ class StageWorker:
                 )
 
     def _account(self, done: list[Slot], commit: list[TopicPartition]) -> None:
-        for tp in commit:
-            self._committed[(tp.topic, tp.partition)] = tp.offset
+        self.offsets.record(commit)
         self.stats.committed += len(done)
         for slot in done:
             PROCESSING_SECONDS.labels(self.stage).observe(slot.seconds)
@@ -398,48 +416,3 @@ class StageWorker:
                     "reason": failure.reason,
                 },
             )
-
-    def _commit_past_markers(self) -> None:
-        """When idle, commit positions that only moved past transaction markers.
-
-        A transaction's commit marker takes an offset after the last record. Committing
-        `last record + 1` leaves the group one offset behind the end forever, which is lag to
-        KEDA (no scale to zero). With no message in hand, every offset below the consumer's
-        position was either committed by us or is a marker, so committing the position is safe.
-        """
-        now = time.monotonic()
-        if self._carry or now - self._last_marker_commit < 2.0:
-            return
-        self._last_marker_commit = now
-        assignment = self.consumer.assignment()
-        unknown = [tp for tp in assignment if (tp.topic, tp.partition) not in self._committed]
-        if unknown:
-            for tp in self.consumer.committed(unknown, timeout=10):
-                if tp.offset >= 0:
-                    self._committed[(tp.topic, tp.partition)] = tp.offset
-        ahead = [
-            TopicPartition(tp.topic, tp.partition, tp.offset)
-            for tp in self.consumer.position(assignment)
-            if tp.offset >= 0
-            and tp.offset > self._committed.get((tp.topic, tp.partition), tp.offset)
-        ]
-        if ahead:
-            self.output.commit([], ahead, self.consumer.consumer_group_metadata())
-            for tp in ahead:
-                self._committed[(tp.topic, tp.partition)] = tp.offset
-
-    # -- lag ---------------------------------------------------------------------
-
-    def _update_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            committed = self._committed.get((tp.topic, tp.partition))
-            if committed is None:
-                continue
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high is not None and high >= 0:
-                CONSUMER_LAG.labels(self.stage, tp.topic, str(tp.partition)).set(
-                    max(0, high - committed)
-                )

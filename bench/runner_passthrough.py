@@ -1,0 +1,145 @@
+"""Events per second of one stage worker with transactions, against raw confluent-kafka.
+
+    python bench/runner_passthrough.py [--events 100000] [--partitions 4] [--batch-max 500]
+
+Uses the stack named by PIXELFLEET_KAFKA_BOOTSTRAP / PIXELFLEET_S3_ENDPOINT, or starts
+a throwaway local one. Both sides read the same small ImageSubmitted events:
+
+* raw: a consumer that produces every event to an output topic with an idempotent
+  producer and commits offsets asynchronously: no transactions, no decoding;
+* runner: pixelfleet's StageWorker with a passthrough stage: every batch decoded, an
+  envelope and a full metadata record produced per event (two records out per event),
+  and the consumed offsets committed inside one Kafka transaction.
+
+It prints both rates and their ratio; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import KafkaError
+
+from schemas.events import Envelope, ImageSubmitted, ObjectRef, Source, encode
+from streams import admin, clients
+from streams.devstack.stack import stack_for_tools
+from streams.runner.records import now_iso
+from streams.runner.stage import StageContext, StageResult, StageSpec
+from streams.runner.worker import StageWorker
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+def passthrough(envelope: Envelope, _blob: bytes | None, _ctx: StageContext) -> StageResult:
+    return StageResult(envelope)
+
+
+PASSTHROUGH = StageSpec("validate", passthrough, reads_blob=False)
+
+
+def fill(settings: Settings, events: int) -> None:
+    producer = clients.producer(settings.kafka, **{"linger.ms": 20, "compression.type": "lz4"})
+    topic = Topics(settings.topic_prefix).ingest
+    bucket = settings.buckets.incoming
+    for i in range(events):
+        image_id = f"img-{i:08d}"
+        event = ImageSubmitted(
+            image_id=image_id,
+            source=Source(object=ObjectRef(bucket=bucket, key=f"{image_id}/a.jpg")),
+            submitted_at=now_iso(),
+        )
+        while True:
+            try:
+                producer.produce(topic, key=image_id.encode(), value=encode(event))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+
+
+def raw_rate(settings: Settings, events: int) -> float:
+    topics = Topics(settings.topic_prefix)
+    consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.raw")
+    producer = clients.producer(settings.kafka, **{"linger.ms": 5, "compression.type": "lz4"})
+    consumer.subscribe([topics.ingest])
+    seen, started = 0, 0.0
+    while seen < events:
+        batch = consumer.consume(500, timeout=1.0)
+        if batch and not started:
+            started = time.perf_counter()
+        for msg in batch:
+            if msg.error() is not None:
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(msg.error())
+                continue
+            while True:
+                try:
+                    producer.produce(topics.done, key=msg.key(), value=msg.value())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            seen += 1
+        producer.poll(0)
+        if batch:
+            consumer.commit(asynchronous=True)
+    producer.flush(60)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return events / elapsed
+
+
+def runner_rate(settings: Settings, events: int) -> float:
+    worker = StageWorker(settings, PASSTHROUGH)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    while worker.stats.committed == 0:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    first = worker.stats.committed
+    while worker.stats.committed < events:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    worker.stop()
+    thread.join(60)
+    return (events - first) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch-max", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, stack_for_tools(Path(tmp) / "stack") as base:
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        settings = base.model_copy(
+            update={
+                "topic_prefix": prefix,
+                "topics": base.topics.model_copy(update={"partitions": args.partitions}),
+                "runner": base.runner.model_copy(
+                    update={"metrics_port": 0, "batch_max": args.batch_max, "replica_id": "bench"}
+                ),
+            }
+        )
+        admin.ensure_topics(
+            clients.admin(settings.kafka),
+            Topics(prefix).specs(("validate", "categorize"), args.partitions, 1),
+        )
+        print(f"filling {prefix}.ingest with {args.events} events ({args.partitions} partitions)")
+        fill(settings, args.events)
+        raw = raw_rate(settings, args.events)
+        print(f"raw confluent-kafka consume+produce : {raw:10,.0f} events/s")
+        ours = runner_rate(settings, args.events)
+        print(f"pixelfleet runner, transactional    : {ours:10,.0f} events/s")
+        print(f"ratio runner/raw                    : {ours / raw:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""What a worker has committed, per partition: the lag gauge and commits past markers."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from streams.metrics import CONSUMER_LAG
+from streams.runner.transactions import TransactionalOutput
+
+Key = tuple[str, int]
+
+
+class CommittedOffsets:
+    def __init__(self, stage: str, consumer: Consumer, output: TransactionalOutput) -> None:
+        self.stage = stage
+        self.consumer = consumer
+        self.output = output
+        self._committed: dict[Key, int] = {}
+        self._last_marker_commit = 0.0
+
+    def record(self, commit: list[TopicPartition]) -> None:
+        for tp in commit:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def forget(self, gone: set[Key]) -> None:
+        """Partitions that left us: their lag is the next owner's to report."""
+        for topic, partition in gone:
+            self._committed.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.stage, topic, str(partition))
+
+    def commit_past_markers(self) -> None:
+        """Commit positions that only moved past transaction markers; call only when idle
+        with no message in hand.
+
+        A transaction's commit marker takes an offset after the last record. Committing
+        `last record + 1` leaves the group one offset behind the end forever, which is lag to
+        KEDA (no scale to zero). With no message in hand, every offset below the consumer's
+        position was either committed by us or is a marker, so committing the position is safe.
+        """
+        now = time.monotonic()
+        if now - self._last_marker_commit < 2.0:
+            return
+        self._last_marker_commit = now
+        assignment = self.consumer.assignment()
+        unknown = [tp for tp in assignment if (tp.topic, tp.partition) not in self._committed]
+        if unknown:
+            for tp in self.consumer.committed(unknown, timeout=10):
+                if tp.offset >= 0:
+                    self._committed[(tp.topic, tp.partition)] = tp.offset
+        ahead = [
+            TopicPartition(tp.topic, tp.partition, tp.offset)
+            for tp in self.consumer.position(assignment)
+            if tp.offset >= 0
+            and tp.offset > self._committed.get((tp.topic, tp.partition), tp.offset)
+        ]
+        if ahead:
+            self.output.commit([], ahead, self.consumer.consumer_group_metadata())
+            self.record(ahead)
+
+    def update_lag(self) -> None:
+        """End offset minus committed offset per assigned partition, from cached watermarks."""
+        for tp in self.consumer.assignment():
+            committed = self._committed.get((tp.topic, tp.partition))
+            if committed is None:
+                continue
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high is not None and high >= 0:
+                CONSUMER_LAG.labels(self.stage, tp.topic, str(tp.partition)).set(
+                    max(0, high - committed)
+                )

@@ -1,0 +1,103 @@
+"""`pixelfleet init`, `submit --wait` and `status` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka.admin import ConfigResource, ResourceType
+
+from streams import clients
+from streams.settings import Settings
+from streams.topics import STAGES, Topics
+from tests.conftest import Stack
+from tests.integration.streams.runner import stages
+from tests.integration.streams.runner.fleet import ROOT, fleet_settings, settings_env, start_thread
+
+
+def _cli(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **settings_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_init_creates_the_layout_and_is_idempotent(
+    stack: Stack, unique_name: Callable[[str], str]
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    first = _cli(fleet, "init")
+    assert first.returncode == 0, first.stderr
+    t = Topics(fleet.topic_prefix)
+    expected = [t.inbox(s) for s in STAGES] + [t.done, t.dlq, t.metadata]
+    for name in expected:
+        assert f"created topic {name} (4 partitions)" in first.stdout
+    for bucket in (
+        fleet.buckets.incoming,
+        fleet.buckets.work,
+        fleet.buckets.images,
+        fleet.buckets.quarantine,
+    ):
+        assert f"created bucket {bucket}" in first.stdout
+    again = _cli(fleet, "init")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "init: nothing to change"
+
+    admin = clients.admin(fleet.kafka)
+    resource = ConfigResource(ResourceType.TOPIC, t.metadata)
+    config = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert config["cleanup.policy"].value == "compact"
+    inbox = ConfigResource(ResourceType.TOPIC, t.ingest)
+    assert admin.describe_configs([inbox])[inbox].result(timeout=30)["retention.ms"].value == str(
+        7 * 86_400_000
+    )
+    lifecycle = clients.s3(fleet.s3).get_bucket_lifecycle(fleet.buckets.work)
+    assert [(r.rule_id, r.expiration.days) for r in lifecycle.rules] == [
+        ("pixelfleet-work-expiry", 1)
+    ]
+
+
+def test_submit_wait_then_status(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    assert _cli(fleet, "init").returncode == 0
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"photo-{i}.jpg").write_bytes(f"not really a jpeg {i}".encode() * 50)
+    first = start_thread(fleet, stages.FIRST)
+    second = start_thread(fleet, stages.SECOND)
+    try:
+        submitted = _cli(fleet, "submit", str(folder), "--wait", "--timeout", "120")
+    finally:
+        first.stop()
+        second.stop()
+    assert submitted.returncode == 0, submitted.stderr
+    ids = submitted.stdout.split()
+    assert len(ids) == 5 and all(i.startswith("sha256-") for i in ids)
+    assert "outcomes: {'done': 5}" in submitted.stderr
+    incoming = list(clients.s3(fleet.s3).list_objects(fleet.buckets.incoming, recursive=True))
+    assert len(incoming) == 5
+
+    overview = _cli(fleet, "status")
+    assert overview.returncode == 0, overview.stderr
+    assert "completed: 5   dead letters: 0" in overview.stdout
+
+    record = _cli(fleet, "status", ids[0])
+    assert record.returncode == 0, record.stderr
+    data = json.loads(record.stdout)
+    assert data["image_id"] == ids[0]
+    assert data["status"] == "done"
+    assert set(data["stages"]) == {"validate", "categorize"}
+    missing = _cli(fleet, "status", "no-such-image")
+    assert missing.returncode == 1
