@@ -128,6 +128,7 @@ class ImageRecord(Struct, kw_only=True):
     quality: dict[str, float] | None = None
     category: Category | None = None
     restore: dict[str, Any] | None = None
+    enhancement: dict[str, Any] | None = None
     variants: list[Variant] = field(default_factory=list)
     errors: list[ErrorInfo] = field(default_factory=list)
     # The blob the next stage of the route reads.

@@ -23,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from streams.stages.settings import StageSettings
+
 CONFIG_ENV = "PIXELFLEET_CONFIG"
 
 
@@ -183,6 +185,8 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
+    # Thresholds, taxonomy, profiles and variants; best set in the config file.
+    stages: StageSettings = Field(default_factory=StageSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -58,17 +58,42 @@ def group_lag(settings: Settings, stage: str, topic: str, group: str) -> StageLa
     return StageLag(stage, topic, group, end_sum, committed_sum, lag)
 
 
-def fleet_status(settings: Settings) -> tuple[list[StageLag], int, int]:
+@dataclass(frozen=True)
+class TopicCount:
+    records: int
+    exact: bool  # False: offsets were too many to read; the figure counts markers too
+
+
+def count_records(settings: Settings, topic: str, max_offsets: int = 200_000) -> TopicCount:
+    """Committed records in a topic. Transaction markers take offsets too, so offsets
+    over-count; read the topic when that is cheap enough, else say the figure is rough."""
+    consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
+    try:
+        ends = topic_end_offsets(consumer, topic)
+        span = sum(high - low for low, high in ends.values())
+        if span > max_offsets:
+            return TopicCount(span, exact=False)
+        consumer.assign(
+            [TopicPartition(topic, p, low) for p, (low, high) in ends.items() if high > low]
+        )
+        count = 0
+        left = {p: high for p, (low, high) in ends.items() if high > low}
+        deadline = time.monotonic() + 60
+        while left and time.monotonic() < deadline:
+            count += sum(1 for m in consumer.consume(1000, timeout=0.5) if m.error() is None)
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(left)]):
+                if tp.offset >= left[tp.partition]:
+                    del left[tp.partition]
+        return TopicCount(count, exact=not left)
+    finally:
+        consumer.close()
+
+
+def fleet_status(settings: Settings) -> tuple[list[StageLag], TopicCount, TopicCount]:
     """Lag of every stage, the number of dead letters, and of completions."""
     topics = Topics(settings.topic_prefix)
     lags = [group_lag(settings, s, topics.inbox(s), topics.group(s)) for s in STAGES]
-    probe = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
-    try:
-        dlq = sum(h - lo for lo, h in topic_end_offsets(probe, topics.dlq).values())
-        done = sum(h - lo for lo, h in topic_end_offsets(probe, topics.done).values())
-    finally:
-        probe.close()
-    return lags, dlq, done
+    return lags, count_records(settings, topics.dlq), count_records(settings, topics.done)
 
 
 def image_record(

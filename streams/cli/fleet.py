@@ -19,9 +19,9 @@ from streams import admin, clients, logs, registry
 from streams.runner.stage import StageSpec
 from streams.runner.supervisor import run_workers
 from streams.settings import Settings
-from streams.status import fleet_status, image_record, topic_end_offsets
+from streams.status import TopicCount, fleet_status, image_record, topic_end_offsets
 from streams.submit import Submitter
-from streams.topics import STAGES, Topics
+from streams.topics import Topics
 
 err = Console(stderr=True)
 
@@ -55,7 +55,8 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
     try:
         chosen: list[StageSpec] = []
         for name in stages:
-            chosen.extend(registry.builtin(s) for s in (STAGES if name == "all" else (name,)))
+            names = registry.available(settings) if name == "all" else [name]
+            chosen.extend(registry.builtin(s, settings) for s in names)
         chosen.extend(registry.load(ref) for ref in specs)
     except (LookupError, ImportError) as exc:
         err.print(f"error: {exc}")
@@ -216,4 +217,10 @@ def status(image_id: str | None) -> None:
             lag.stage, lag.topic, lag.group, str(lag.end), str(lag.committed), str(lag.lag)
         )
     Console().print(table)
-    click.echo(f"completed: {done}   dead letters: {dlq}")
+
+    def shown(count: TopicCount) -> str:
+        return (
+            str(count.records) if count.exact else f"~{count.records} (offsets, markers included)"
+        )
+
+    click.echo(f"completed: {shown(done)}   dead letters: {shown(dlq)}")

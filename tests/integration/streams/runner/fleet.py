@@ -60,7 +60,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PIXELFLEET_S3_SECRET_KEY": settings.s3.secret_key.get_secret_value(),
         "PIXELFLEET_TOPIC_PREFIX": settings.topic_prefix,
     }
-    for group in ("buckets", "runner"):
+    for group in ("buckets", "runner", "topics"):
         for name, value in getattr(settings, group).model_dump().items():
             env[f"PIXELFLEET_{group.upper()}_{name.upper()}"] = str(value)
     return env

@@ -1,0 +1,234 @@
+"""The compress stage's image work: size variants x formats, as fast as the codecs allow.
+
+Decode once (with JPEG DCT scaling at the largest size needed), derive each smaller
+variant from the next larger one, never upscale, keep the aspect ratio.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image, ImageCms
+from pydantic import BaseModel, ConfigDict, Field
+
+Format = Literal["avif", "webp", "jpeg", "png"]
+EXTENSIONS: dict[str, str] = {"avif": "avif", "webp": "webp", "jpeg": "jpg", "png": "png"}
+CONTENT_TYPES: dict[str, str] = {
+    "avif": "image/avif",
+    "webp": "image/webp",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+}
+_SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+class VariantSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    longest_side: int = Field(ge=1)
+    formats: tuple[Format, ...] = ("avif", "webp", "jpeg")
+    # Quality per format; a format missing here uses CompressSettings.default_quality.
+    quality: dict[str, int] = Field(default_factory=dict)
+    # Search the quality (within quality_range) for the largest output under this size.
+    target_bytes: int | None = None
+
+
+DEFAULT_VARIANTS = (
+    VariantSpec(name="thumbnail", longest_side=150, quality={"avif": 70, "webp": 75, "jpeg": 80}),
+    VariantSpec(name="preview", longest_side=500, quality={"avif": 75, "webp": 80, "jpeg": 85}),
+    VariantSpec(name="full", longest_side=2048, quality={"avif": 80, "webp": 85, "jpeg": 90}),
+)
+LADDER_VARIANTS = (
+    VariantSpec(name="low", longest_side=300, quality={"avif": 65, "webp": 70, "jpeg": 75}),
+    VariantSpec(name="medium", longest_side=800, quality={"avif": 72, "webp": 78, "jpeg": 82}),
+    VariantSpec(name="high", longest_side=1200, quality={"avif": 78, "webp": 83, "jpeg": 88}),
+    VariantSpec(name="ultra", longest_side=2000, quality={"avif": 85, "webp": 88, "jpeg": 92}),
+)
+PROFILES: dict[str, tuple[VariantSpec, ...]] = {
+    "default": DEFAULT_VARIANTS,
+    "ladder": LADDER_VARIANTS,
+}
+
+
+class CompressSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile: str = "default"
+    variants: tuple[VariantSpec, ...] | None = None  # overrides the profile's variants
+    default_quality: int = Field(default=82, ge=1, le=100)
+    quality_range: tuple[int, int] = (60, 95)
+    webp_lossless: bool = False
+    jpeg_background: tuple[int, int, int] = (255, 255, 255)  # JPEG has no alpha
+    keep_exif: bool = False
+    keep_original: bool = False
+    avif_speed: int = Field(default=8, ge=0, le=10)
+    webp_method: int = Field(default=4, ge=0, le=6)
+    encoder_threads: int = Field(default=1, ge=1)
+    resample: Literal["lanczos", "bicubic", "bilinear"] = "lanczos"
+
+    def variant_specs(self) -> tuple[VariantSpec, ...]:
+        if self.variants is not None:
+            return self.variants
+        if self.profile not in PROFILES:
+            raise ValueError(
+                f"unknown variant profile {self.profile!r} (known: {', '.join(PROFILES)})"
+            )
+        return PROFILES[self.profile]
+
+
+@dataclass(frozen=True)
+class Output:
+    variant: str
+    format: str
+    width: int
+    height: int
+    data: bytes
+    quality: int | None
+    compression_ratio: float
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.format]
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+_RESAMPLE = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+}
+
+
+def decode_for(data: bytes, largest: int) -> Image.Image:
+    """Decode once; JPEG's DCT scaling skips the work for pixels we would throw away."""
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG" and max(image.size) > 2 * largest:
+        scale = largest / max(image.size)
+        image.draft("RGB", (max(1, int(image.width * scale)), max(1, int(image.height * scale))))
+    image.load()
+    return image
+
+
+def target_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    width, height = size
+    if max(width, height) <= longest:
+        return width, height  # never upscale
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def compress(
+    data: bytes,
+    settings: CompressSettings,
+    formats: tuple[str, ...] | None = None,
+    variants: tuple[str, ...] | None = None,
+) -> list[Output]:
+    """Every requested variant in every requested format, smallest variant first."""
+    specs = [v for v in settings.variant_specs() if variants is None or v.name in variants]
+    if not specs:
+        return []
+    ordered = sorted(specs, key=lambda v: v.longest_side, reverse=True)
+    image = decode_for(data, ordered[0].longest_side)
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert(
+            "RGBA" if "transparency" in image.info or "A" in image.mode else "RGB"
+        )
+    original_bytes = len(data)
+    outputs: list[Output] = []
+    current = image
+    for spec in ordered:
+        size = target_size(current.size, spec.longest_side)
+        if size != current.size:
+            # Each variant comes from the next larger one: less work, same quality.
+            current = current.resize(size, _RESAMPLE[settings.resample], reducing_gap=3.0)
+        for fmt in spec.formats:
+            if formats is not None and fmt not in formats:
+                continue
+            encoded, quality = _encode_variant(current, fmt, spec, settings)
+            outputs.append(
+                Output(
+                    variant=spec.name,
+                    format=fmt,
+                    width=current.width,
+                    height=current.height,
+                    data=encoded,
+                    quality=quality,
+                    compression_ratio=round(original_bytes / max(1, len(encoded)), 3),
+                )
+            )
+    return outputs[::-1]
+
+
+def _encode_variant(
+    image: Image.Image, fmt: str, spec: VariantSpec, settings: CompressSettings
+) -> tuple[bytes, int | None]:
+    if fmt == "png" or (fmt == "webp" and settings.webp_lossless):
+        return encode(image, fmt, None, settings), None
+    quality = spec.quality.get(fmt, settings.default_quality)
+    if spec.target_bytes is None:
+        return encode(image, fmt, quality, settings), quality
+    return _search_quality(image, fmt, spec.target_bytes, settings)
+
+
+def _search_quality(
+    image: Image.Image, fmt: str, target: int, settings: CompressSettings
+) -> tuple[bytes, int]:
+    """The highest quality in range whose output fits the target (the lowest if none does)."""
+    low, high = settings.quality_range
+    best: tuple[bytes, int] | None = None
+    while low <= high:
+        mid = (low + high) // 2
+        data = encode(image, fmt, mid, settings)
+        if len(data) <= target:
+            best = (data, mid)
+            low = mid + 1
+        else:
+            high = mid - 1
+    if best is None:
+        q = settings.quality_range[0]
+        return encode(image, fmt, q, settings), q
+    return best
+
+
+def encode(image: Image.Image, fmt: str, quality: int | None, settings: CompressSettings) -> bytes:
+    out = io.BytesIO()
+    if fmt == "jpeg":
+        rgb = flatten(image, settings.jpeg_background) if image.mode == "RGBA" else image
+        rgb.save(
+            out,
+            "JPEG",
+            quality=quality,
+            progressive=True,
+            optimize=True,
+            icc_profile=_SRGB_ICC,
+            subsampling="4:2:0" if (quality or 0) < 90 else "4:4:4",
+        )
+    elif fmt == "webp":
+        params = {"lossless": True} if quality is None else {"quality": quality}
+        image.save(out, "WEBP", method=settings.webp_method, icc_profile=_SRGB_ICC, **params)
+    elif fmt == "avif":
+        image.save(
+            out,
+            "AVIF",
+            quality=quality,
+            speed=settings.avif_speed,
+            max_threads=settings.encoder_threads,
+            icc_profile=_SRGB_ICC,
+        )
+    elif fmt == "png":
+        image.save(out, "PNG", optimize=False, compress_level=6, icc_profile=_SRGB_ICC)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
+    return out.getvalue()
+
+
+def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    base = Image.new("RGB", image.size, background)
+    base.paste(image, mask=image.getchannel("A"))
+    return base

@@ -1,0 +1,78 @@
+"""Quality metrics of a decoded image, on the scales the route planner's thresholds use."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+UHD_PIXELS = 3840 * 2160
+_CROP = 1024
+
+
+def luminance(image: Image.Image) -> NDArray[np.float64]:
+    return np.asarray(image.convert("L"), dtype=np.float64)
+
+
+def _center_crop(gray: NDArray[np.float64], size: int = _CROP) -> NDArray[np.float64]:
+    # Sharpness and noise live in the finest detail: measure them at full resolution on a
+    # centre crop rather than on a downscaled copy, which would hide both.
+    h, w = gray.shape
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return gray[top : top + size, left : left + size]
+
+
+def laplacian_variance(gray: NDArray[np.float64]) -> float:
+    """Variance of the 4-neighbour Laplacian: high for crisp edges, low for blur."""
+    if min(gray.shape) < 3:
+        return 0.0
+    lap = (
+        gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * gray[1:-1, 1:-1]
+    )
+    return float(lap.var())
+
+
+def noise_sigma(gray: NDArray[np.float64]) -> float:
+    """Immerkaer's fast estimate of Gaussian noise sigma (grey levels, 0-255 scale)."""
+    h, w = gray.shape
+    if h < 3 or w < 3:
+        return 0.0
+    conv = (
+        gray[:-2, :-2]
+        - 2 * gray[:-2, 1:-1]
+        + gray[:-2, 2:]
+        - 2 * gray[1:-1, :-2]
+        + 4 * gray[1:-1, 1:-1]
+        - 2 * gray[1:-1, 2:]
+        + gray[2:, :-2]
+        - 2 * gray[2:, 1:-1]
+        + gray[2:, 2:]
+    )
+    return float(math.sqrt(math.pi / 2) * np.abs(conv).sum() / (6.0 * (w - 2) * (h - 2)))
+
+
+def colorfulness(image: Image.Image) -> float:
+    """Hasler and Suesstrunk's colourfulness: 0 for grey, about 100+ for vivid images."""
+    rgb = np.asarray(image.convert("RGB").reduce(max(1, max(image.size) // 512)), dtype=np.float64)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def resolution_score(width: int, height: int) -> float:
+    return min(1.0, width * height / UHD_PIXELS)
+
+
+def measure(image: Image.Image) -> dict[str, float]:
+    gray = luminance(image)
+    crop = _center_crop(gray)
+    return {
+        "sharpness": round(laplacian_variance(crop), 3),
+        "noise": round(noise_sigma(crop), 3),
+        "contrast": round(float(gray.std()), 3),
+        "brightness": round(float(gray.mean()), 3),
+        "colorfulness": round(colorfulness(image), 3),
+        "resolution_score": round(resolution_score(*image.size), 4),
+    }

@@ -1,0 +1,195 @@
+"""The validate stage's image work: refuse, decode, normalize, measure, plan the route."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import imagehash
+from PIL import ExifTags, Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from processors.decode import Limits, normalize, open_checked
+from processors.errors import InputRejectedError
+from processors.quality import measure
+
+RestoreMode = Literal["auto", "denoise", "upscale", "none"]
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# Hashes are computed on a copy resized by us, with this filter, so that stored hashes stay
+# comparable across library versions; the tag is stored beside them.
+HASH_RESAMPLE = Image.Resampling.LANCZOS
+HASH_VERSION = "v1-lanczos"
+
+
+class ValidateSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_bytes: int = Field(default=1024, ge=0)
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    formats: tuple[str, ...] = ALLOWED_FORMATS
+    min_side: int = Field(default=50, ge=1)
+    max_side: int = Field(default=8000, ge=1)
+    # An error, not Pillow's warning: no file may make us allocate more than this.
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    upscale_below: float = Field(default=0.25, ge=0, le=1)  # resolution score
+    denoise_above: float = Field(default=6.0, ge=0)  # noise sigma, grey levels
+    keep_gps: bool = False
+    hash_size: int = Field(default=8, ge=4)
+
+
+@dataclass
+class Validated:
+    image: Image.Image  # upright, 8-bit RGB(A), sRGB
+    facts: dict[str, Any]
+    quality: dict[str, float]
+    route: list[str]
+    restore: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def validate(
+    data: bytes,
+    settings: ValidateSettings,
+    restore: RestoreMode = "auto",
+    declared_name: str | None = None,
+) -> Validated:
+    """Everything the validate stage learns about one image, or InputRejectedError."""
+    size = len(data)
+    if size < settings.min_bytes:
+        raise InputRejectedError(
+            "too_few_bytes", f"{size} bytes is under the {settings.min_bytes} byte minimum"
+        )
+    if size > settings.max_bytes:
+        raise InputRejectedError(
+            "too_many_bytes",
+            f"{size / 2**20:.1f} MiB is over the {settings.max_bytes / 2**20:.0f} MiB limit",
+        )
+    limits = Limits(
+        settings.min_side, settings.max_side, settings.max_pixels, frozenset(settings.formats)
+    )
+    decoded, fmt = open_checked(data, limits)
+    notes = []
+    if declared_name and not _extension_fits(declared_name, fmt):
+        notes.append(
+            f"file name {declared_name!r} does not match its content ({fmt}); used the content"
+        )
+    facts: dict[str, Any] = {
+        "format": fmt,
+        "mode": decoded.mode,
+        "width": decoded.width,
+        "height": decoded.height,
+        "bytes": size,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "exif": exif_subset(decoded, settings.keep_gps),
+    }
+    image, changes = normalize(decoded)
+    facts["normalized"] = changes
+    facts["width"], facts["height"] = image.size  # after orientation
+    facts.update(hashes(image, settings.hash_size))
+    quality = measure(image)
+    route, planned = plan_route(quality, restore, settings)
+    return Validated(
+        image=image, facts=facts, quality=quality, route=route, restore=planned, notes=notes
+    )
+
+
+def hashes(image: Image.Image, hash_size: int) -> dict[str, str]:
+    side = hash_size * 4
+    small = image.convert("L").resize((side, side), HASH_RESAMPLE)
+    return {
+        "phash": str(imagehash.phash(small, hash_size=hash_size)),
+        "dhash": str(imagehash.dhash(small, hash_size=hash_size)),
+        "hash_version": HASH_VERSION,
+    }
+
+
+def plan_route(
+    quality: dict[str, float], requested: RestoreMode, settings: ValidateSettings
+) -> tuple[list[str], str | None]:
+    """The stages this image goes through; restore only where it helps (or is asked for)."""
+    if requested == "none":
+        restore = None
+    elif requested in ("denoise", "upscale"):
+        restore = requested
+    elif quality["resolution_score"] < settings.upscale_below:
+        restore = "upscale"
+    elif quality["noise"] > settings.denoise_above:
+        restore = "denoise"
+    else:
+        restore = None
+    middle = ["restore"] if restore else []
+    return ["validate", "categorize", "enhance", *middle, "compress"], restore
+
+
+_EXIF_KEEP = {
+    "Make": "camera_make",
+    "Model": "camera_model",
+    "LensModel": "lens",
+    "DateTimeOriginal": "captured_at",
+    "DateTime": "modified_at",
+    "FNumber": "f_number",
+    "ExposureTime": "exposure_time",
+    "ISOSpeedRatings": "iso",
+    "FocalLength": "focal_length",
+}
+
+
+def exif_subset(image: Image.Image, keep_gps: bool) -> dict[str, Any]:
+    try:
+        exif = image.getexif()
+        merged = {**dict(exif), **dict(exif.get_ifd(ExifTags.IFD.Exif))}
+    except Exception:
+        return {}
+    out: dict[str, Any] = {}
+    for tag, value in merged.items():
+        name = ExifTags.TAGS.get(tag)
+        if name in _EXIF_KEEP:
+            out[_EXIF_KEEP[name]] = _plain(value)
+    if keep_gps:
+        try:
+            gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        except Exception:
+            gps = {}
+        if gps:
+            out["gps"] = {ExifTags.GPSTAGS.get(k, str(k)): _plain(v) for k, v in gps.items()}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace").strip("\x00 ")
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value.strip("\x00 ") if isinstance(value, str) else value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_EXTENSIONS = {
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "GIF": (".gif",),
+    "BMP": (".bmp", ".dib"),
+    "TIFF": (".tif", ".tiff"),
+    "AVIF": (".avif",),
+}
+
+
+def _extension_fits(name: str, fmt: str) -> bool:
+    lower = name.lower()
+    if "." not in lower.rsplit("/", 1)[-1]:
+        return True
+    return lower.endswith(_EXTENSIONS.get(fmt, ()))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Lossless, fast-to-write intermediate for the next stages (the work bucket expires it)."""
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)
+    return out.getvalue()

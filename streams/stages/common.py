@@ -1,0 +1,54 @@
+"""What every image stage adapter needs: decoding the input blob, keys, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from typing import TypeVar
+
+from PIL import Image
+
+from processors.errors import InputRejectedError
+from schemas.events import Envelope, ObjectRef
+from streams.runner.stage import PermanentError
+
+T = TypeVar("T")
+
+
+def rejected_as_permanent(call: Callable[[], T]) -> T:
+    """A processor's rejection is a permanent error of the stage."""
+    try:
+        return call()
+    except InputRejectedError as exc:
+        raise PermanentError(exc.reason_class, exc.reason) from exc
+
+
+def open_intermediate(blob: bytes | None, stage: str) -> Image.Image:
+    """The lossless PNG a previous stage left in the work bucket."""
+    if blob is None:
+        raise PermanentError("missing_input", f"{stage} needs the previous stage's image")
+    try:
+        image = Image.open(io.BytesIO(blob))
+        image.load()
+    except Exception as exc:  # our own intermediate: anything wrong here is corruption
+        raise PermanentError("corrupt_intermediate", f"{stage}: {exc}") from exc
+    return image
+
+
+def work_key(stage: str, envelope: Envelope, *parts: object) -> str:
+    """Deterministic: the same input, stage and parameters always give the same key."""
+    source = envelope.record.current or envelope.submitted.source.object
+    identity = f"{source.bucket}/{source.key}" if source else envelope.submitted.image_id
+    digest = hashlib.sha256("|".join(map(str, (identity, stage, *parts))).encode()).hexdigest()[:16]
+    return f"{stage}/{envelope.record.image_id}/{digest}.png"
+
+
+def ref(bucket: str, key: str, data: bytes, content_type: str) -> ObjectRef:
+    return ObjectRef(
+        bucket=bucket,
+        key=key,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_type=content_type,
+    )

@@ -1,0 +1,154 @@
+"""validate, categorize, enhance and compress as runner stages."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image
+
+from processors.categorize import Hints, categorize
+from processors.compress import compress
+from processors.enhance import choose_profile, enhance
+from processors.validate import png_bytes, validate
+from schemas.events import Category, Envelope, Variant
+from streams.runner.stage import BlobWrite, PermanentError, StageContext, StageResult, StageSpec
+from streams.stages.common import open_intermediate, ref, rejected_as_permanent, work_key
+from streams.stages.settings import StageSettings
+
+PNG = "image/png"
+
+
+def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
+    settings: StageSettings = ctx.params
+    if blob is None:
+        raise PermanentError("missing_input", "validate needs the submitted image")
+    submitted = envelope.submitted
+    source = submitted.source.object
+    name = submitted.hints.file_name or (source.key if source else None)
+    result = rejected_as_permanent(
+        lambda: validate(blob, settings.validate_, submitted.request.restore, declared_name=name)
+    )
+    data = png_bytes(result.image)
+    key = work_key("validate", envelope, "v1")
+    record = envelope.record
+    record.original = {**result.facts, "notes": result.notes}
+    record.quality = result.quality
+    record.restore = {"planned": result.restore} if result.restore else None
+    record.current = ref(ctx.buckets.work, key, data, PNG)
+    envelope.route = result.route
+    detail = "; ".join(result.notes) or None
+    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=detail)
+
+
+def categorize_stage(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageResult:
+    settings: StageSettings = ctx.params
+    hints = envelope.submitted.hints
+    source = envelope.submitted.source.object
+    found = categorize(
+        Hints(
+            title=hints.title,
+            keywords=tuple(hints.keywords),
+            page_url=hints.page_url,
+            file_name=hints.file_name or (source.key.rsplit("/", 1)[-1] if source else None),
+        ),
+        settings.categorize,
+    )
+    envelope.record.category = Category(
+        name=found.category, score=found.score, evidence=found.evidence
+    )
+    return StageResult(envelope, detail=f"{found.category} ({found.score:g})")
+
+
+def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
+    settings: StageSettings = ctx.params
+    image = open_intermediate(blob, "enhance")
+    category = envelope.record.category.name if envelope.record.category else None
+    profile = choose_profile(envelope.submitted.request.profile, category, settings.enhance)
+    reference = _reference(settings.reference_image) if profile == "match" else None
+    try:
+        result = enhance(image, profile, settings.enhance, reference=reference)
+    except ValueError as exc:
+        raise PermanentError("bad_request", str(exc)) from exc
+    envelope.record.enhancement = result.record()
+    if result.kept_original is not None or profile == "none":
+        # Nothing changed: the next stage reads the same intermediate.
+        return StageResult(
+            envelope, outcome="skipped", detail=result.kept_original or "profile none"
+        )
+    data = png_bytes(result.image)
+    key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json())
+    envelope.record.current = ref(ctx.buckets.work, key, data, PNG)
+    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=profile)
+
+
+def _reference(path: str | None) -> Image.Image:
+    if not path:
+        raise PermanentError("bad_request", "the match profile needs stages.reference_image set")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as exc:
+        raise PermanentError("bad_request", f"reference image {path}: {exc}") from exc
+
+
+def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
+    settings: StageSettings = ctx.params
+    if blob is None:
+        raise PermanentError("missing_input", "compress needs the previous stage's image")
+    request = envelope.submitted.request
+    formats = tuple(request.formats) if request.formats else None
+    variants = tuple(request.variants) if request.variants else None
+    try:
+        outputs = compress(blob, settings.compress, formats=formats, variants=variants)
+    except ValueError as exc:
+        raise PermanentError("bad_request", str(exc)) from exc
+    record = envelope.record
+    category = record.category.name if record.category else "other"
+    original_bytes = int((record.original or {}).get("bytes") or len(blob))
+    writes: list[BlobWrite] = []
+    made: list[Variant] = []
+    for out in outputs:
+        key = f"{category}/{out.variant}/{record.image_id}.{out.extension}"
+        writes.append(BlobWrite(ctx.buckets.images, key, out.data, out.content_type))
+        made.append(
+            Variant(
+                variant=out.variant,
+                format=out.format,
+                width=out.width,
+                height=out.height,
+                bytes=len(out.data),
+                quality=out.quality,
+                compression_ratio=round(original_bytes / max(1, len(out.data)), 3),
+                object=ref(ctx.buckets.images, key, out.data, out.content_type),
+            )
+        )
+    if settings.compress.keep_original:
+        key = f"{category}/original/{record.image_id}.png"
+        writes.append(BlobWrite(ctx.buckets.images, key, blob, PNG))
+        with Image.open(io.BytesIO(blob)) as image:
+            width, height = image.size
+        made.append(
+            Variant(
+                variant="original",
+                format="png",
+                width=width,
+                height=height,
+                bytes=len(blob),
+                object=ref(ctx.buckets.images, key, blob, PNG),
+            )
+        )
+    record.variants = made
+    record.current = None
+    return StageResult(envelope, writes, detail=f"{len(made)} outputs")
+
+
+def specs(settings: StageSettings) -> dict[str, StageSpec]:
+    spec_args: dict[str, Any] = {"cpu_bound": True, "params": settings}
+    return {
+        "validate": StageSpec("validate", validate_stage, reads_blob=True, **spec_args),
+        # Hints only: nothing to decode, so no process pool and no blob fetch.
+        "categorize": StageSpec("categorize", categorize_stage, reads_blob=False, params=settings),
+        "enhance": StageSpec("enhance", enhance_stage, reads_blob=True, **spec_args),
+        "compress": StageSpec("compress", compress_stage, reads_blob=True, **spec_args),
+    }

@@ -1,0 +1,23 @@
+"""The parameters of the image stages: one section of the settings model and config file."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from processors.categorize import CategorizeSettings
+from processors.compress import CompressSettings
+from processors.enhance import EnhanceSettings
+from processors.validate import ValidateSettings
+
+
+class StageSettings(BaseModel):
+    """Every image stage's parameters, from the `stages` section of the config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
+    categorize: CategorizeSettings = Field(default_factory=CategorizeSettings)
+    enhance: EnhanceSettings = Field(default_factory=EnhanceSettings)
+    compress: CompressSettings = Field(default_factory=CompressSettings)
+    # An image for the `match` enhancement profile, as a path readable by the workers.
+    reference_image: str | None = None

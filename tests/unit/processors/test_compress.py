@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from processors.compress import CompressSettings, VariantSpec, compress
+from tests.unit.processors.photos import big_photo, encode, photo
+
+S = CompressSettings()
+
+
+def _open(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_default_variants_in_every_format_with_their_sizes_and_qualities() -> None:
+    source = encode(big_photo("coffee", 3000), "JPEG", quality=92)  # 3000x2000
+    outputs = compress(source, S)
+    got = {(o.variant, o.format): o for o in outputs}
+    assert set(got) == {
+        (v, f) for v in ("thumbnail", "preview", "full") for f in ("avif", "webp", "jpeg")
+    }
+    sizes = {"thumbnail": (150, 100), "preview": (500, 333), "full": (2048, 1365)}
+    qualities = {"thumbnail": (70, 75, 80), "preview": (75, 80, 85), "full": (80, 85, 90)}
+    for (variant, fmt), out in got.items():
+        image = _open(out.data)
+        assert image.format == {"avif": "AVIF", "webp": "WEBP", "jpeg": "JPEG"}[fmt]
+        assert image.size == sizes[variant] == (out.width, out.height)
+        assert out.quality == qualities[variant][("avif", "webp", "jpeg").index(fmt)]
+        assert out.compression_ratio == pytest.approx(len(source) / len(out.data), rel=1e-3)
+    assert got[("thumbnail", "jpeg")].compression_ratio > 20
+    assert outputs[0].variant == "thumbnail"  # smallest first
+
+
+def test_never_upscales_and_keeps_the_aspect_ratio() -> None:
+    small = encode(photo("coffee").resize((400, 300)), "PNG")
+    outputs = {(o.variant, o.format): o for o in compress(small, S, formats=("jpeg",))}
+    assert (outputs[("thumbnail", "jpeg")].width, outputs[("thumbnail", "jpeg")].height) == (
+        150,
+        112,
+    )
+    assert (outputs[("preview", "jpeg")].width, outputs[("preview", "jpeg")].height) == (400, 300)
+    assert (outputs[("full", "jpeg")].width, outputs[("full", "jpeg")].height) == (400, 300)
+
+
+def test_alpha_is_kept_where_formats_have_it_and_flattened_for_jpeg() -> None:
+    rgba = photo("chelsea").convert("RGBA")
+    rgba.putalpha(Image.new("L", rgba.size, 255))
+    rgba.paste((0, 0, 0, 0), (0, 0, 100, 100))  # a transparent corner
+    settings = CompressSettings(
+        variants=(
+            VariantSpec(name="full", longest_side=451, formats=("avif", "webp", "png", "jpeg")),
+        ),
+        jpeg_background=(10, 200, 30),
+    )
+    outputs = {o.format: _open(o.data) for o in compress(encode(rgba, "PNG"), settings)}
+    for fmt in ("avif", "webp", "png"):
+        assert outputs[fmt].mode == "RGBA", fmt
+        assert outputs[fmt].getpixel((20, 20))[3] == 0, fmt
+        assert outputs[fmt].getpixel((300, 200))[3] == 255, fmt
+    jpeg = outputs["jpeg"]
+    assert jpeg.mode == "RGB"
+    corner = np.asarray(jpeg)[5:90, 5:90].mean(axis=(0, 1))
+    assert np.allclose(corner, (10, 200, 30), atol=8)
+
+
+def test_outputs_carry_srgb_and_no_exif() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Acme"
+    source = encode(photo("coffee"), "JPEG", exif=exif.tobytes())
+    for out in compress(source, S):
+        image = _open(out.data)
+        assert image.info.get("icc_profile"), (out.variant, out.format)
+        assert 0x010F not in image.getexif(), (out.variant, out.format)
+
+
+def test_target_size_searches_the_quality() -> None:
+    source = encode(big_photo("astronaut", 1600), "PNG")
+    spec = VariantSpec(
+        name="full", longest_side=1200, formats=("jpeg", "webp"), target_bytes=120_000
+    )
+    outputs = compress(source, CompressSettings(variants=(spec,)))
+    for out in outputs:
+        assert len(out.data) <= 120_000, out.format
+        assert out.quality is not None and 60 <= out.quality <= 95
+    roomy = VariantSpec(name="full", longest_side=1200, formats=("jpeg",), target_bytes=400_000)
+    [bigger] = compress(source, CompressSettings(variants=(roomy,)))
+    assert bigger.quality is not None and bigger.quality >= outputs[0].quality  # type: ignore[operator]
+
+
+def test_the_ladder_profile_and_lossless_webp() -> None:
+    source = encode(big_photo("chelsea", 2400), "JPEG", quality=95)
+    ladder = compress(source, CompressSettings(profile="ladder"), formats=("webp",))
+    assert [o.variant for o in ladder] == ["low", "medium", "high", "ultra"]
+    assert [max(o.width, o.height) for o in ladder] == [300, 800, 1200, 2000]
+    lossless = CompressSettings(
+        variants=(VariantSpec(name="full", longest_side=451, formats=("webp", "png")),),
+        webp_lossless=True,
+    )
+    original = photo("chelsea")
+    outputs = {o.format: o for o in compress(encode(original, "PNG"), lossless)}
+    assert outputs["webp"].quality is None
+    assert np.array_equal(
+        np.asarray(_open(outputs["webp"].data).convert("RGB")), np.asarray(original)
+    )
+    assert np.array_equal(
+        np.asarray(_open(outputs["png"].data).convert("RGB")), np.asarray(original)
+    )
+
+
+def test_unknown_profile_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown variant profile 'huge'"):
+        compress(encode(photo()), CompressSettings(profile="huge"))
