@@ -61,6 +61,8 @@ def libvips(blobs: list[bytes], speed: int) -> int:
             image = pyvips.Image.thumbnail_buffer(
                 blob, spec.longest_side, height=spec.longest_side, size="down"
             )
+            # Streamed images can be read once; keep it in memory for the three encoders.
+            image = image.copy_memory()
             q = spec.quality
             image.heifsave_buffer(Q=q["avif"], compression="av1", effort=9 - speed)
             image.webpsave_buffer(Q=q["webp"], effort=4)

@@ -1,6 +1,6 @@
 """Events per second of one stage worker with transactions, against raw confluent-kafka.
 
-    python bench/runner_passthrough.py [--events 100000] [--partitions 4] [--batch-max 500]
+    python bench/runner_passthrough.py [--events 100000] [--partitions 4] [--batch-max N]
 
 Uses the stack named by PIXELFLEET_KAFKA_BOOTSTRAP / PIXELFLEET_S3_ENDPOINT, or starts
 a throwaway local one. Both sides read the same small ImageSubmitted events:
@@ -115,7 +115,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch-max", type=int, default=500)
+    parser.add_argument("--batch-max", type=int, default=None, help="default: the settings'")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, stack_for_tools(Path(tmp) / "stack") as base:
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -124,7 +124,11 @@ def main() -> None:
                 "topic_prefix": prefix,
                 "topics": base.topics.model_copy(update={"partitions": args.partitions}),
                 "runner": base.runner.model_copy(
-                    update={"metrics_port": 0, "batch_max": args.batch_max, "replica_id": "bench"}
+                    update={
+                        "metrics_port": 0,
+                        "batch_max": args.batch_max or base.runner.batch_max,
+                        "replica_id": "bench",
+                    }
                 ),
             }
         )

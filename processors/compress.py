@@ -146,7 +146,7 @@ def compress(
         size = target_size(current.size, spec.longest_side)
         if size != current.size:
             # Each variant comes from the next larger one: less work, same quality.
-            current = current.resize(size, _RESAMPLE[settings.resample], reducing_gap=3.0)
+            current = current.resize(size, _RESAMPLE[settings.resample], reducing_gap=2.0)
         for fmt in spec.formats:
             if formats is not None and fmt not in formats:
                 continue

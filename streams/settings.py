@@ -99,7 +99,9 @@ class RunnerSettings(_Group):
     # Stable per replica: a restarted replica fences and aborts its predecessor's open
     # transaction at once. Default: the host name (the pod name on Kubernetes).
     replica_id: str = Field(default_factory=socket.gethostname)
-    batch_max: int = Field(default=500, ge=1)
+    # An upper bound; the time budget shrinks batches of slow stages well below it. Large
+    # batches spread the cost of a transaction commit (tens of ms) over many messages.
+    batch_max: int = Field(default=5000, ge=1)
     # The time one batch may take, processing through commit. Kept well under the poll
     # interval; the batch size adapts to it.
     batch_budget_s: float = Field(default=20.0, gt=0)

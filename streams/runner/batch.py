@@ -37,6 +37,7 @@ class Slot:
 
 def make_slots(batch: list[Message], inbox: str, topics: Topics) -> list[Slot]:
     slots = []
+    now = records.now_iso()  # one clock read per batch: this is the hot path
     for msg in batch:
         origin = Origin(
             msg.topic() or "",
@@ -45,9 +46,9 @@ def make_slots(batch: list[Message], inbox: str, topics: Topics) -> list[Slot]:
             msg.key(),
             msg.value() or b"",
         )
-        slot = Slot(origin=origin, started_at=records.now_iso())
+        slot = Slot(origin=origin, started_at=now)
         try:
-            slot.envelope = records.decode_input(inbox, topics, origin.value)
+            slot.envelope = records.decode_input(inbox, topics, origin.value, now)
         except PermanentError as exc:
             slot.outcome = Failure("permanent", exc.reason_class, exc.reason)
         slots.append(slot)
@@ -112,6 +113,7 @@ def outputs(
     }
 
     out: list[OutMessage] = []
+    now = records.now_iso()
     for slot in done:
         if isinstance(slot.outcome, StageResult):
             result = slot.outcome
@@ -121,7 +123,7 @@ def outputs(
                 seconds=round(slot.seconds, 6),
                 detail=result.detail,
             )
-            out.extend(records.success(topics, stage, result.envelope, state))
+            out.extend(records.success(topics, stage, result.envelope, state, now))
             continue
         failure = slot.failure
         assert failure is not None
@@ -143,6 +145,7 @@ def outputs(
                 reason=failure.reason,
                 state=state,
                 quarantined=quarantined.get(id(slot)),
+                now=now,
             )
         )
     return out

@@ -57,7 +57,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decode_input(inbox: str, topics: Topics, value: bytes) -> Envelope:
+def decode_input(inbox: str, topics: Topics, value: bytes, now: str) -> Envelope:
     """The ingest topic carries submissions; every other inbox carries envelopes."""
     try:
         if inbox == topics.ingest:
@@ -65,7 +65,7 @@ def decode_input(inbox: str, topics: Topics, value: bytes) -> Envelope:
             record = ImageRecord(
                 image_id=submitted.image_id,
                 status="processing",
-                updated_at=now_iso(),
+                updated_at=now,
                 route=[FIRST_STAGE],
                 current=submitted.source.object,
                 correlation_id=submitted.correlation_id,
@@ -83,16 +83,18 @@ def _headers(kind: str, correlation_id: str | None) -> Headers:
     return headers
 
 
-def _finish_record(record: ImageRecord, stage: str, state: StageState) -> None:
+def _finish_record(record: ImageRecord, stage: str, state: StageState, now: str) -> None:
     record.stages[stage] = state
-    record.updated_at = now_iso()
+    record.updated_at = now
 
 
-def success(topics: Topics, stage: str, envelope: Envelope, state: StageState) -> list[OutMessage]:
+def success(
+    topics: Topics, stage: str, envelope: Envelope, state: StageState, now: str
+) -> list[OutMessage]:
     """The next event (or the completion event) and the full metadata record."""
     record = envelope.record
     record.route = list(envelope.route)
-    _finish_record(record, stage, state)
+    _finish_record(record, stage, state, now)
     next_topic = topics.after(stage, envelope.route)
     key = record.image_id.encode()
     cid = envelope.submitted.correlation_id
@@ -125,6 +127,7 @@ def failure(
     reason: str,
     state: StageState,
     quarantined: ObjectRef | None,
+    now: str,
 ) -> list[OutMessage]:
     """The dead letter, plus the rejected record and completion event when the image is known."""
     image_id = envelope.record.image_id if envelope else _image_id_from_key(origin.key)
@@ -132,7 +135,7 @@ def failure(
         original, encoding = origin.value.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         original, encoding = base64.b64encode(origin.value).decode(), "base64"
-    at = now_iso()
+    at = now
     letter = DeadLetter(
         image_id=image_id or "",
         stage=stage,
@@ -158,7 +161,7 @@ def failure(
     # A bad input is rejected; a crash or a bug is a failure of ours.
     record.status = "rejected" if kind == "permanent" else "failed"
     record.errors.append(ErrorInfo(stage=stage, reason_class=reason_class, reason=reason, at=at))
-    _finish_record(record, stage, state)
+    _finish_record(record, stage, state, now)
     done = ImageProcessed(
         image_id=record.image_id, status=record.status, finished_at=at, correlation_id=cid
     )

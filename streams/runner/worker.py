@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -79,6 +80,8 @@ class StageWorker:
         self._streak = 0
         self._retries_in_a_row = 0
         self._resume_needed = False
+        self._paused = False
+        self._batch_started = 0.0
         self._per_message_s = 0.0
         ctx = StageContext(stage=self.stage, buckets=settings.buckets, params=spec.params)
         self.executor = Executor(
@@ -261,10 +264,21 @@ class StageWorker:
     def _keepalive(self) -> None:
         """Called while a batch is processed: serves heartbeats and rebalance callbacks.
 
-        Every assigned partition is paused, so this returns no messages; one that still
-        arrives (a partition assigned mid-batch) is kept for the next batch.
+        Only once a batch has run for a second: pausing purges librdkafka's prefetched
+        messages, which would cost every fast batch a fetch round trip. Once paused, poll
+        returns no messages; one that still arrives (a partition assigned mid-batch) is
+        kept for the next batch.
         """
-        self._heartbeat = time.monotonic()
+        now = time.monotonic()
+        if now - self._batch_started < 1.0:
+            return
+        self._heartbeat = now
+        if not self._paused:
+            self.consumer.pause(self.consumer.assignment())
+            self._paused = True
+        self._poll_once()
+
+    def _poll_once(self) -> None:
         msg = self.consumer.poll(0)
         if msg is not None:
             error = msg.error()
@@ -274,8 +288,8 @@ class StageWorker:
                 self._consumer_error(error)
 
     def _run_batch(self, batch: list[Message]) -> None:
-        started = time.monotonic()
-        self.consumer.pause(self.consumer.assignment())
+        started = self._batch_started = time.monotonic()
+        self._paused = False
         IN_FLIGHT.labels(self.stage).set(len(batch))
         try:
             done = self._process(batch, started)
@@ -287,7 +301,9 @@ class StageWorker:
             return
         finally:
             IN_FLIGHT.labels(self.stage).set(0)
-            self._resume()
+            if self._paused:
+                self._resume()
+                self._paused = False
         elapsed = time.monotonic() - started
         self._adapt(len(done), elapsed)
         BATCH_SECONDS.labels(self.stage).observe(elapsed)
@@ -304,6 +320,8 @@ class StageWorker:
         re-assigned partition paused forever: resume the whole current assignment.
         """
         self._resume_needed = False
+        self._paused = False
+        self._batch_started = 0.0
         assignment = self.consumer.assignment()
         if assignment:
             self.consumer.resume(assignment)
@@ -333,7 +351,8 @@ class StageWorker:
         try:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not self._stop.is_set():
-                self._keepalive()
+                self._heartbeat = time.monotonic()
+                self._poll_once()
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         finally:
             self._resume()
@@ -364,7 +383,6 @@ class StageWorker:
             done, self.topics, self.stage, self.blobs, self.settings.runner.crash_attempts
         )
         commit = offsets(done)
-        self._keepalive()
         if commit:
             self.output.commit(messages, commit, self.consumer.consumer_group_metadata())
         # Work cut off by the deadline goes first into the next batch.
@@ -393,16 +411,17 @@ class StageWorker:
     def _account(self, done: list[Slot], commit: list[TopicPartition]) -> None:
         self.offsets.record(commit)
         self.stats.committed += len(done)
+        # Label lookups once per batch and counters bumped by totals: this runs per message.
+        seconds = PROCESSING_SECONDS.labels(self.stage)
+        outcomes: Counter[str] = Counter()
         for slot in done:
-            PROCESSING_SECONDS.labels(self.stage).observe(slot.seconds)
+            seconds.observe(slot.seconds)
             failure = slot.failure
             if failure is None:
-                outcome = slot.outcome.outcome if isinstance(slot.outcome, StageResult) else "ok"
-                MESSAGES.labels(self.stage, outcome).inc()
+                result = slot.outcome
+                outcomes[result.outcome if isinstance(result, StageResult) else "ok"] += 1
                 continue
-            MESSAGES.labels(
-                self.stage, "rejected" if failure.kind == "permanent" else "failed"
-            ).inc()
+            outcomes["rejected" if failure.kind == "permanent" else "failed"] += 1
             DEAD_LETTERS.labels(self.stage, failure.reason_class).inc()
             self.stats.dead_lettered += 1
             log.warning(
@@ -416,3 +435,5 @@ class StageWorker:
                     "reason": failure.reason,
                 },
             )
+        for outcome, count in outcomes.items():
+            MESSAGES.labels(self.stage, outcome).inc(count)
