@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
 Format = Literal["avif", "webp", "jpeg", "png"]
@@ -62,7 +62,7 @@ class CompressSettings(BaseModel):
     quality_range: tuple[int, int] = (60, 95)
     webp_lossless: bool = False
     jpeg_background: tuple[int, int, int] = (255, 255, 255)  # JPEG has no alpha
-    keep_exif: bool = False
+    keep_exif: bool = False  # otherwise outputs carry no EXIF (the record keeps a subset)
     keep_original: bool = False
     avif_speed: int = Field(default=8, ge=0, le=10)
     webp_method: int = Field(default=4, ge=0, le=6)
@@ -134,7 +134,10 @@ def compress(
     if not specs:
         return []
     ordered = sorted(specs, key=lambda v: v.longest_side, reverse=True)
-    image = decode_for(data, ordered[0].longest_side)
+    decoded = decode_for(data, ordered[0].longest_side)
+    exif = _output_exif(decoded) if settings.keep_exif else None
+    # Outputs are upright; a no-op for the pipeline's intermediates, which already are.
+    image = ImageOps.exif_transpose(decoded) or decoded
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert(
             "RGBA" if "transparency" in image.info or "A" in image.mode else "RGB"
@@ -150,7 +153,7 @@ def compress(
         for fmt in spec.formats:
             if formats is not None and fmt not in formats:
                 continue
-            encoded, quality = _encode_variant(current, fmt, spec, settings)
+            encoded, quality = _encode_variant(current, fmt, spec, settings, exif)
             outputs.append(
                 Output(
                     variant=spec.name,
@@ -166,25 +169,33 @@ def compress(
 
 
 def _encode_variant(
-    image: Image.Image, fmt: str, spec: VariantSpec, settings: CompressSettings
+    image: Image.Image,
+    fmt: str,
+    spec: VariantSpec,
+    settings: CompressSettings,
+    exif: bytes | None,
 ) -> tuple[bytes, int | None]:
     if fmt == "png" or (fmt == "webp" and settings.webp_lossless):
-        return encode(image, fmt, None, settings), None
+        return encode(image, fmt, None, settings, exif), None
     quality = spec.quality.get(fmt, settings.default_quality)
     if spec.target_bytes is None:
-        return encode(image, fmt, quality, settings), quality
-    return _search_quality(image, fmt, spec.target_bytes, settings)
+        return encode(image, fmt, quality, settings, exif), quality
+    return _search_quality(image, fmt, spec.target_bytes, settings, exif)
 
 
 def _search_quality(
-    image: Image.Image, fmt: str, target: int, settings: CompressSettings
+    image: Image.Image,
+    fmt: str,
+    target: int,
+    settings: CompressSettings,
+    exif: bytes | None,
 ) -> tuple[bytes, int]:
     """The highest quality in range whose output fits the target (the lowest if none does)."""
     low, high = settings.quality_range
     best: tuple[bytes, int] | None = None
     while low <= high:
         mid = (low + high) // 2
-        data = encode(image, fmt, mid, settings)
+        data = encode(image, fmt, mid, settings, exif)
         if len(data) <= target:
             best = (data, mid)
             low = mid + 1
@@ -192,26 +203,36 @@ def _search_quality(
             high = mid - 1
     if best is None:
         q = settings.quality_range[0]
-        return encode(image, fmt, q, settings), q
+        return encode(image, fmt, q, settings, exif), q
     return best
 
 
-def encode(image: Image.Image, fmt: str, quality: int | None, settings: CompressSettings) -> bytes:
+def encode(
+    image: Image.Image,
+    fmt: str,
+    quality: int | None,
+    settings: CompressSettings,
+    exif: bytes | None = None,
+) -> bytes:
     out = io.BytesIO()
+    extra: dict[str, object] = {"icc_profile": _SRGB_ICC}
+    if exif:
+        extra["exif"] = exif
     if fmt == "jpeg":
         rgb = flatten(image, settings.jpeg_background) if image.mode == "RGBA" else image
+        subsampling = "4:2:0" if (quality or 0) < 90 else "4:4:4"
         rgb.save(
             out,
             "JPEG",
             quality=quality,
             progressive=True,
             optimize=True,
-            icc_profile=_SRGB_ICC,
-            subsampling="4:2:0" if (quality or 0) < 90 else "4:4:4",
+            subsampling=subsampling,
+            **extra,
         )
     elif fmt == "webp":
         params = {"lossless": True} if quality is None else {"quality": quality}
-        image.save(out, "WEBP", method=settings.webp_method, icc_profile=_SRGB_ICC, **params)
+        image.save(out, "WEBP", method=settings.webp_method, **params, **extra)
     elif fmt == "avif":
         image.save(
             out,
@@ -219,13 +240,19 @@ def encode(image: Image.Image, fmt: str, quality: int | None, settings: Compress
             quality=quality,
             speed=settings.avif_speed,
             max_threads=settings.encoder_threads,
-            icc_profile=_SRGB_ICC,
+            **extra,
         )
     elif fmt == "png":
-        image.save(out, "PNG", optimize=False, compress_level=6, icc_profile=_SRGB_ICC)
+        image.save(out, "PNG", optimize=False, compress_level=6, **extra)
     else:
         raise ValueError(f"unknown output format {fmt!r}")
     return out.getvalue()
+
+
+def _output_exif(image: Image.Image) -> bytes | None:
+    exif = image.getexif()
+    exif.pop(0x0112, None)  # the pixels are upright
+    return exif.tobytes() if len(exif) else None
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

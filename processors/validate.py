@@ -47,6 +47,8 @@ class Validated:
     route: list[str]
     restore: str | None
     notes: list[str] = field(default_factory=list)
+    # EXIF to carry to the outputs (orientation applied, GPS dropped unless allowed).
+    exif: bytes | None = None
 
 
 def validate(
@@ -85,13 +87,22 @@ def validate(
         "exif": exif_subset(decoded, settings.keep_gps),
     }
     image, changes = normalize(decoded)
+    # From the upright image: reading the original's EXIF object first would change what
+    # the transpose sees (Pillow caches it).
+    carried = carried_exif(image, settings.keep_gps)
     facts["normalized"] = changes
     facts["width"], facts["height"] = image.size  # after orientation
     facts.update(hashes(image, settings.hash_size))
     quality = measure(image)
     route, planned = plan_route(quality, restore, settings)
     return Validated(
-        image=image, facts=facts, quality=quality, route=route, restore=planned, notes=notes
+        image=image,
+        facts=facts,
+        quality=quality,
+        route=route,
+        restore=planned,
+        notes=notes,
+        exif=carried,
     )
 
 
@@ -188,8 +199,21 @@ def _extension_fits(name: str, fmt: str) -> bool:
     return lower.endswith(_EXTENSIONS.get(fmt, ()))
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def carried_exif(image: Image.Image, keep_gps: bool) -> bytes | None:
+    """The EXIF block the outputs may carry: orientation is already applied, GPS is private."""
+    try:
+        exif = image.getexif()
+    except Exception:
+        return None
+    exif.pop(0x0112, None)  # Orientation
+    if not keep_gps:
+        exif.pop(ExifTags.IFD.GPSInfo, None)
+    return exif.tobytes() if len(exif) else None
+
+
+def png_bytes(image: Image.Image, exif: bytes | None = None) -> bytes:
     """Lossless, fast-to-write intermediate for the next stages (the work bucket expires it)."""
     out = io.BytesIO()
-    image.save(out, "PNG", compress_level=1)
+    params: dict[str, Any] = {"exif": exif} if exif else {}
+    image.save(out, "PNG", compress_level=1, **params)
     return out.getvalue()

@@ -114,6 +114,8 @@ class RunnerSettings(_Group):
     crash_attempts: int = Field(default=3, ge=1)
     # Per message: a stage function running longer than this counts as a crash.
     message_timeout_s: float = Field(default=120.0, gt=0)
+    # Address-space limit of each pool process, so no input can exhaust the node (0: none).
+    memory_limit_mb: int = Field(default=4096, ge=0)
     # This many permanent failures in a row halt the stage instead of draining into the DLQ.
     halt_after_failures: int = Field(default=50, ge=1)
     backoff_initial_s: float = Field(default=0.5, gt=0)

@@ -90,6 +90,7 @@ class StageWorker:
             processes=default_processes(runner.pool_workers) if spec.cpu_bound else 0,
             crash_attempts=runner.crash_attempts,
             message_timeout_s=runner.message_timeout_s,
+            memory_limit_mb=runner.memory_limit_mb,
         )
         self.blobs = BlobStore(
             clients.s3(settings.s3), settings.buckets, self.stage, runner.io_threads

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+from functools import cache
 from typing import Any
 
 from PIL import Image
 
-from processors.categorize import Hints, categorize
+from processors.categorize import Hints, ImageClassifier, categorize
 from processors.compress import compress
 from processors.enhance import choose_profile, enhance
 from processors.validate import png_bytes, validate
@@ -29,7 +31,7 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     result = rejected_as_permanent(
         lambda: validate(blob, settings.validate_, submitted.request.restore, declared_name=name)
     )
-    data = png_bytes(result.image)
+    data = png_bytes(result.image, result.exif)
     key = work_key("validate", envelope, "v1")
     record = envelope.record
     record.original = {**result.facts, "notes": result.notes}
@@ -41,8 +43,10 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=detail)
 
 
-def categorize_stage(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageResult:
+def categorize_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
     settings: StageSettings = ctx.params
+    classifier = _classifier(settings.classifier) if settings.classifier else None
+    image = open_intermediate(blob, "categorize") if classifier else None
     hints = envelope.submitted.hints
     source = envelope.submitted.source.object
     found = categorize(
@@ -53,6 +57,8 @@ def categorize_stage(envelope: Envelope, _blob: bytes | None, ctx: StageContext)
             file_name=hints.file_name or (source.key.rsplit("/", 1)[-1] if source else None),
         ),
         settings.categorize,
+        image=image,
+        classifier=classifier,
     )
     envelope.record.category = Category(
         name=found.category, score=found.score, evidence=found.evidence
@@ -76,10 +82,20 @@ def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
         return StageResult(
             envelope, outcome="skipped", detail=result.kept_original or "profile none"
         )
-    data = png_bytes(result.image)
+    data = png_bytes(result.image, image.info.get("exif"))
     key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json())
     envelope.record.current = ref(ctx.buckets.work, key, data, PNG)
     return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=profile)
+
+
+@cache
+def _classifier(reference: str) -> ImageClassifier:
+    module, _, name = reference.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise PermanentError("bad_config", f"stages.classifier {reference!r}: {exc}") from exc
+    return found  # type: ignore[no-any-return]
 
 
 def _reference(path: str | None) -> Image.Image:
@@ -147,8 +163,14 @@ def specs(settings: StageSettings) -> dict[str, StageSpec]:
     spec_args: dict[str, Any] = {"cpu_bound": True, "params": settings}
     return {
         "validate": StageSpec("validate", validate_stage, reads_blob=True, **spec_args),
-        # Hints only: nothing to decode, so no process pool and no blob fetch.
-        "categorize": StageSpec("categorize", categorize_stage, reads_blob=False, params=settings),
+        # Hints only unless a classifier is configured: then it needs the pixels too.
+        "categorize": StageSpec(
+            "categorize",
+            categorize_stage,
+            reads_blob=settings.classifier is not None,
+            cpu_bound=settings.classifier is not None,
+            params=settings,
+        ),
         "enhance": StageSpec("enhance", enhance_stage, reads_blob=True, **spec_args),
         "compress": StageSpec("compress", compress_stage, reads_blob=True, **spec_args),
     }

@@ -21,3 +21,6 @@ class StageSettings(BaseModel):
     compress: CompressSettings = Field(default_factory=CompressSettings)
     # An image for the `match` enhancement profile, as a path readable by the workers.
     reference_image: str | None = None
+    # An image classifier for categorize, as `module:function` taking a PIL image and
+    # returning category scores; off by default (categorize then needs no pixels at all).
+    classifier: str | None = None

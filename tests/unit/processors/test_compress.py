@@ -116,3 +116,39 @@ def test_the_ladder_profile_and_lossless_webp() -> None:
 def test_unknown_profile_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown variant profile 'huge'"):
         compress(encode(photo()), CompressSettings(profile="huge"))
+
+
+def test_exif_travels_from_validate_to_the_outputs_only_when_asked() -> None:
+    from processors.validate import ValidateSettings, png_bytes, validate
+
+    exif = Image.Exif()
+    exif[0x010F] = "Acme"
+    exif[0x0112] = 6  # stored rotated
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "N"
+    source = encode(
+        photo("coffee").transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif.tobytes()
+    )
+    checked = validate(source, ValidateSettings())
+    intermediate = png_bytes(checked.image, checked.exif)
+    kept = compress(intermediate, CompressSettings(keep_exif=True), formats=("jpeg", "webp"))
+    for out in kept:
+        carried = _open(out.data).getexif()
+        assert carried[0x010F] == "Acme", out.format
+        assert 0x0112 not in carried and 0x8825 not in carried, out.format  # upright, no GPS
+        assert (out.width, out.height) in ((150, 100), (500, 333), (600, 400))
+    for out in compress(intermediate, CompressSettings(), formats=("jpeg",)):
+        assert 0x010F not in _open(out.data).getexif()
+
+
+def test_a_rotated_jpeg_given_straight_to_compress_comes_out_upright() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = photo("coffee").transpose(Image.Transpose.ROTATE_90)  # 400x600 on disk
+    [out] = compress(
+        encode(stored, "JPEG", exif=exif.tobytes()),
+        CompressSettings(),
+        formats=("jpeg",),
+        variants=("preview",),
+    )
+    assert (out.width, out.height) == (500, 333)

@@ -1,0 +1,96 @@
+"""The image stages as the runner calls them: envelope and blob in, result out."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from schemas.events import Envelope, Hints, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
+from streams.runner.stage import PermanentError, StageContext
+from streams.settings import BucketSettings
+from streams.stages import image_stages
+from streams.stages.settings import StageSettings
+from tests.unit.processors.photos import big_photo, encode, photo
+
+
+def fake_classifier(image: Image.Image) -> dict[str, float]:
+    return {"watches": 1.0 if image.width > 100 else 0.0}
+
+
+def _envelope(request: Request | None = None, hints: Hints | None = None) -> Envelope:
+    source = ObjectRef(bucket="pixelfleet-incoming", key="img-1/photo.jpg")
+    submitted = ImageSubmitted(image_id="img-1", source=Source(object=source),
+                               submitted_at="2026-11-21T10:00:00Z", hints=hints or Hints(),
+                               request=request or Request())  # fmt: skip
+    record = ImageRecord(image_id="img-1", status="processing", updated_at="2026-11-21T10:00:00Z",
+                         current=source)  # fmt: skip
+    return Envelope(submitted=submitted, route=["validate"], record=record)
+
+
+def _ctx(settings: StageSettings | None = None) -> StageContext:
+    return StageContext(stage="x", buckets=BucketSettings(), params=settings or StageSettings())
+
+
+def test_validate_records_facts_plans_the_route_and_writes_a_deterministic_intermediate() -> None:
+    data = encode(big_photo("coffee", 2400), "JPEG", quality=90)
+    first = image_stages.validate_stage(_envelope(), data, _ctx())
+    again = image_stages.validate_stage(_envelope(), data, _ctx())
+    env = first.envelope
+    assert env.route == ["validate", "categorize", "enhance", "compress"]
+    assert env.record.original is not None and env.record.original["width"] == 2400
+    [blob] = first.blobs
+    assert blob.bucket == "pixelfleet-work" and blob.key.startswith("validate/img-1/")
+    assert blob.key == again.blobs[0].key  # a replay overwrites the same object
+    assert env.record.current is not None and env.record.current.key == blob.key
+    assert Image.open(io.BytesIO(blob.data)).format == "PNG"
+
+
+def test_validate_rejections_are_permanent_errors_with_the_reason() -> None:
+    with pytest.raises(PermanentError) as caught:
+        image_stages.validate_stage(_envelope(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, _ctx())
+    assert caught.value.reason_class == "corrupt_header"
+
+
+def test_categorize_uses_hints_and_a_configured_classifier() -> None:
+    hinted = image_stages.categorize_stage(
+        _envelope(hints=Hints(title="pearl necklace")), None, _ctx()
+    )
+    assert hinted.envelope.record.category is not None
+    assert hinted.envelope.record.category.name in ("pearls", "necklaces")
+    settings = StageSettings(classifier="tests.unit.streams.test_stage_adapters:fake_classifier")
+    spec = image_stages.specs(settings)["categorize"]
+    assert spec.reads_blob and spec.cpu_bound
+    png = encode(photo("coffee"), "PNG")
+    result = image_stages.categorize_stage(_envelope(), png, _ctx(settings))
+    assert result.envelope.record.category is not None
+    assert result.envelope.record.category.name == "watches"
+    assert "image:1.00" in result.envelope.record.category.evidence
+
+
+def test_enhance_profile_none_is_a_skip_and_keeps_the_input() -> None:
+    png = encode(photo("coffee"), "PNG")
+    result = image_stages.enhance_stage(_envelope(Request(profile="none")), png, _ctx())
+    assert result.outcome == "skipped" and result.blobs == []
+    with pytest.raises(PermanentError, match="unknown enhancement profile"):
+        image_stages.enhance_stage(_envelope(Request(profile="glow")), png, _ctx())
+
+
+def test_compress_keys_ratios_and_keep_original() -> None:
+    env = _envelope(Request(formats=["webp"], variants=["thumbnail", "preview"]))
+    env.record.original = {"bytes": 1_000_000}
+    settings = StageSettings.model_validate({"compress": {"keep_original": True}})
+    result = image_stages.compress_stage(env, encode(photo("coffee"), "PNG"), _ctx(settings))
+    keys = sorted(b.key for b in result.blobs)
+    assert keys == [
+        "other/original/img-1.png",
+        "other/preview/img-1.webp",
+        "other/thumbnail/img-1.webp",
+    ]
+    by_variant = {v.variant: v for v in result.envelope.record.variants}
+    assert by_variant["thumbnail"].compression_ratio == pytest.approx(
+        1_000_000 / by_variant["thumbnail"].bytes, rel=1e-3
+    )
+    assert by_variant["original"].width == 600
+    assert all(b.bucket == "pixelfleet-images" for b in result.blobs)
