@@ -12,22 +12,11 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.quality import laplacian_variance, luminance
+from processors.taxonomy import DEFAULT_CATEGORIES
 
 PROFILES = ("none", "auto", "product", "match")
-JEWELRY = (
-    "rings",
-    "necklaces",
-    "earrings",
-    "bracelets",
-    "watches",
-    "pendants",
-    "chains",
-    "brooches",
-    "gemstones",
-    "pearls",
-    "vintage",
-    "luxury",
-)
+# Every category of the default (jewelry) taxonomy gets the product profile.
+JEWELRY = tuple(category.name for category in DEFAULT_CATEGORIES)
 
 
 class EnhanceSettings(BaseModel):

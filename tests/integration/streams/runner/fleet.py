@@ -171,6 +171,17 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[Reco
     return out
 
 
+def latest_records(settings: Settings) -> dict[str, ImageRecord]:
+    """The newest committed metadata record of every image (what compaction keeps)."""
+    latest: dict[str, ImageRecord] = {}
+    ordered = sorted(
+        read_topic(settings, topics(settings).metadata), key=lambda r: (r.partition, r.offset)
+    )
+    for rec in ordered:
+        latest[rec.key] = decoder(ImageRecord).decode(rec.value)
+    return latest
+
+
 def wait_for(settings: Settings, topic: str, count: int, timeout: float = 120) -> list[Record]:
     """The records of topic once `count` distinct keys are there; fails after timeout."""
     deadline = time.monotonic() + timeout
@@ -219,9 +230,7 @@ def check_exactly_once(settings: Settings, ids: list[str]) -> None:
     meta = read_topic(settings, t.metadata)
     # One committed record per stage per image: a replayed batch never shows twice.
     assert Counter(r.key for r in meta) == Counter({i: 2 for i in ids})
-    latest: dict[str, ImageRecord] = {}
-    for rec in sorted(meta, key=lambda r: (r.partition, r.offset)):
-        latest[rec.key] = decoder(ImageRecord).decode(rec.value)
+    latest = latest_records(settings)
     assert {k: v.status for k, v in latest.items()} == dict.fromkeys(ids, "done")
     s3 = clients.s3(settings.s3)
     work = sorted(

@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 from confluent_kafka import Producer
 
-from schemas.events import DeadLetter, ImageRecord, decoder
+from schemas.events import DeadLetter, decoder
 from streams import clients
 from streams.runner.worker import StageHaltedError
 from streams.settings import Settings
 from streams.status import group_lag
 from tests.integration.streams.runner import stages
 from tests.integration.streams.runner.fleet import (
+    latest_records,
     read_topic,
     start_thread,
     submit_ids,
@@ -25,15 +26,6 @@ from tests.integration.streams.runner.fleet import (
 )
 
 MakeFleet = Callable[..., Settings]
-
-
-def _latest(settings: Settings) -> dict[str, ImageRecord]:
-    latest: dict[str, ImageRecord] = {}
-    for rec in sorted(
-        read_topic(settings, topics(settings).metadata), key=lambda r: (r.partition, r.offset)
-    ):
-        latest[rec.key] = decoder(ImageRecord).decode(rec.value)
-    return latest
 
 
 def _objects(settings: Settings, bucket: str) -> list[str]:
@@ -65,7 +57,7 @@ def test_two_stages_move_every_image_exactly_once(make_fleet: MakeFleet) -> None
     assert first.error is None and second.error is None
     assert all(lag.lag == 0 and lag.committed > 0 for lag in lags.values()), lags
     assert Counter(r.key for r in done) == Counter(ids)
-    latest = _latest(fleet)
+    latest = latest_records(fleet)
     assert set(latest) == set(ids)
     for image_id, record in latest.items():
         assert record.status == "done", image_id
@@ -106,7 +98,7 @@ def test_poison_is_dead_lettered_rejected_and_quarantined(make_fleet: MakeFleet)
         assert letter.quarantined is not None
         body = s3.get_object(letter.quarantined.bucket, letter.quarantined.key).read()
         assert body == b"evil"
-    latest = _latest(fleet)
+    latest = latest_records(fleet)
     for image_id in bad:
         assert latest[image_id].status == "rejected"
         assert latest[image_id].errors[0].reason_class == "poisoned"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from schemas.events import DeadLetter, Hints, ImageRecord, Request, decoder
+from schemas.events import DeadLetter, Hints, Request, decoder
 from streams import clients
 from streams.registry import builtin
 from streams.settings import Settings
@@ -18,21 +18,13 @@ from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import (
     fleet_settings,
     init_fleet,
+    latest_records,
     read_topic,
     start_thread,
     topics,
     wait_for,
 )
 from tests.unit.processors.photos import big_photo, encode, photo
-
-
-def _latest(settings: Settings) -> dict[str, ImageRecord]:
-    latest: dict[str, ImageRecord] = {}
-    for rec in sorted(
-        read_topic(settings, topics(settings).metadata), key=lambda r: (r.partition, r.offset)
-    ):
-        latest[rec.key] = decoder(ImageRecord).decode(rec.value)
-    return latest
 
 
 def test_photos_go_through_every_image_stage(  # noqa: PLR0915 (one story, told once)
@@ -90,7 +82,7 @@ def test_photos_go_through_every_image_stage(  # noqa: PLR0915 (one story, told 
         "broken-1": "rejected",
     }
 
-    records = _latest(fleet)
+    records = latest_records(fleet)
     ring_record = records["ring-1"]
     assert ring_record.category is not None and ring_record.category.name == "rings"
     assert "title:engagement ring" in ring_record.category.evidence
