@@ -20,6 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
+# The test stages and helpers live in tests/; make the repository root importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from streams.devstack.stack import stack_for_tools
 from tests.integration.streams.runner.fleet import (
     Workers,
