@@ -9,9 +9,10 @@ import threading
 from types import FrameType
 
 from streams.health import HealthServer
+from streams.runner.accounting import StageHaltedError
 from streams.runner.stage import StageSpec
 from streams.runner.transactions import FatalKafkaError
-from streams.runner.worker import StageHaltedError, StageWorker
+from streams.runner.worker import StageWorker
 from streams.settings import Settings
 
 log = logging.getLogger("pixelfleet.supervisor")

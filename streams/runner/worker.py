@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -23,41 +21,21 @@ from streams.metrics import (
     ASSIGNED_PARTITIONS,
     BATCH_SECONDS,
     BATCH_SIZE,
-    DEAD_LETTERS,
     IN_FLIGHT,
-    MESSAGES,
-    PROCESSING_SECONDS,
     REBALANCES,
     RETRIES,
 )
+from streams.runner.accounting import Ledger
 from streams.runner.batch import Slot, attach_inputs, done_prefix, make_slots, offsets, outputs
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
 from streams.runner.offsets import CommittedOffsets
-from streams.runner.stage import StageContext, StageResult, StageSpec, TransientError
+from streams.runner.stage import StageContext, StageSpec, TransientError
 from streams.runner.transactions import FatalKafkaError, TransactionalOutput
 from streams.settings import Settings
 from streams.topics import Topics
 
 log = logging.getLogger("pixelfleet.runner")
-
-
-class StageHaltedError(RuntimeError):
-    """Too many permanent failures in a row: stop instead of draining the inbox into the DLQ."""
-
-
-@dataclass
-class WorkerStats:
-    """What tests and the bench read back; the same figures go to Prometheus."""
-
-    batches: int = 0
-    committed: int = 0
-    dead_lettered: int = 0
-    retries: int = 0
-    assigned: int = 0
-    revoked: int = 0
-    lost: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 class StageWorker:
@@ -71,13 +49,13 @@ class StageWorker:
         runner = settings.runner
         self.budget_s = min(runner.batch_budget_s, runner.max_poll_interval_ms / 1000 * 0.5)
         self.batch_size = min(runner.batch_max, 50)
-        self.stats = WorkerStats()
+        self.ledger = Ledger(self.stage, settings.runner.halt_after_failures)
+        self.stats = self.ledger.stats
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._heartbeat = time.monotonic()
         self._carry: list[Message] = []
         self._revoked: set[tuple[str, int]] = set()
-        self._streak = 0
         self._retries_in_a_row = 0
         self._resume_needed = False
         self._paused = False
@@ -379,7 +357,7 @@ class StageWorker:
         items = [s.item for s in slots if s.item is not None]
         timed = self.executor.run(items, started + self.budget_s * 0.6, self._keepalive)
         done = [s for s in done_prefix(slots, timed) if s.partition_key not in self._revoked]
-        self._check_streak(done)
+        self.ledger.check_streak(done)
         messages = outputs(
             done, self.topics, self.stage, self.blobs, self.settings.runner.crash_attempts
         )
@@ -392,49 +370,6 @@ class StageWorker:
             m for m in batch[cut:] + self._carry if (m.topic(), m.partition()) not in self._revoked
         ]
         self._retries_in_a_row = 0
-        self._account(done, commit)
-        return done
-
-    def _check_streak(self, done: list[Slot]) -> None:
-        limit = self.settings.runner.halt_after_failures
-        for slot in done:
-            failure = slot.failure
-            self._streak = self._streak + 1 if failure else 0
-            if failure and self._streak >= limit:
-                raise StageHaltedError(
-                    f"stage {self.stage} halted: {self._streak} messages in a row failed for good "
-                    f"(last: {failure.reason_class}: {failure.reason}). Nothing of this batch was "
-                    "committed. Fix the cause (a bad deploy, a broken dependency, a poisoned "
-                    "upstream) and restart the worker; raise PIXELFLEET_RUNNER_HALT_AFTER_FAILURES "
-                    "if such runs are expected."
-                )
-
-    def _account(self, done: list[Slot], commit: list[TopicPartition]) -> None:
         self.offsets.record(commit)
-        self.stats.committed += len(done)
-        # Label lookups once per batch and counters bumped by totals: this runs per message.
-        seconds = PROCESSING_SECONDS.labels(self.stage)
-        outcomes: Counter[str] = Counter()
-        for slot in done:
-            seconds.observe(slot.seconds)
-            failure = slot.failure
-            if failure is None:
-                result = slot.outcome
-                outcomes[result.outcome if isinstance(result, StageResult) else "ok"] += 1
-                continue
-            outcomes["rejected" if failure.kind == "permanent" else "failed"] += 1
-            DEAD_LETTERS.labels(self.stage, failure.reason_class).inc()
-            self.stats.dead_lettered += 1
-            log.warning(
-                "dead-lettered",
-                extra={
-                    "stage": self.stage,
-                    "image_id": slot.envelope.record.image_id if slot.envelope else None,
-                    "partition": slot.origin.partition,
-                    "offset": slot.origin.offset,
-                    "reason_class": failure.reason_class,
-                    "reason": failure.reason,
-                },
-            )
-        for outcome, count in outcomes.items():
-            MESSAGES.labels(self.stage, outcome).inc(count)
+        self.ledger.account(done)
+        return done

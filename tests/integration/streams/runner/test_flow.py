@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from schemas.events import DeadLetter, decoder
 from streams import clients
-from streams.runner.worker import StageHaltedError
+from streams.runner.accounting import StageHaltedError
 from streams.settings import Settings
 from streams.status import group_lag
 from tests.integration.streams.runner import stages
