@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -16,7 +17,13 @@ from streams.settings import Settings
 from streams.topics import STAGES, Topics
 from tests.conftest import Stack
 from tests.integration.streams.runner import stages
-from tests.integration.streams.runner.fleet import ROOT, fleet_settings, settings_env, start_thread
+from tests.integration.streams.runner.fleet import (
+    ROOT,
+    fleet_settings,
+    read_topic,
+    settings_env,
+    start_thread,
+)
 
 
 def _cli(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -101,3 +108,31 @@ def test_submit_wait_then_status(
     assert set(data["stages"]) == {"validate", "categorize"}
     missing = _cli(fleet, "status", "no-such-image")
     assert missing.returncode == 1
+
+
+def test_submit_references_existing_objects_by_prefix(
+    stack: Stack, unique_name: Callable[[str], str]
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    assert _cli(fleet, "init").returncode == 0
+    s3 = clients.s3(fleet.s3)
+    for key in ("shop/rings/a.jpg", "shop/rings/b.jpg", "shop/other/c.jpg"):
+        s3.put_object(fleet.buckets.incoming, key, io.BytesIO(b"x" * 2000), 2000)
+    result = _cli(fleet, "submit", f"s3://{fleet.buckets.incoming}/shop/rings/")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == ["shop-rings-a.jpg", "shop-rings-b.jpg"]
+    events = read_topic(fleet, Topics(fleet.topic_prefix).ingest)
+    sources = sorted(json.loads(r.value)["source"]["object"]["key"] for r in events)
+    assert sources == ["shop/rings/a.jpg", "shop/rings/b.jpg"]
+    assert {r.key for r in events} == {"shop-rings-a.jpg", "shop-rings-b.jpg"}
+
+
+def test_worker_refuses_an_unbuilt_or_unknown_stage(stack: Stack) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), "unused")
+    restore = _cli(fleet, "worker", "--stage", "restore", timeout=60)
+    assert restore.returncode == 1
+    assert "stage 'restore' is not built yet" in restore.stderr
+    unknown = _cli(fleet, "worker", "--stage", "resize", timeout=60)
+    assert unknown.returncode == 1 and "no stage 'resize'" in unknown.stderr
+    nothing = _cli(fleet, "worker", timeout=60)
+    assert nothing.returncode == 1 and "name a stage" in nothing.stderr
