@@ -356,7 +356,8 @@ class StageWorker:
         attach_inputs(slots, self.blobs, self.spec.reads_blob)
         items = [s.item for s in slots if s.item is not None]
         timed = self.executor.run(items, started + self.budget_s * 0.6, self._keepalive)
-        done = [s for s in done_prefix(slots, timed) if s.partition_key not in self._revoked]
+        finished = done_prefix(slots, timed)
+        done = [s for s in finished if s.partition_key not in self._revoked]
         self.ledger.check_streak(done)
         messages = outputs(
             done, self.topics, self.stage, self.blobs, self.settings.runner.crash_attempts
@@ -365,9 +366,10 @@ class StageWorker:
         if commit:
             self.output.commit(messages, commit, self.consumer.consumer_group_metadata())
         # Work cut off by the deadline goes first into the next batch.
-        cut = len(done_prefix(slots, timed))
         self._carry = [
-            m for m in batch[cut:] + self._carry if (m.topic(), m.partition()) not in self._revoked
+            m
+            for m in batch[len(finished) :] + self._carry
+            if (m.topic(), m.partition()) not in self._revoked
         ]
         self._retries_in_a_row = 0
         self.offsets.record(commit)
