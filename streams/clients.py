@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import urllib3
@@ -13,18 +14,23 @@ from streams.settings import KafkaSettings, S3Settings
 
 
 def admin(kafka: KafkaSettings) -> AdminClient:
-    conf: dict[str, Any] = dict(kafka.librdkafka())
-    return AdminClient(conf)
+    return AdminClient(_base(kafka))
 
 
 # The Java client's hash: an image's key lands on the same partition whoever produces it.
 PARTITIONER = "murmur2_random"
+# librdkafka's own log lines go through Python logging (JSON lines in a worker).
+LIBRDKAFKA_LOG = logging.getLogger("pixelfleet.librdkafka")
+
+
+def _base(kafka: KafkaSettings) -> dict[str, Any]:
+    return {**kafka.librdkafka(), "logger": LIBRDKAFKA_LOG}
 
 
 def producer(kafka: KafkaSettings, **extra: Any) -> Producer:
     """An idempotent producer: retries never duplicate or reorder a partition's records."""
     conf: dict[str, Any] = {
-        **kafka.librdkafka(),
+        **_base(kafka),
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": PARTITIONER,
@@ -39,7 +45,7 @@ def transactional_producer(kafka: KafkaSettings, transactional_id: str, **extra:
 
 def consumer(kafka: KafkaSettings, group_id: str, **extra: Any) -> Consumer:
     conf: dict[str, Any] = {
-        **kafka.librdkafka(),
+        **_base(kafka),
         "group.id": group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,

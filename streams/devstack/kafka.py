@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from streams.devstack.procs import StackError, run_checked
 from streams.settings import DevStackSettings
@@ -182,13 +184,33 @@ def server_argv(libs: Path, config: Path, data_dir: Path, heap_mb: int) -> list[
     return [*java_base(libs, data_dir, heap_mb), "kafka.Kafka", str(config)]
 
 
+def _quiet() -> logging.Logger:
+    # Probing a broker that is still starting makes librdkafka complain; nobody needs that.
+    quiet = logging.getLogger("pixelfleet.devstack.probe")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    return quiet
+
+
 def is_ready(bootstrap: str) -> bool:
-    """The broker answers a metadata request and lists itself."""
+    """The broker answers a metadata request, lists itself, and can run transactions."""
+    from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _quiet()}
+    admin = AdminClient(conf)
     try:
-        meta = admin.list_topics(timeout=2)
+        if not admin.list_topics(timeout=2).brokers:
+            return False
+        # The transaction coordinator loads its log after start-up; the fleet needs it.
+        probe = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "logger": _quiet(),
+                "transactional.id": "pixelfleet.devstack.ready-probe",
+            }
+        )
+        probe.init_transactions(5)
     except Exception:
         return False
-    return bool(meta.brokers)
+    return True
