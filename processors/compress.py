@@ -135,9 +135,11 @@ def compress(
         return []
     ordered = sorted(specs, key=lambda v: v.longest_side, reverse=True)
     decoded = decode_for(data, ordered[0].longest_side)
-    exif = _output_exif(decoded) if settings.keep_exif else None
-    # Outputs are upright; a no-op for the pipeline's intermediates, which already are.
-    image = ImageOps.exif_transpose(decoded) or decoded
+    # Outputs are upright (the pipeline's intermediates already are). The EXIF is read from
+    # the upright image: popping Orientation first would hide it from the transpose.
+    upright = decoded.getexif().get(0x0112, 1) == 1
+    image = decoded if upright else (ImageOps.exif_transpose(decoded) or decoded)
+    exif = _output_exif(image) if settings.keep_exif else None
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert(
             "RGBA" if "transparency" in image.info or "A" in image.mode else "RGB"

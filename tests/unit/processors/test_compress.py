@@ -152,3 +152,19 @@ def test_a_rotated_jpeg_given_straight_to_compress_comes_out_upright() -> None:
         variants=("preview",),
     )
     assert (out.width, out.height) == (500, 333)
+
+
+def test_a_rotated_jpeg_keeps_its_exif_and_still_comes_out_upright() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Acme"
+    stored = photo("coffee").transpose(Image.Transpose.ROTATE_90)
+    [out] = compress(
+        encode(stored, "JPEG", exif=exif.tobytes()),
+        CompressSettings(keep_exif=True),
+        formats=("jpeg",),
+        variants=("preview",),
+    )
+    assert (out.width, out.height) == (500, 333)
+    carried = _open(out.data).getexif()
+    assert carried[0x010F] == "Acme" and 0x0112 not in carried
