@@ -179,9 +179,16 @@ class Executor:
         while next_chunk < len(chunks) or running:
             may_start = next_chunk == 0 or time.monotonic() < deadline
             while may_start and next_chunk < len(chunks) and len(running) < self.processes * 2:
-                future = self._pool_or_new().submit(
-                    _call_chunk, self.fn, chunks[next_chunk], self.ctx
-                )
+                try:
+                    future = self._pool_or_new().submit(
+                        _call_chunk, self.fn, chunks[next_chunk], self.ctx
+                    )
+                except cf.process.BrokenProcessPool:
+                    # It broke after the last wait: the same as any breakage, then go on.
+                    broken.extend(index for index, _ in running.values())
+                    running.clear()
+                    self._kill_pool()
+                    continue
                 running[future] = (next_chunk, time.monotonic())
                 next_chunk += 1
             if not may_start and next_chunk < len(chunks):
@@ -219,7 +226,11 @@ class Executor:
     def _isolated(self, item: WorkItem, keepalive: KeepAlive) -> Any:
         """Run one suspect item alone until it passes or has killed its process too often."""
         while True:
-            future = self._pool_or_new().submit(_call_chunk, self.fn, [item], self.ctx)
+            try:
+                future = self._pool_or_new().submit(_call_chunk, self.fn, [item], self.ctx)
+            except cf.process.BrokenProcessPool:
+                self._kill_pool()  # broken by an earlier input: no attempt of this one
+                continue
             started = time.monotonic()
             while not future.done():
                 cf.wait([future], timeout=0.5)
