@@ -98,6 +98,7 @@ def _classifier(reference: str) -> ImageClassifier:
     return found  # type: ignore[no-any-return]
 
 
+@cache  # one decode per process, not one per message; callers only read it
 def _reference(path: str | None) -> Image.Image:
     if not path:
         raise PermanentError("bad_request", "the match profile needs stages.reference_image set")
