@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from schemas.events import ImageRecord, decoder
@@ -64,6 +64,26 @@ class TopicCount:
     exact: bool  # False: offsets were too many to read; the figure counts markers too
 
 
+def read_to_end(
+    consumer: Consumer, topic: str, ends: dict[int, tuple[int, int]], timeout_s: float
+) -> tuple[list[Message], bool]:
+    """Every committed record below the given end offsets, and whether all were reached.
+
+    Transaction markers take offsets but are never delivered, so a partition is finished
+    when the consumer's position reaches its end, not when a record with that offset arrives.
+    """
+    left = {p: high for p, (low, high) in ends.items() if high > low}
+    consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in left])
+    records: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while left and time.monotonic() < deadline:
+        records.extend(m for m in consumer.consume(1000, timeout=0.5) if m.error() is None)
+        for tp in consumer.position([TopicPartition(topic, p) for p in list(left)]):
+            if tp.offset >= left[tp.partition]:
+                del left[tp.partition]
+    return records, not left
+
+
 def count_records(settings: Settings, topic: str, max_offsets: int = 200_000) -> TopicCount:
     """Committed records in a topic. Transaction markers take offsets too, so offsets
     over-count; read the topic when that is cheap enough, else say the figure is rough."""
@@ -73,18 +93,8 @@ def count_records(settings: Settings, topic: str, max_offsets: int = 200_000) ->
         span = sum(high - low for low, high in ends.values())
         if span > max_offsets:
             return TopicCount(span, exact=False)
-        consumer.assign(
-            [TopicPartition(topic, p, low) for p, (low, high) in ends.items() if high > low]
-        )
-        count = 0
-        left = {p: high for p, (low, high) in ends.items() if high > low}
-        deadline = time.monotonic() + 60
-        while left and time.monotonic() < deadline:
-            count += sum(1 for m in consumer.consume(1000, timeout=0.5) if m.error() is None)
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(left)]):
-                if tp.offset >= left[tp.partition]:
-                    del left[tp.partition]
-        return TopicCount(count, exact=not left)
+        records, complete = read_to_end(consumer, topic, ends, timeout_s=60)
+        return TopicCount(len(records), exact=complete)
     finally:
         consumer.close()
 

@@ -55,7 +55,7 @@ class FatalKafkaError(RuntimeError):
     """The producer can never work again (e.g. fenced by a newer replica with our id): exit."""
 
 
-def _error(exc: KafkaException) -> KafkaError:
+def kafka_error(exc: KafkaException) -> KafkaError:
     return (
         exc.args[0]
         if exc.args and isinstance(exc.args[0], KafkaError)
@@ -80,7 +80,7 @@ class TransactionalOutput:
                 self.producer = self._make()
                 continue
             except KafkaException as exc:
-                err = _error(exc)
+                err = kafka_error(exc)
                 if err.fatal() or time.monotonic() > deadline:
                     raise FatalKafkaError(f"init_transactions: {err}") from exc
                 log.warning(
@@ -106,7 +106,7 @@ class TransactionalOutput:
             self._replace()
             raise TransientError(f"transaction abandoned: {exc}") from exc
         except KafkaException as exc:
-            err = _error(exc)
+            err = kafka_error(exc)
             if err.fatal():
                 raise FatalKafkaError(f"transaction: {err}") from exc
             self._abort()
@@ -135,7 +135,7 @@ class TransactionalOutput:
                 _bounded(lambda: self.producer.commit_transaction(TIMEOUT_S), TIMEOUT_S + 2)
                 return
             except KafkaException as exc:
-                err = _error(exc)
+                err = kafka_error(exc)
                 if err.retriable() and not err.txn_requires_abort() and not err.fatal():
                     continue
                 raise
@@ -158,7 +158,7 @@ class TransactionalOutput:
                 self._replace()
                 return
             except KafkaException as exc:
-                err = _error(exc)
+                err = kafka_error(exc)
                 if err.fatal():
                     raise FatalKafkaError(f"abort_transaction: {err}") from exc
                 if err.code() == KafkaError._STATE:

@@ -31,7 +31,7 @@ from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
 from streams.runner.offsets import CommittedOffsets
 from streams.runner.stage import StageContext, StageSpec, TransientError
-from streams.runner.transactions import FatalKafkaError, TransactionalOutput
+from streams.runner.transactions import FatalKafkaError, TransactionalOutput, kafka_error
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -136,7 +136,7 @@ class StageWorker:
                 except KafkaException as exc:
                     # Broker restarts and coordinator moves surface here; only a fatal error
                     # (e.g. a fenced producer) ends the worker.
-                    if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].fatal():
+                    if kafka_error(exc).fatal():
                         raise FatalKafkaError(str(exc)) from exc
                     self._retries_in_a_row += 1
                     log.warning(
@@ -208,7 +208,7 @@ class StageWorker:
         # owner starts from the committed offset, so dropping them loses nothing.
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._revoked |= gone
-        self._carry = [m for m in self._carry if (m.topic(), m.partition()) not in gone]
+        self._carry = self._still_ours(self._carry)
         self.offsets.forget(gone)
         REBALANCES.labels(self.stage, kind).inc()
         ASSIGNED_PARTITIONS.labels(self.stage).dec(len(partitions))
@@ -282,7 +282,6 @@ class StageWorker:
             IN_FLIGHT.labels(self.stage).set(0)
             if self._paused:
                 self._resume()
-                self._paused = False
         elapsed = time.monotonic() - started
         self._adapt(len(done), elapsed)
         BATCH_SECONDS.labels(self.stage).observe(elapsed)
@@ -310,9 +309,7 @@ class StageWorker:
         self.stats.retries += 1
         self._retries_in_a_row += 1
         RETRIES.labels(self.stage, kind).inc()
-        self._carry = [
-            m for m in batch if (m.topic(), m.partition()) not in self._revoked
-        ] + self._carry
+        self._carry = self._still_ours(batch) + self._carry
         delay = self._backoff()
         log.warning(
             "batch aborted, will retry",
@@ -324,6 +321,9 @@ class StageWorker:
             },
         )
         self._sleep_alive(delay)
+
+    def _still_ours(self, messages: list[Message]) -> list[Message]:
+        return [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
 
     def _sleep_alive(self, seconds: float) -> None:
         self.consumer.pause(self.consumer.assignment())
@@ -366,11 +366,7 @@ class StageWorker:
         if commit:
             self.output.commit(messages, commit, self.consumer.consumer_group_metadata())
         # Work cut off by the deadline goes first into the next batch.
-        self._carry = [
-            m
-            for m in batch[len(finished) :] + self._carry
-            if (m.topic(), m.partition()) not in self._revoked
-        ]
+        self._carry = self._still_ours(batch[len(finished) :] + self._carry)
         self._retries_in_a_row = 0
         self.offsets.record(commit)
         self.ledger.account(done)

@@ -14,14 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
-
 from schemas.events import ImageRecord, ImageSubmitted, ObjectRef, Source, decoder
 from streams import admin, clients
 from streams.runner.records import now_iso
 from streams.runner.stage import StageSpec
 from streams.runner.worker import StageWorker
 from streams.settings import Settings
+from streams.status import read_to_end, topic_end_offsets
 from streams.submit import Submitter
 from streams.topics import Topics
 
@@ -143,32 +142,16 @@ class Record:
 def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[Record]:
     """Every committed record of a topic, read until the end offsets seen at the start."""
     consumer = clients.consumer(settings.kafka, f"reader-{time.monotonic_ns()}")
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        for p in meta.partitions
-    }
-    consumer.assign([TopicPartition(topic, p, lo) for p, (lo, _hi) in ends.items()])
-    out: list[Record] = []
-    positions = {p: lo for p, (lo, _hi) in ends.items()}
-    deadline = time.monotonic() + timeout
-    # Transaction markers take offsets, so "done" means our position reached each end.
-    while time.monotonic() < deadline and any(positions[p] < hi for p, (_lo, hi) in ends.items()):
-        for msg in consumer.consume(1000, timeout=0.5):
-            if msg.error() is None:
-                out.append(
-                    Record(
-                        (msg.key() or b"").decode(),
-                        msg.value() or b"",
-                        msg.partition() or 0,
-                        msg.offset() or 0,
-                    )
-                )
-        for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-            if tp.offset >= 0:
-                positions[tp.partition] = tp.offset
-    consumer.close()
-    return out
+    try:
+        messages, _complete = read_to_end(
+            consumer, topic, topic_end_offsets(consumer, topic), timeout
+        )
+    finally:
+        consumer.close()
+    return [
+        Record((m.key() or b"").decode(), m.value() or b"", m.partition() or 0, m.offset() or 0)
+        for m in messages
+    ]
 
 
 def latest_records(settings: Settings) -> dict[str, ImageRecord]:
