@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 $(BIN)/pixelfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,restore]'
 	@touch $@
 
 install: $(BIN)/pixelfleet

@@ -63,3 +63,31 @@ REBALANCES = Counter(
     "Partition assignment changes seen by this worker, by kind (assign, revoke, lost).",
     ["stage", "kind"],
 )
+RESTORE_MODEL = Gauge(
+    "pixelfleet_restore_model_info",
+    "1 for each model a restore worker has loaded, with its device, precision and loader.",
+    ["stage", "model", "device", "precision", "source"],
+)
+RESTORE_BATCH_TILES = Histogram(
+    "pixelfleet_restore_batch_tiles",
+    "Tiles per model call; above 1 when tiles of several images or a large one batch.",
+    ["stage", "model", "device"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+RESTORE_SECONDS_PER_MEGAPIXEL = Histogram(
+    "pixelfleet_restore_seconds_per_megapixel",
+    "Restore time of one image over its input megapixels.",
+    ["stage", "model", "device"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RESTORE_TILES = Histogram(
+    "pixelfleet_restore_tiles_per_image",
+    "Tiles one image was cut into.",
+    ["stage", "model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+RESTORE_OUTCOMES = Counter(
+    "pixelfleet_restore_outcomes_total",
+    "Restore outcomes: denoised, upscaled, good_quality, couldnt_denoise, couldnt_upscale.",
+    ["stage", "outcome"],
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from streams.runner.stage import StageSpec
 from streams.settings import Settings
@@ -10,10 +11,17 @@ from streams.stages import image_stages
 from streams.topics import STAGES
 
 
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def available(settings: Settings) -> list[str]:
-    """The built-in stages that exist, in pipeline order."""
-    specs = image_stages.specs(settings.stages)
-    return [name for name in STAGES if name in specs]
+    """The built-in stages this installation can run, in pipeline order (restore needs
+    torch, which only the restore workers' image carries)."""
+    names = set(image_stages.specs(settings.stages))
+    if torch_installed():
+        names.add("restore")
+    return [name for name in STAGES if name in names]
 
 
 def builtin(name: str, settings: Settings) -> StageSpec:
@@ -21,11 +29,15 @@ def builtin(name: str, settings: Settings) -> StageSpec:
     specs = image_stages.specs(settings.stages)
     if name in specs:
         return specs[name]
-    if name in STAGES:
-        raise LookupError(
-            f"stage {name!r} is not built yet (built: {', '.join(specs)}); "
-            "run a custom stage with --spec module:attribute"
-        )
+    if name == "restore":
+        if not torch_installed():
+            raise LookupError(
+                "the restore stage needs torch: pip install 'pixelfleet[restore]'"
+            )
+        # Imported here: torch takes seconds to import and other stages never need it.
+        from streams.stages import restore_stage
+
+        return restore_stage.spec(settings.stages)
     raise LookupError(f"no stage {name!r} (stages are: {', '.join(STAGES)})")
 
 

@@ -101,6 +101,7 @@ class Executor:
         crash_attempts: int,
         message_timeout_s: float,
         memory_limit_mb: int = 0,
+        threads: int = 0,
     ) -> None:
         self.fn = fn
         self.ctx = ctx
@@ -108,7 +109,9 @@ class Executor:
         self.crash_attempts = crash_attempts
         self.message_timeout_s = message_timeout_s
         self.memory_limit_mb = memory_limit_mb
+        self.threads = threads
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._thread_pool: cf.ThreadPoolExecutor | None = None
         self._crashes: dict[tuple[str, int, int], int] = {}
 
     # -- public ------------------------------------------------------------
@@ -118,6 +121,8 @@ class Executor:
 
         Raises TransientError when any item hit one: the caller retries the whole batch.
         """
+        if self.processes == 0 and self.threads > 0:
+            return self._run_threads(items, deadline, keepalive)
         if self.processes == 0:
             return self._run_inline(items, deadline, keepalive)
         return self._run_pool(items, deadline, keepalive)
@@ -126,6 +131,9 @@ class Executor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._thread_pool is not None:
+            self._thread_pool.shutdown(wait=True, cancel_futures=True)
+            self._thread_pool = None
 
     # -- inline ------------------------------------------------------------
 
@@ -142,6 +150,31 @@ class Executor:
                 keepalive()
                 last_ping = time.monotonic()
         return _checked(out)
+
+    # -- threads -----------------------------------------------------------
+
+    def _run_threads(
+        self, items: Sequence[WorkItem], deadline: float, keepalive: KeepAlive
+    ) -> list[Timed]:
+        """Up to `threads` messages at once, started in order, so what ran is a prefix."""
+        if self._thread_pool is None:
+            self._thread_pool = cf.ThreadPoolExecutor(self.threads, thread_name_prefix="stage")
+        pool = self._thread_pool
+        futures: list[cf.Future[Timed | _Transient]] = []
+        running: set[cf.Future[Timed | _Transient]] = set()
+        for item in items:
+            while len(running) >= self.threads:
+                _, running = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                keepalive()
+            if futures and time.monotonic() > deadline:
+                break
+            future = pool.submit(_call, self.fn, item, self.ctx)
+            futures.append(future)
+            running.add(future)
+        while running:
+            _, running = cf.wait(running, timeout=0.5)
+            keepalive()
+        return _checked([future.result() for future in futures])
 
     # -- pool --------------------------------------------------------------
 

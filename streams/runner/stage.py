@@ -24,6 +24,10 @@ class PermanentError(Exception):
         self.reason = reason
 
 
+class StageSetupError(Exception):
+    """The stage cannot start as configured (a missing model, a bad device): the worker exits."""
+
+
 class TransientError(Exception):
     """Something outside the input failed (S3, the broker): the batch is retried later."""
 
@@ -69,3 +73,8 @@ class StageSpec:
     # CPU-bound functions run in the process pool, where a crash is isolated.
     cpu_bound: bool = False
     params: Any = None
+    # Messages run at once on threads of the worker process, for stages that batch work
+    # across messages themselves (restore's model calls); 0 runs them one after another.
+    threads: int = 0
+    # Called once with `params` before the worker joins its group: load models, warm up.
+    prepare: Callable[[Any], None] | None = None

@@ -10,7 +10,7 @@ from types import FrameType
 
 from streams.health import HealthServer
 from streams.runner.accounting import StageHaltedError
-from streams.runner.stage import StageSpec
+from streams.runner.stage import StageSetupError, StageSpec
 from streams.runner.transactions import FatalKafkaError
 from streams.runner.worker import StageWorker
 from streams.settings import Settings
@@ -68,6 +68,9 @@ def _run_one(worker: StageWorker) -> int:
     except StageHaltedError as exc:
         log.error(str(exc), extra={"stage": worker.stage})
         return EXIT_HALTED
+    except StageSetupError as exc:
+        log.error(f"stage cannot start: {exc}", extra={"stage": worker.stage})
+        return EXIT_ERROR
     except FatalKafkaError as exc:
         log.error(f"fatal Kafka error, exiting: {exc}", extra={"stage": worker.stage})
         return EXIT_FATAL

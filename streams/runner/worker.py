@@ -66,6 +66,7 @@ class StageWorker:
             spec.fn,
             ctx,
             processes=default_processes(runner.pool_workers) if spec.cpu_bound else 0,
+            threads=spec.threads,
             crash_attempts=runner.crash_attempts,
             message_timeout_s=runner.message_timeout_s,
             memory_limit_mb=runner.memory_limit_mb,
@@ -117,6 +118,8 @@ class StageWorker:
         )
 
     def run(self) -> None:
+        if self.spec.prepare is not None:
+            self.spec.prepare(self.spec.params)
         self.output.init()
         self.consumer.subscribe(
             [self.inbox],

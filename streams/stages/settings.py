@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from processors.categorize import CategorizeSettings
 from processors.compress import CompressSettings
 from processors.enhance import EnhanceSettings
+from processors.restore.settings import RestoreSettings
 from processors.validate import ValidateSettings
 
 
@@ -18,6 +19,7 @@ class StageSettings(BaseModel):
     validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
     categorize: CategorizeSettings = Field(default_factory=CategorizeSettings)
     enhance: EnhanceSettings = Field(default_factory=EnhanceSettings)
+    restore: RestoreSettings = Field(default_factory=RestoreSettings)
     compress: CompressSettings = Field(default_factory=CompressSettings)
     # An image for the `match` enhancement profile, as a path readable by the workers.
     reference_image: str | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import ConfigResource, ResourceType
 
+from processors.restore.settings import RestoreSettings
 from streams import clients
 from streams.settings import Settings
 from streams.topics import STAGES, Topics
@@ -26,11 +27,13 @@ from tests.integration.streams.runner.fleet import (
 )
 
 
-def _cli(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _cli(
+    settings: Settings, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
         cwd=ROOT,
-        env={**os.environ, **settings_env(settings)},
+        env={**os.environ, **settings_env(settings), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -127,11 +130,18 @@ def test_submit_references_existing_objects_by_prefix(
     assert {r.key for r in events} == {"shop-rings-a.jpg", "shop-rings-b.jpg"}
 
 
-def test_worker_refuses_an_unbuilt_or_unknown_stage(stack: Stack) -> None:
+def test_worker_refuses_an_unknown_stage_or_a_restore_model_it_cannot_load(
+    stack: Stack, tmp_path: Path
+) -> None:
     fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), "unused")
-    restore = _cli(fleet, "worker", "--stage", "restore", timeout=60)
+    models = RestoreSettings().models
+    missing = models["dncnn-color"].model_copy(update={"file": str(tmp_path / "dn.safetensors")})
+    stages = {"restore": {"models": {**models, "dncnn-color": missing}}}
+    env = {"PIXELFLEET_STAGES": json.dumps(stages, default=lambda m: m.model_dump())}
+    restore = _cli(fleet, "worker", "--stage", "restore", timeout=120, env=env)
     assert restore.returncode == 1
-    assert "stage 'restore' is not built yet" in restore.stderr
+    assert "stage cannot start" in restore.stderr
+    assert f"no weights file at {tmp_path / 'dn.safetensors'}" in restore.stderr
     unknown = _cli(fleet, "worker", "--stage", "resize", timeout=60)
     assert unknown.returncode == 1 and "no stage 'resize'" in unknown.stderr
     nothing = _cli(fleet, "worker", timeout=60)

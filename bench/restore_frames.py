@@ -1,0 +1,96 @@
+"""What the restore speed benchmarks share: a test frame, engines, and the two ways of
+running a frame (the model alone on its tiles, or restore() through the batching worker)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from processors.restore import tiling
+from processors.restore.engine import Engine
+from processors.restore.models import load_model
+from processors.restore.photos import sample_photo
+from processors.restore.restore import restore
+from processors.restore.settings import Precision, RestoreSettings
+from streams.stages.batcher import TileBatcher
+
+
+def frame(width: int, height: int) -> Image.Image:
+    """A photograph (scikit-image's coffee, CC0) resized to the frame size, lightly noisy so
+    the denoiser has work; the content does not change the speed of a conv net."""
+    base = Image.fromarray(sample_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(0).normal(0, 12, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(base) + noise, 0, 255).astype(np.uint8))
+
+
+def engine(
+    settings: RestoreSettings, name: str, device: torch.device, precision: Precision
+) -> Engine:
+    built = Engine(load_model(name, settings.models[name]), device, precision)
+    built.warm_up(side=settings.models[name].tile + 2 * settings.overlap, batch=2)
+    return built
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_alone(
+    built: Engine, image: Image.Image, *, tile: int, overlap: int, batch: int, frames: int
+) -> float:
+    """Frames/s of the model on the frame's tiles, batch after batch: no stitching, no
+    scheduling, the upper bound of what the worker can reach."""
+    rgb = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    tiles = [tiling.cut(rgb, w) for w in tiling.plan(rgb.shape[1], rgb.shape[2], tile, overlap)]
+    groups = [torch.stack(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
+    built(groups[0])
+    _sync(built.device)
+    started = time.perf_counter()
+    for _ in range(frames):
+        for group in groups:
+            built(group)
+    _sync(built.device)
+    return frames / (time.perf_counter() - started)
+
+
+def through_worker(
+    built: Engine,
+    image: Image.Image,
+    settings: RestoreSettings,
+    *,
+    batch: int,
+    frames: int,
+    concurrency: int,
+) -> float:
+    """Frames/s of restore() on `concurrency` threads sharing one TileBatcher: what the
+    restore stage does with the messages of a batch."""
+    name = built.name
+    task = settings.models[name].task
+    only = settings.model_copy(
+        update={
+            "max_batch": batch,
+            "denoise_model": name if task == "denoise" else settings.denoise_model,
+            "upscale_models": (name,) if task == "upscale" else settings.upscale_models,
+            "upscale_skip_at": 99.0,
+            "denoise_skip_below": 0.0,
+            "max_output_pixels": 10**9,
+        }
+    )
+    batcher = TileBatcher({name: built}, batch, only.max_wait_ms / 1000)
+    try:
+        with cf.ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda _: restore(image, task, only, batcher), range(concurrency)))
+            started = time.perf_counter()
+            results = list(pool.map(lambda _: restore(image, task, only, batcher), range(frames)))
+            seconds = time.perf_counter() - started
+    finally:
+        batcher.close()
+    failed = [r.reason for r in results if r.image is None]
+    if failed:
+        raise RuntimeError(f"restore failed during the benchmark: {failed[0]}")
+    return frames / seconds

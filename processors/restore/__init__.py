@@ -1,0 +1,1 @@
+"""Denoising and super-resolution with torch: architectures, loading, tiling, training."""

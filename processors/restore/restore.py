@@ -1,0 +1,161 @@
+"""The restore stage's image work: decide, tile, run the model through a runner, stitch.
+
+The model calls go through a `TileRunner`, so this code neither knows nor cares whether
+tiles are batched with other images' tiles (the stage worker) or run one image at a time
+(tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from processors.quality import luminance, noise_sigma, resolution_score
+from processors.restore import tiling
+from processors.restore.settings import RestoreSettings, Task
+
+Outcome = Literal["denoised", "upscaled", "good_quality", "couldnt_denoise", "couldnt_upscale"]
+
+
+class TileRunner(Protocol):
+    def __call__(self, model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Model outputs, in order, for uint8 (C, H, W) tiles."""
+        ...
+
+
+@dataclass
+class Restored:
+    outcome: Outcome
+    image: Image.Image | None = None  # None unless denoised or upscaled
+    model: str | None = None
+    scale: int = 1
+    tile: int | None = None
+    tiles: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        found = {k: v for k, v in self.__dict__.items() if k != "image"}
+        return {k: v for k, v in found.items() if v not in (None, {}, 0)}
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _noise(image: Image.Image) -> float:
+    return round(noise_sigma(luminance(image)), 3)
+
+
+def choose_upscaler(width: int, height: int, settings: RestoreSettings) -> str | None:
+    """The smallest scale reaching the target, within the output limit; None if none fits."""
+    ranked = sorted(settings.upscale_models, key=lambda name: settings.models[name].scale)
+    fitting = [
+        name
+        for name in ranked
+        if width * height * settings.models[name].scale ** 2 <= settings.max_output_pixels
+    ]
+    for name in fitting:
+        scale = settings.models[name].scale
+        if resolution_score(width * scale, height * scale) >= settings.upscale_target:
+            return name
+    return fitting[-1] if fitting else None
+
+
+def decide(image: Image.Image, task: Task, settings: RestoreSettings) -> tuple[str | None, str]:
+    """The model to run, or None and why the image is left as it is."""
+    if task == "denoise":
+        sigma = _noise(image)
+        if sigma < settings.denoise_skip_below:
+            return None, f"noise sigma {sigma:g} is below {settings.denoise_skip_below:g}"
+        return settings.denoise_model, f"noise sigma {sigma:g}"
+    score = resolution_score(*image.size)
+    if score >= settings.upscale_skip_at:
+        return None, f"resolution score {score:g} is already {settings.upscale_skip_at:g} or more"
+    name = choose_upscaler(*image.size, settings)
+    if name is None:
+        return None, f"any upscale would pass {settings.max_output_pixels} pixels"
+    return name, f"resolution score {score:g}"
+
+
+def _apply(
+    rgb: torch.Tensor, model: str, tile: int, settings: RestoreSettings, run: TileRunner
+) -> tuple[torch.Tensor, int]:
+    _, height, width = rgb.shape
+    scale = settings.models[model].scale
+    windows = tiling.plan(height, width, tile, settings.overlap)
+    outputs = run(model, [tiling.cut(rgb, window) for window in windows])
+    return tiling.stitch(outputs, windows, height, width, scale), len(windows)
+
+
+def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: TileRunner) -> Restored:
+    """Denoise or upscale one RGB(A) image; never raises for the image's own sake."""
+    before: dict[str, Any] = {"width": image.width, "height": image.height}
+    model, why = decide(image, task, settings)
+    if model is None:
+        return Restored("good_quality", reason=why, before=before)
+    entry = settings.models[model]
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    tile, started = entry.tile, time.perf_counter()
+    failed: Outcome = "couldnt_denoise" if task == "denoise" else "couldnt_upscale"
+    while True:
+        try:
+            out, count = _apply(rgb, model, tile, settings, run)
+            break
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                reason = f"{model}: {type(exc).__name__}: {exc}"
+                return Restored(failed, model=model, tile=tile, reason=reason, before=before)
+            if tile // 2 < settings.min_tile:
+                reason = f"out of memory even at {tile} px tiles: {exc}"
+                return Restored(failed, model=model, tile=tile, reason=reason, before=before)
+            tile //= 2
+    restored = Image.fromarray(out.permute(1, 2, 0).numpy(), "RGB")
+    if alpha is not None:
+        # Transparency is a mask, not a photo: resampled, never denoised.
+        restored.putalpha(alpha.resize(restored.size, Image.Resampling.LANCZOS))
+    after: dict[str, Any] = {"width": restored.width, "height": restored.height}
+    if task == "denoise":
+        before["noise"], after["noise"] = _noise(image), _noise(restored)
+    return Restored(
+        "denoised" if task == "denoise" else "upscaled",
+        restored,
+        model=model,
+        scale=entry.scale,
+        tile=tile,
+        tiles=count,
+        seconds=round(time.perf_counter() - started, 4),
+        reason=why,
+        before=before,
+        after=after,
+    )
+
+
+def direct_runner(engines: dict[str, Any], max_batch: int = 8) -> TileRunner:
+    """A runner without a batching worker: each image's tiles in batches of its own."""
+
+    def run(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        engine, out = engines[model], []
+        for start in range(0, len(tiles), max_batch):
+            group = tiles[start : start + max_batch]
+            shapes = {t.shape for t in group}
+            if len(shapes) == 1:
+                out.extend(engine(torch.stack(group)).unbind(0))
+            else:
+                out.extend(engine(t.unsqueeze(0))[0] for t in group)
+        return out
+
+    return run

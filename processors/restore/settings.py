@@ -1,0 +1,70 @@
+"""The restore stage's parameters. Free of torch, so every other stage can read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Task = Literal["denoise", "upscale"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+class ModelEntry(BaseModel):
+    """One model of the registry: where its weights are and what it does."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str  # a path; a bare file name means one of the weights shipped in the package
+    task: Task
+    scale: int = Field(default=1, ge=1, le=8)
+    # Tile side in input pixels; memory per tile grows with its square.
+    tile: int = Field(default=256, ge=16)
+
+    def path(self) -> Path:
+        given = Path(self.file)
+        return given if given.parent != Path() else WEIGHTS / given
+
+
+def _default_models() -> dict[str, ModelEntry]:
+    return {
+        "dncnn-color": ModelEntry(file="dncnn-color.safetensors", task="denoise", tile=256),
+        "compact-x2": ModelEntry(file="compact-x2.safetensors", task="upscale", scale=2, tile=256),
+        "compact-x4": ModelEntry(file="compact-x4.safetensors", task="upscale", scale=4, tile=192),
+    }
+
+
+class RestoreSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: dict[str, ModelEntry] = Field(default_factory=_default_models)
+    denoise_model: str = "dncnn-color"
+    # Upscalers to choose from: the smallest scale that reaches upscale_target wins.
+    upscale_models: tuple[str, ...] = ("compact-x2", "compact-x4")
+    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
+    precision: Precision = "auto"  # auto: bf16 (or fp16) on CUDA where the model allows
+    allow_pickle: bool = False  # .pth checkpoints can run code when loaded
+    # Context around each tile, input pixels; at least the model's receptive radius.
+    overlap: int = Field(default=16, ge=0)
+    min_tile: int = Field(default=64, ge=16)  # halving the tile on out-of-memory stops here
+    max_batch: int = Field(default=16, ge=1)  # tiles per model call
+    max_wait_ms: float = Field(default=25.0, ge=0)  # for more same-shape tiles to arrive
+    concurrency: int = Field(default=8, ge=1)  # messages restored at once per worker
+    upscale_target: float = Field(default=0.25, gt=0)  # resolution score to reach
+    upscale_skip_at: float = Field(default=1.0, gt=0)  # already this large: good_quality
+    denoise_skip_below: float = Field(default=2.0, ge=0)  # noise sigma: good_quality
+    max_output_pixels: int = Field(default=50_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _known_models(self) -> RestoreSettings:
+        for name in (self.denoise_model, *self.upscale_models):
+            if name not in self.models:
+                raise ValueError(f"restore model {name!r} is not in stages.restore.models")
+        for name in self.upscale_models:
+            if self.models[name].task != "upscale":
+                raise ValueError(f"restore model {name!r} is listed as an upscaler but is not")
+        if self.models[self.denoise_model].task != "denoise":
+            raise ValueError(f"restore model {self.denoise_model!r} is not a denoiser")
+        return self

@@ -1,0 +1,196 @@
+"""Train the shipped models on the CPU: `python -m processors.restore.train [--model NAME]`.
+
+Fixed seeds, a fixed number of steps, and only the TRAINING photographs (never the ones the
+benchmark evaluates on). The defaults take about 10 minutes per model on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image
+from torch import nn
+
+from processors.restore.arch import CompactSR, DnCNN
+from processors.restore.degrade import add_noise, downscale
+from processors.restore.models import save_ours
+from processors.restore.photos import TRAINING, folder_photos, sample_photo
+from processors.restore.settings import WEIGHTS
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    steps: int
+    batch: int
+    patch: int  # network input side
+    make: Callable[[], nn.Module]
+    max_sigma: float = 55.0  # denoiser: noise range, grey levels
+    scale: int = 1
+    max_lr: float = 2e-3
+    clip_norm: float = 0.0  # gradient norm limit; 0: none
+
+
+RECIPES = {
+    # A deep plain stack without normalisation diverges at the upscalers' learning rate.
+    "dncnn-color": Recipe(
+        "dncnn-color",
+        6000,
+        16,
+        56,
+        lambda: DnCNN(features=32, layers=15),
+        max_lr=5e-4,
+        clip_norm=1.0,
+    ),
+    "compact-x2": Recipe(
+        "compact-x2", 5000, 16, 48, lambda: CompactSR(2, features=32, convs=8), scale=2
+    ),
+    "compact-x4": Recipe(
+        "compact-x4", 3000, 16, 32, lambda: CompactSR(4, features=32, convs=8), scale=4
+    ),
+}
+
+
+class Patches:
+    """Random augmented crops, drawn in proportion to each photograph's area."""
+
+    def __init__(self, photos: Sequence[NDArray[np.uint8]], seed: int) -> None:
+        self.photos = list(photos)
+        areas = np.array([p.shape[0] * p.shape[1] for p in self.photos], dtype=np.float64)
+        self.weights = (areas / areas.sum()).tolist()
+        self.rng = random.Random(seed)
+
+    def crop(self, side: int) -> NDArray[np.uint8]:
+        photo = self.rng.choices(self.photos, self.weights)[0]
+        top = self.rng.randrange(photo.shape[0] - side + 1)
+        left = self.rng.randrange(photo.shape[1] - side + 1)
+        patch = photo[top : top + side, left : left + side]
+        patch = np.rot90(patch, self.rng.randrange(4))
+        if self.rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return np.ascontiguousarray(patch)
+
+
+def _tensor(arrays: Sequence[NDArray[np.uint8]]) -> torch.Tensor:
+    stacked = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return stacked.float().div(255.0).contiguous(memory_format=torch.channels_last)
+
+
+def denoise_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
+    clean = _tensor([patches.crop(recipe.patch) for _ in range(recipe.batch)])
+    sigma = torch.rand(recipe.batch, generator=generator) * recipe.max_sigma / 255.0
+    share = torch.rand(recipe.batch, generator=generator) * 0.5
+    # Clipped like an 8-bit capture: the network must handle saturated noise too.
+    return add_noise(clean, sigma, share, generator).clamp(0, 1), clean
+
+
+def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
+    del generator  # PIL draws from patches.rng, which the seed fixes
+    rng = patches.rng
+    high, low = [], []
+    for _ in range(recipe.batch):
+        hr = patches.crop(recipe.patch * recipe.scale)
+        # Mostly clean bicubic, sometimes a softer or JPEG-damaged source, as real uploads are.
+        blur = rng.uniform(0.3, 1.0) if rng.random() < 0.25 else 0.0
+        quality = rng.randrange(70, 96) if rng.random() < 0.25 else None
+        lr = downscale(Image.fromarray(hr), recipe.scale, blur, quality)
+        high.append(hr)
+        low.append(np.asarray(lr))
+    return _tensor(low), _tensor(high)
+
+
+def train(
+    recipe: Recipe, photos: Sequence[NDArray[np.uint8]], seed: int, log_every: int
+) -> nn.Module:
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    patches = Patches(photos, seed)
+    model = recipe.make().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.max_lr, total_steps=recipe.steps, pct_start=0.05
+    )
+    make_batch = denoise_batch if recipe.scale == 1 else upscale_batch
+    started, running = time.monotonic(), 0.0
+    for step in range(1, recipe.steps + 1):
+        inputs, targets = make_batch(recipe, patches, generator)
+        loss = nn.functional.mse_loss(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if recipe.clip_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
+        optimizer.step()
+        schedule.step()
+        running += loss.item()
+        if step % log_every == 0 or step == recipe.steps:
+            elapsed = time.monotonic() - started
+            psnr = -10 * math.log10(max(running / (step % log_every or log_every), 1e-12))
+            eta = elapsed / step * (recipe.steps - step)
+            print(
+                f"{recipe.name}: step {step}/{recipe.steps}  train PSNR {psnr:5.2f} dB  "
+                f"{elapsed:5.0f} s elapsed, {eta:4.0f} s left",
+                flush=True,
+            )
+            running = 0.0
+    return model.eval()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=[*RECIPES, "all"], default="all")
+    parser.add_argument("--steps", type=int, help="override the recipe's step count")
+    parser.add_argument("--photos", type=Path, help="train on this folder instead")
+    parser.add_argument("--out", type=Path, default=WEIGHTS)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all)")
+    parser.add_argument("--log-every", type=int, default=200)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.photos:
+        photos = list(folder_photos(args.photos).values())
+        sources = f"{len(photos)} photos from {args.photos}"
+    else:
+        photos = [sample_photo(name) for name in TRAINING]
+        sources = "scikit-image samples: " + ", ".join(TRAINING)
+    if not photos:
+        print(f"no readable photos in {args.photos}", file=sys.stderr)
+        return 2
+    names = list(RECIPES) if args.model == "all" else [args.model]
+    for name in names:
+        recipe = RECIPES[name]
+        if args.steps:
+            recipe = Recipe(**{**recipe.__dict__, "steps": args.steps})
+        started = time.monotonic()
+        model = train(recipe, photos, args.seed, args.log_every)
+        path = args.out / f"{name}.safetensors"
+        save_ours(
+            model,
+            path,
+            {
+                "steps": recipe.steps,
+                "batch": recipe.batch,
+                "patch": recipe.patch,
+                "seed": args.seed,
+                "photos": sources,
+                "max_sigma": recipe.max_sigma,
+            },
+        )
+        print(f"{name}: wrote {path} after {time.monotonic() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from processors.restore.restore import choose_upscaler, direct_runner, restore
+from tests.unit.processors.photos import noisy, photo
+from tests.unit.processors.restore.helpers import engines, small_settings
+
+
+def test_upscale_gives_the_chosen_scale_and_keeps_alpha(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    image = photo("chelsea").resize((90, 60))
+    image.putalpha(Image.linear_gradient("L").resize(image.size))
+    result = restore(image, "upscale", settings, direct_runner(engines(settings)))
+    assert result.outcome == "upscaled"
+    assert result.model == "x4"  # 2x would stay far below the target resolution
+    assert result.image is not None
+    assert result.image.size == (360, 240) and result.image.mode == "RGBA"
+    alpha = np.asarray(result.image.getchannel("A"), dtype=np.float64)
+    assert alpha[0].mean() < 20 and alpha[-1].mean() > 235  # a top-to-bottom ramp
+    assert result.tiles == 3 * 2 and result.record()["after"] == {"width": 360, "height": 240}
+
+
+def test_smallest_scale_that_reaches_the_target_wins(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    assert choose_upscaler(1280, 720, settings) == "x2"  # 2x reaches a quarter of UHD
+    assert choose_upscaler(640, 360, settings) == "x4"
+    limited = small_settings(tmp_path, max_output_pixels=1_000_000)
+    assert choose_upscaler(640, 360, limited) == "x2"  # 4x would pass the output limit
+    assert choose_upscaler(1000, 1000, limited) is None
+
+
+def test_good_quality_images_are_left_alone(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    run = direct_runner(engines(settings))
+    big = restore(Image.new("RGB", (3840, 2160), "gray"), "upscale", settings, run)
+    assert big.outcome == "good_quality" and big.image is None
+    assert "resolution score 1" in (big.reason or "")
+    clean = restore(Image.new("RGB", (200, 200), "gray"), "denoise", settings, run)
+    assert clean.outcome == "good_quality" and "noise sigma 0" in (clean.reason or "")
+
+
+def test_denoise_runs_on_a_noisy_photo_and_records_noise(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    image = noisy(photo("coffee").resize((150, 100)), 20)
+    result = restore(image, "denoise", settings, direct_runner(engines(settings)))
+    assert result.outcome == "denoised" and result.image is not None
+    assert result.image.size == image.size
+    assert result.before["noise"] > 10
+
+
+def test_out_of_memory_halves_the_tile_then_gives_up(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    real = direct_runner(engines(settings))
+    seen: list[tuple[int, ...]] = []
+
+    def small_memory(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        seen.append(tuple(tiles[0].shape))
+        if tiles[0].shape[1] > 16 + 2 * 8:  # only tiles of 16 px (plus overlap) fit
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(model, tiles)
+
+    image = photo("rocket").resize((64, 96))
+    result = restore(image, "upscale", settings, small_memory)
+    assert result.outcome == "upscaled" and result.tile == 16
+    assert [shape[1] for shape in seen] == [48, 32]  # 32 px tiles, then 16
+
+    def no_memory(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    failed = restore(image, "upscale", settings, no_memory)
+    assert failed.outcome == "couldnt_upscale" and failed.image is None
+    assert "out of memory even at 16 px tiles" in (failed.reason or "")
+
+
+def test_a_broken_model_is_an_outcome_not_a_crash(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+
+    def broken(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR")
+
+    noisy_image = noisy(photo("coffee").resize((90, 60)), 25)
+    result = restore(noisy_image, "denoise", settings, broken)
+    assert result.outcome == "couldnt_denoise" and "CUDNN_STATUS" in (result.reason or "")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_engine_tiled_matches_one_big_tile(tmp_path: Path, mode: str) -> None:
+    settings = small_settings(tmp_path)
+    image = noisy(photo("chelsea").resize((120, 80)), 15).convert(mode)
+    run = direct_runner(engines(settings))
+    tiled = restore(image, "denoise", settings, run)
+    one_tile = settings.model_copy(
+        update={
+            "models": {
+                **settings.models,
+                "dn": settings.models["dn"].model_copy(update={"tile": 512}),
+            }
+        }
+    )
+    whole = restore(image, "denoise", one_tile, run)
+    assert tiled.tiles > 1 and whole.tiles == 1
+    assert tiled.image is not None and whole.image is not None
+    diff = np.abs(np.asarray(tiled.image, dtype=int) - np.asarray(whole.image, dtype=int))
+    assert diff.max() <= 1  # 8-bit rounding of float sums in a different order

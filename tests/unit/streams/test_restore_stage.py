@@ -1,0 +1,123 @@
+"""The restore stage as the runner calls it, with small untrained models."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from processors.restore.settings import RestoreSettings
+from schemas.events import Envelope, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
+from streams import registry
+from streams.runner.stage import PermanentError, StageContext
+from streams.settings import BucketSettings, Settings
+from streams.stages import restore_stage
+from streams.stages.settings import StageSettings
+from tests.unit.processors.photos import encode, photo
+from tests.unit.processors.restore.helpers import small_settings
+
+
+def _envelope(planned: str | None, request: str = "auto") -> Envelope:
+    source = ObjectRef(bucket="pixelfleet-work", key="validate/img-1/abc.png")
+    submitted = ImageSubmitted(
+        image_id="img-1",
+        source=Source(object=ObjectRef(bucket="pixelfleet-incoming", key="img-1/a.jpg")),
+        submitted_at="2026-11-21T10:00:00Z",
+        request=Request(restore=request),  # type: ignore[arg-type]
+    )
+    record = ImageRecord(
+        image_id="img-1",
+        status="processing",
+        updated_at="2026-11-21T10:00:00Z",
+        current=source,
+        restore={"planned": planned} if planned else None,
+    )
+    return Envelope(submitted=submitted, route=["restore", "compress"], record=record)
+
+
+@pytest.fixture
+def restore_settings(tmp_path: Path) -> Iterator[RestoreSettings]:
+    settings = small_settings(tmp_path)
+    yield settings
+    key = settings.model_dump_json()
+    service = restore_stage._services.pop(key, None)
+    if service is not None:
+        service.batcher.close()
+
+
+def _ctx(settings: RestoreSettings) -> StageContext:
+    return StageContext(
+        stage="restore", buckets=BucketSettings(), params=StageSettings(restore=settings)
+    )
+
+
+def test_upscaled_image_is_written_to_work_and_becomes_current(
+    restore_settings: RestoreSettings,
+) -> None:
+    blob = encode(photo("rocket").resize((100, 150)), "PNG")
+    result = restore_stage.restore_stage(_envelope("upscale"), blob, _ctx(restore_settings))
+    [write] = result.blobs
+    assert write.bucket == "pixelfleet-work" and write.key.startswith("restore/img-1/")
+    assert Image.open(io.BytesIO(write.data)).size == (400, 600)
+    record = result.envelope.record
+    assert record.current is not None and record.current.key == write.key
+    assert record.restore is not None
+    assert record.restore["outcome"] == "upscaled" and record.restore["device"] == "cpu"
+    assert record.restore["planned"] == "upscale" and record.restore["model"] == "x4"
+    assert result.detail == "upscaled" and result.outcome == "ok"
+
+
+def test_failure_quarantines_the_input_and_sends_it_on(
+    restore_settings: RestoreSettings,
+) -> None:
+    ctx = _ctx(restore_settings)
+    service = restore_stage.service(restore_settings)
+
+    def no_memory(batch: torch.Tensor) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.2 GiB")
+
+    service.batcher.models = {name: no_memory for name in service.batcher.models}
+    blob = encode(photo("rocket").resize((100, 150)), "PNG")
+    envelope = _envelope("upscale")
+    before = envelope.record.current
+    result = restore_stage.restore_stage(envelope, blob, ctx)
+    [write] = result.blobs
+    assert (write.bucket, write.key, write.data) == (
+        "pixelfleet-quarantine",
+        "couldnt_upscale/img-1.png",
+        blob,
+    )
+    record = result.envelope.record
+    assert record.current == before  # compress reads the image as it came
+    assert record.restore is not None and record.restore["outcome"] == "couldnt_upscale"
+    assert "out of memory even at 16 px tiles" in record.restore["reason"]
+    assert record.restore["quarantined"] == "pixelfleet-quarantine/couldnt_upscale/img-1.png"
+    assert result.outcome == "skipped"
+
+
+def test_good_quality_passes_the_same_blob_on(restore_settings: RestoreSettings) -> None:
+    blob = encode(Image.new("RGB", (300, 200), "gray"), "PNG")
+    result = restore_stage.restore_stage(_envelope("denoise"), blob, _ctx(restore_settings))
+    assert result.blobs == [] and result.outcome == "skipped"
+    assert result.envelope.record.restore is not None
+    assert result.envelope.record.restore["outcome"] == "good_quality"
+
+
+def test_the_request_plans_restore_when_validate_did_not(restore_settings: RestoreSettings) -> None:
+    blob = encode(photo("rocket").resize((60, 90)), "PNG")
+    result = restore_stage.restore_stage(_envelope(None, "upscale"), blob, _ctx(restore_settings))
+    assert result.envelope.record.restore is not None
+    assert result.envelope.record.restore["outcome"] == "upscaled"
+    with pytest.raises(PermanentError, match="nothing planned"):
+        restore_stage.restore_stage(_envelope(None), blob, _ctx(restore_settings))
+
+
+def test_registry_offers_restore_when_torch_is_installed() -> None:
+    settings = Settings()
+    assert "restore" in registry.available(settings)
+    spec = registry.builtin("restore", settings)
+    assert spec.threads == settings.stages.restore.concurrency and spec.prepare is not None
