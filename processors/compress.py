@@ -223,15 +223,21 @@ def encode(
     if fmt == "jpeg":
         rgb = flatten(image, settings.jpeg_background) if image.mode == "RGBA" else image
         subsampling = "4:2:0" if (quality or 0) < 90 else "4:4:4"
-        rgb.save(
-            out,
-            "JPEG",
-            quality=quality,
-            progressive=True,
-            optimize=True,
-            subsampling=subsampling,
-            **extra,
-        )
+        try:
+            rgb.save(
+                out,
+                "JPEG",
+                quality=quality,
+                progressive=True,
+                optimize=True,
+                subsampling=subsampling,
+                **extra,
+            )
+        except OSError:
+            # Progressive output is built in one buffer Pillow sizes at width x height bytes;
+            # very noisy pictures at high quality outgrow it. Baseline JPEG streams instead.
+            out = io.BytesIO()
+            rgb.save(out, "JPEG", quality=quality, subsampling=subsampling, **extra)
     elif fmt == "webp":
         params = {"lossless": True} if quality is None else {"quality": quality}
         image.save(out, "WEBP", method=settings.webp_method, **params, **extra)

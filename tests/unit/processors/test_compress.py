@@ -168,3 +168,16 @@ def test_a_rotated_jpeg_keeps_its_exif_and_still_comes_out_upright() -> None:
     assert (out.width, out.height) == (500, 333)
     carried = _open(out.data).getexif()
     assert carried[0x010F] == "Acme" and 0x0112 not in carried
+
+
+def test_pure_noise_at_high_quality_still_makes_a_jpeg() -> None:
+    # Found by a noisy photo in the restore pipeline: Pillow's progressive JPEG buffer is
+    # width x height bytes, and noise at quality 90 (4:4:4) needs more than that.
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    outputs = compress(encode(Image.fromarray(noise), "PNG"), S, formats=("jpeg",))
+    full = next(o for o in outputs if o.variant == "full")
+    decoded = _open(full.data)
+    assert decoded.format == "JPEG" and decoded.size == (300, 300)
+    assert len(full.data) > 300 * 300  # bigger than the buffer Pillow guessed
+    error = np.abs(np.asarray(decoded, dtype=int) - noise.astype(int)).mean()
+    assert error < 12  # a real quality-90 encoding of the noise, not a blank image
