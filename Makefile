@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 $(BIN)/pixelfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,restore]'
+	$(BIN)/pip install -q -e '.[dev,restore,demo]'
 	@touch $@
 
 install: $(BIN)/pixelfleet
@@ -17,10 +17,10 @@ install: $(BIN)/pixelfleet
 system:
 	bash .ci/system-deps.sh
 
-# For now the main job brings the local stack up and proves it works end to end.
+# The main job: the local stack, one worker per stage, the bundled samples, a live view,
+# a summary and an HTML report (its path is printed at the end).
 demo: system install
-	$(BIN)/pixelfleet dev up
-	$(BIN)/pixelfleet dev check
+	$(BIN)/pixelfleet demo
 
 test: install
 	$(BIN)/pytest

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system parts pixelfleet's local stack needs, only where they are missing:
 # a Java 17+ runtime and Maven (the Kafka broker), Go 1.21+ (builds MinIO; newer toolchains
-# are fetched by Go itself through the module proxy), make and Python's venv.
+# are fetched by Go itself through the module proxy), make, Python's venv, and Chromium
+# (the demo report test).
 set -euo pipefail
 
 GO_FALLBACK=go1.24.13
@@ -22,6 +23,8 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+# Headless Chromium opens the demo's HTML report in the end-to-end tests.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system: installing ${need[*]}"
   as_root apt-get update -q

@@ -31,9 +31,7 @@ def builtin(name: str, settings: Settings) -> StageSpec:
         return specs[name]
     if name == "restore":
         if not torch_installed():
-            raise LookupError(
-                "the restore stage needs torch: pip install 'pixelfleet[restore]'"
-            )
+            raise LookupError("the restore stage needs torch: pip install 'pixelfleet[restore]'")
         # Imported here: torch takes seconds to import and other stages never need it.
         from streams.stages import restore_stage
 

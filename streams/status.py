@@ -99,6 +99,29 @@ def count_records(settings: Settings, topic: str, max_offsets: int = 200_000) ->
         consumer.close()
 
 
+def topic_messages(settings: Settings, topic: str, timeout_s: float = 60) -> list[Message]:
+    """Every committed record of a topic up to the end offsets seen at the start."""
+    consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.reader")
+    try:
+        messages, _complete = read_to_end(
+            consumer, topic, topic_end_offsets(consumer, topic), timeout_s
+        )
+    finally:
+        consumer.close()
+    return sorted(messages, key=lambda m: (m.partition() or 0, m.offset() or 0))
+
+
+def latest_records(settings: Settings) -> dict[str, ImageRecord]:
+    """The newest committed metadata record of every image (what compaction keeps)."""
+    decode = decoder(ImageRecord).decode
+    latest: dict[str, ImageRecord] = {}
+    for message in topic_messages(settings, Topics(settings.topic_prefix).metadata):
+        value = message.value()
+        if value:
+            latest[(message.key() or b"").decode()] = decode(value)
+    return latest
+
+
 def fleet_status(settings: Settings) -> tuple[list[StageLag], TopicCount, TopicCount]:
     """Lag of every stage, the number of dead letters, and of completions."""
     topics = Topics(settings.topic_prefix)

@@ -60,8 +60,16 @@ class Engine:
             host = batch.pin_memory() if cuda else batch
             x = host.to(self.device, non_blocking=cuda).float().div_(255.0)
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
-                y = self.loaded.call(x)
+            try:
+                with torch.autocast(
+                    self.device.type, self.dtype, enabled=self.dtype != torch.float32
+                ):
+                    y = self.loaded.call(x)
+            except torch.OutOfMemoryError:
+                # Hand the cached blocks back so a smaller retry can have them.
+                if cuda:
+                    torch.cuda.empty_cache()
+                raise
             out = y.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
             return out.cpu()
 

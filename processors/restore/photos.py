@@ -1,6 +1,6 @@
 """Freely licensed photographs to train on and to evaluate with, kept apart.
 
-All come with scikit-image (installed with the `train` extra); licences as its data
+All come with scikit-image (in the `dev` extra); licences as its data
 module states them. Training never sees an evaluation photo.
 """
 

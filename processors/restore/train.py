@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 
 from processors.restore.arch import CompactSR, DnCNN
@@ -112,12 +113,20 @@ def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
 
 
 def train(
-    recipe: Recipe, photos: Sequence[NDArray[np.uint8]], seed: int, log_every: int
+    recipe: Recipe,
+    photos: Sequence[NDArray[np.uint8]],
+    seed: int,
+    log_every: int,
+    start: Path | None = None,
 ) -> nn.Module:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     patches = Patches(photos, seed)
-    model = recipe.make().to(memory_format=torch.channels_last)
+    model = recipe.make()
+    if start is not None:
+        # Fine-tuning: a second run that continues from the weights of a first one.
+        model.load_state_dict(load_file(str(start)))
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.max_lr, total_steps=recipe.steps, pct_start=0.05
@@ -147,6 +156,16 @@ def train(
     return model.eval()
 
 
+def _provenance(path: Path | None) -> object:
+    """What a fine-tuned model started from: the earlier run's own training record."""
+    if path is None:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return {k: v for k, v in (handle.metadata() or {}).items() if k != "pixelfleet.arch"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=[*RECIPES, "all"], default="all")
@@ -156,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all)")
     parser.add_argument("--log-every", type=int, default=200)
+    parser.add_argument("--init", type=Path, help="continue from these weights (fine-tune)")
+    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -173,8 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         recipe = RECIPES[name]
         if args.steps:
             recipe = Recipe(**{**recipe.__dict__, "steps": args.steps})
+        if args.lr:
+            recipe = Recipe(**{**recipe.__dict__, "max_lr": args.lr})
         started = time.monotonic()
-        model = train(recipe, photos, args.seed, args.log_every)
+        model = train(recipe, photos, args.seed, args.log_every, args.init)
         path = args.out / f"{name}.safetensors"
         save_ours(
             model,
@@ -186,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seed": args.seed,
                 "photos": sources,
                 "max_sigma": recipe.max_sigma,
+                "max_lr": recipe.max_lr,
+                "init": _provenance(args.init),
             },
         )
         print(f"{name}: wrote {path} after {time.monotonic() - started:.0f} s", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from streams.cli.demo import demo
 from streams.cli.dev import dev
 from streams.cli.fleet import init, status, submit, worker
 
@@ -15,5 +16,5 @@ def cli() -> None:
 
 
 cli.add_command(dev)
-for command in (init, worker, submit, status):
+for command in (init, worker, submit, status, demo):
     cli.add_command(command)

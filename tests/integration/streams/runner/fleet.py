@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.events import ImageRecord, ImageSubmitted, ObjectRef, Source, decoder
+from schemas.events import ImageSubmitted, ObjectRef, Source
 from streams import admin, clients
 from streams.runner.records import now_iso
 from streams.runner.stage import StageSpec
 from streams.runner.worker import StageWorker
 from streams.settings import Settings
-from streams.status import read_to_end, topic_end_offsets
+from streams.status import latest_records, topic_messages
 from streams.submit import Submitter
 from streams.topics import Topics
 
@@ -141,28 +141,10 @@ class Record:
 
 def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[Record]:
     """Every committed record of a topic, read until the end offsets seen at the start."""
-    consumer = clients.consumer(settings.kafka, f"reader-{time.monotonic_ns()}")
-    try:
-        messages, _complete = read_to_end(
-            consumer, topic, topic_end_offsets(consumer, topic), timeout
-        )
-    finally:
-        consumer.close()
     return [
         Record((m.key() or b"").decode(), m.value() or b"", m.partition() or 0, m.offset() or 0)
-        for m in messages
+        for m in topic_messages(settings, topic, timeout)
     ]
-
-
-def latest_records(settings: Settings) -> dict[str, ImageRecord]:
-    """The newest committed metadata record of every image (what compaction keeps)."""
-    latest: dict[str, ImageRecord] = {}
-    ordered = sorted(
-        read_topic(settings, topics(settings).metadata), key=lambda r: (r.partition, r.offset)
-    )
-    for rec in ordered:
-        latest[rec.key] = decoder(ImageRecord).decode(rec.value)
-    return latest
 
 
 def wait_for(settings: Settings, topic: str, count: int, timeout: float = 120) -> list[Record]:

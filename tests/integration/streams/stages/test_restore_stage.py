@@ -35,7 +35,7 @@ def test_small_and_noisy_photos_are_restored_on_their_way_through(
     )
     init_fleet(fleet)
     small = tmp_path / "rocket.jpg"
-    small.write_bytes(encode(photo("rocket"), "JPEG", quality=92))  # 427x640: upscale
+    small.write_bytes(encode(photo("rocket"), "JPEG", quality=92))  # 640x427: upscale
     grainy = tmp_path / "coffee.png"
     grainy.write_bytes(encode(noisy(big_photo("coffee", 1800), 20), "PNG"))  # 1800x1200
     submitter = Submitter(fleet)
@@ -63,7 +63,7 @@ def test_small_and_noisy_photos_are_restored_on_their_way_through(
         "upscaled",
         "compact-x4",
     )
-    assert upscaled["after"] == {"width": 1708, "height": 2560}
+    assert upscaled["after"] == {"width": 2560, "height": 1708}
     assert upscaled["device"] == "cpu" and upscaled["tiles"] > 1
     denoised = records["grainy-1"].restore
     assert denoised is not None and denoised["outcome"] == "denoised"
@@ -83,7 +83,7 @@ def test_small_and_noisy_photos_are_restored_on_their_way_through(
     small_ref = restored["small-1"]
     assert small_ref is not None and small_ref.key.startswith("restore/small-1/")
     body = s3.get_object(small_ref.bucket, small_ref.key).read()
-    assert Image.open(io.BytesIO(body)).size == (1708, 2560)
+    assert Image.open(io.BytesIO(body)).size == (2560, 1708)
     # compress made its variants from the upscaled image: full is 2048 on the long side.
     full = s3.get_object(fleet.buckets.images, "other/full/small-1.jpg").read()
-    assert Image.open(io.BytesIO(full)).size == (1366, 2048)
+    assert Image.open(io.BytesIO(full)).size == (2048, 1366)

@@ -74,7 +74,7 @@ def test_wrong_scale_and_missing_file_say_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_registry_refuses_unknown_or_mismatched_models() -> None:
-    with pytest.raises(ValueError, match="not in stages.restore.models"):
+    with pytest.raises(ValueError, match=r"not in stages\.restore\.models"):
         RestoreSettings(denoise_model="nope")
     with pytest.raises(ValueError, match="not a denoiser"):
         RestoreSettings(denoise_model="compact-x2")

@@ -1,0 +1,1 @@
+"""`pixelfleet demo`: the whole fleet on a folder of images, watched live, then reported."""

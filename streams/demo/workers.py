@@ -1,0 +1,78 @@
+"""One worker process per stage, as a deployment runs them, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.devstack.procs import free_port
+
+
+@dataclass
+class WorkerProcess:
+    stage: str
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+    log: Path
+
+
+class WorkerProcesses:
+    """`pixelfleet worker --stage NAME` for each stage, logging to files in `log_dir`."""
+
+    def __init__(self, stages: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.stages = stages
+        self.env = env
+        self.log_dir = log_dir
+        self.workers: list[WorkerProcess] = []
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for stage in self.stages:
+            port = free_port()
+            log = self.log_dir / f"{stage}.log"
+            env = {
+                **os.environ,
+                **self.env,
+                "PIXELFLEET_RUNNER_METRICS_PORT": str(port),
+                "PIXELFLEET_RUNNER_REPLICA_ID": f"demo-{stage}",
+            }
+            with log.open("ab") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli", "worker", "--stage", stage],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    # Its own process group: a Ctrl-C in the terminal reaches only the demo,
+                    # which then stops the workers in order.
+                    start_new_session=True,
+                )
+            self.workers.append(WorkerProcess(stage, process, port, log))
+
+    def dead(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.process.poll() is not None]
+
+    def stop(self, grace_s: float = 45.0) -> dict[str, int]:
+        """SIGTERM all (each drains its batch and commits), then wait; kill what overstays."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        codes: dict[str, int] = {}
+        for worker in self.workers:
+            try:
+                codes[worker.stage] = worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                codes[worker.stage] = worker.process.wait()
+        return codes
+
+    def log_tail(self, worker: WorkerProcess, lines: int = 15) -> str:
+        try:
+            return "\n".join(worker.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
