@@ -96,13 +96,7 @@ def _card(entry: Entry, read: ObjectReader, files: Path) -> str:
     )
     category = record.category
     evidence = ", ".join(category.evidence[:4]) if category else ""
-    restore = record.restore or {}
-    restore_text = (
-        f"{restore.get('outcome')} ({restore.get('model')}, {restore.get('device')}, "
-        f"{restore.get('tiles')} tiles, {restore.get('seconds')} s)"
-        if restore.get("model")
-        else str(restore.get("outcome", "not needed"))
-    )
+    restore_text = _restore_text(record.restore or {})
     enhancement = record.enhancement or {}
     facts = (
         f"<dl><dt>category</dt><dd>{_e(category.name if category else '-')}"
@@ -123,6 +117,23 @@ def _card(entry: Entry, read: ObjectReader, files: Path) -> str:
     return (
         f'<article class="card">{head}<div class="pictures">{figures}</div>'
         f"{facts}{quality}</article>"
+    )
+
+
+def _restore_text(restore: Mapping[str, object]) -> str:
+    if not restore.get("model"):
+        return str(restore.get("outcome", "not needed"))
+    before = restore.get("before") or {}
+    after = restore.get("after") or {}
+    assert isinstance(before, dict) and isinstance(after, dict)
+    if "noise" in before and "noise" in after:
+        change = f"noise sigma {before['noise']} -> {after['noise']}"
+    else:
+        change = f"{before.get('width')}x{before.get('height')} -> "
+        change += f"{after.get('width')}x{after.get('height')}"
+    return (
+        f"{restore.get('outcome')}: {change} ({restore.get('model')} on "
+        f"{restore.get('device')}, {restore.get('tiles')} tiles, {restore.get('seconds')} s)"
     )
 
 
