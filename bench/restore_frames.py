@@ -30,7 +30,8 @@ def frame(width: int, height: int) -> Image.Image:
 def engine(
     settings: RestoreSettings, name: str, device: torch.device, precision: Precision
 ) -> Engine:
-    built = Engine(load_model(name, settings.models[name]), device, precision)
+    entry = settings.models[name]
+    built = Engine(load_model(name, entry), device, precision, entry.self_ensemble)
     built.warm_up(side=settings.models[name].tile + 2 * settings.overlap, batch=2)
     return built
 

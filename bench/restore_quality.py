@@ -7,7 +7,9 @@ FOLDER holds clean photographs; without it, scikit-image's coffee, chelsea and r
 used, which the shipped models never saw in training (processors/restore/photos.py keeps
 the two sets apart). Denoising: additive Gaussian noise at sigma 15, 25 and 50 (seeded),
 then OpenCV's fastNlMeansDenoisingColored (h = hColor tuned per sigma over a grid, on these
-very photos, which favours it) and our denoiser. Upscaling: each photo cropped to a
+very photos, which favours it) and our denoiser, alone and averaged over the 8 flips and
+rotations of each tile (`self_ensemble: true` in its registry entry). Upscaling: each
+photo cropped to a
 multiple of the scale, downscaled with Pillow's bicubic, then brought back with bicubic,
 Lanczos and our upscaler. PSNR (dB) and SSIM on RGB, upscalers' borders of `scale` pixels
 left out; MP/s on this machine (input megapixels for denoisers, output for upscalers).
@@ -38,6 +40,7 @@ from processors.restore.settings import RestoreSettings
 Array = NDArray[np.uint8]
 SIGMAS = (15, 25, 50)
 NLM_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+HEADER = "| method                       |   PSNR |   SSIM |     MP/s |\n|---|---:|---:|---:|"
 
 
 def quality(clean: Array, test: Array, border: int = 0) -> tuple[float, float]:
@@ -87,30 +90,18 @@ def restored(image: Image.Image, task: str, settings: RestoreSettings, run: Tile
     return np.asarray(result.image)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", type=Path)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    photos = folder_photos(args.folder) if args.folder else {n: sample_photo(n) for n in EVALUATION}
-    settings = RestoreSettings(device=args.device)
-    device = pick_device(args.device)
-    engines = {
-        name: Engine(load_model(name, entry), device, "fp32")
-        for name, entry in settings.models.items()
-    }
-    for engine in engines.values():
-        engine.warm_up()
-    run = direct_runner(engines)
-    print(f"{len(photos)} photos: {', '.join(photos)}; device {device}, torch threads "
-          f"{torch.get_num_threads()}\n")  # fmt: skip
-    header = "| method                       |   PSNR |   SSIM |     MP/s |\n|---|---:|---:|---:|"
-    gains: dict[str, float] = {}
-
+def denoise_tables(
+    photos: dict[str, Array],
+    settings: RestoreSettings,
+    with_ensemble: RestoreSettings,
+    run: TileRunner,
+    gains: dict[str, float],
+) -> None:
     for sigma in SIGMAS:
-        noisy_row, ours_row = (
+        noisy_row, ours_row, ensemble_row = (
             Row(f"noisy input, sigma {sigma}"),
             Row(f"ours ({settings.denoise_model})"),
+            Row("ours, x8 self-ensemble"),
         )
         noisy = {name: gaussian_noise(clean, sigma, seed=sigma) for name, clean in photos.items()}
         # The baseline at its best h for this sigma across the set.
@@ -131,11 +122,52 @@ def main() -> None:
             forced = settings.model_copy(update={"denoise_skip_below": 0.0})
             result, seconds = timed(restored, image, "denoise", forced, run)
             ours_row.add(quality(clean, result), megapixels, seconds)
-        print(f"Denoising, sigma {sigma}\n{header}")
-        for row in (noisy_row, nlm_row, ours_row):
+            result, seconds = timed(restored, image, "denoise", with_ensemble, run)
+            ensemble_row.add(quality(clean, result), megapixels, seconds)
+        print(f"Denoising, sigma {sigma}\n{HEADER}")
+        for row in (noisy_row, nlm_row, ours_row, ensemble_row):
             print(row.line())
         print()
         gains[f"denoise {sigma}"] = np.mean(ours_row.psnr) - np.mean(nlm_row.psnr)
+        gains[f"ensemble {sigma}"] = np.mean(ensemble_row.psnr) - np.mean(nlm_row.psnr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", type=Path)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    photos = folder_photos(args.folder) if args.folder else {n: sample_photo(n) for n in EVALUATION}
+    settings = RestoreSettings(device=args.device)
+    device = pick_device(args.device)
+    engines = {
+        name: Engine(load_model(name, entry), device, "fp32")
+        for name, entry in settings.models.items()
+    }
+    for engine in engines.values():
+        engine.warm_up()
+    run = direct_runner(engines)
+    # The denoiser once more, averaged over the 8 flips and rotations of each tile.
+    ensemble = settings.denoise_model + "+x8"
+    engines[ensemble] = Engine(
+        load_model(settings.denoise_model, settings.models[settings.denoise_model]),
+        device,
+        "fp32",
+        self_ensemble=True,
+    )
+    engines[ensemble].warm_up()
+    with_ensemble = settings.model_copy(
+        update={
+            "models": {**settings.models, ensemble: settings.models[settings.denoise_model]},
+            "denoise_model": ensemble,
+            "denoise_skip_below": 0.0,
+        }
+    )
+    print(f"{len(photos)} photos: {', '.join(photos)}; device {device}, torch threads "
+          f"{torch.get_num_threads()}\n")  # fmt: skip
+    gains: dict[str, float] = {}
+
+    denoise_tables(photos, settings, with_ensemble, run, gains)
 
     for model in settings.upscale_models:
         scale = settings.models[model].scale
@@ -154,7 +186,7 @@ def main() -> None:
             only = settings.model_copy(update={"upscale_models": (model,), "upscale_skip_at": 99.0})
             out, seconds = timed(restored, lr, "upscale", only, run)
             rows[f"ours ({model})"].add(quality(clean, out, scale), megapixels, seconds)
-        print(f"Upscaling {scale}x (bicubic-downscaled input; MP/s of output)\n{header}")
+        print(f"Upscaling {scale}x (bicubic-downscaled input; MP/s of output)\n{HEADER}")
         for row in rows.values():
             print(row.line())
         print()
@@ -165,11 +197,12 @@ def main() -> None:
     print("Targets:")
     for label, key, target in (
         ("denoiser vs NLM at sigma 25", "denoise 25", 2.0),
+        ("denoiser with x8 self-ensemble vs NLM at sigma 25", "ensemble 25", 2.0),
         ("2x upscaler vs bicubic", "upscale 2x", 1.0),
     ):
         verdict = "met" if gains[key] >= target else "NOT met"
         print(f"  {label}: {gains[key]:+.2f} dB (target +{target:g} dB) - {verdict}")
-    for key in ("denoise 15", "denoise 50", "upscale 4x"):
+    for key in ("denoise 15", "denoise 50", "ensemble 15", "ensemble 50", "upscale 4x"):
         print(f"  {key}: {gains[key]:+.2f} dB over the baseline")
 
 

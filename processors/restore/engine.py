@@ -37,10 +37,15 @@ class Engine:
     """Runs batches of uint8 (N, C, H, W) tiles through a model, returning uint8 on the CPU."""
 
     def __init__(
-        self, loaded: LoadedModel, device: torch.device, precision: Precision = "auto"
+        self,
+        loaded: LoadedModel,
+        device: torch.device,
+        precision: Precision = "auto",
+        self_ensemble: bool = False,
     ) -> None:
         self.loaded = loaded
         self.device = device
+        self.self_ensemble = self_ensemble
         self.dtype = pick_dtype(loaded, device, precision)
         loaded.module.to(device)
         loaded.module.to(memory_format=torch.channels_last)
@@ -64,7 +69,7 @@ class Engine:
                 with torch.autocast(
                     self.device.type, self.dtype, enabled=self.dtype != torch.float32
                 ):
-                    y = self.loaded.call(x)
+                    y = self._forward(x)
             except torch.OutOfMemoryError:
                 # Hand the cached blocks back so a smaller retry can have them.
                 if cuda:
@@ -72,6 +77,19 @@ class Engine:
                 raise
             out = y.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
             return out.cpu()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.self_ensemble:
+            return self.loaded.call(x)
+        total = torch.zeros((), device=x.device)
+        for turns in range(4):
+            for mirror in (False, True):
+                view = torch.rot90(x, turns, dims=(2, 3))
+                view = view.flip(3) if mirror else view
+                y = self.loaded.call(view.contiguous(memory_format=torch.channels_last))
+                y = y.flip(3) if mirror else y
+                total = total + torch.rot90(y, -turns, dims=(2, 3)).float()
+        return total / 8
 
     def warm_up(self, side: int = 64, batch: int = 2) -> None:
         """First calls pay for kernel selection and allocator growth; pay them before work."""

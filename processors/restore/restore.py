@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from PIL import Image
 
 from processors.quality import luminance, noise_sigma, resolution_score
@@ -91,13 +92,15 @@ def decide(image: Image.Image, task: Task, settings: RestoreSettings) -> tuple[s
 
 
 def _apply(
-    rgb: torch.Tensor, model: str, tile: int, settings: RestoreSettings, run: TileRunner
+    rgb: NDArray[np.uint8], model: str, tile: int, settings: RestoreSettings, run: TileRunner
 ) -> tuple[torch.Tensor, int]:
-    _, height, width = rgb.shape
-    scale = settings.models[model].scale
-    windows = tiling.plan(height, width, tile, settings.overlap)
-    outputs = run(model, [tiling.cut(rgb, window) for window in windows])
-    return tiling.stitch(outputs, windows, height, width, scale), len(windows)
+    entry = settings.models[model]
+    height, width = rgb.shape[:2]
+    overlap = settings.overlap if entry.overlap is None else entry.overlap
+    pixels = torch.from_numpy(rgb).permute(2, 0, 1)
+    windows = tiling.plan(height, width, tile, overlap)
+    outputs = run(model, [tiling.cut(pixels, window) for window in windows])
+    return tiling.stitch(outputs, windows, height, width, entry.scale), len(windows)
 
 
 def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: TileRunner) -> Restored:
@@ -108,7 +111,7 @@ def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: Tile
         return Restored("good_quality", reason=why, before=before)
     entry = settings.models[model]
     alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
-    rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    rgb = np.array(image.convert("RGB"))  # writable: torch shares its memory
     tile, started = entry.tile, time.perf_counter()
     failed: Outcome = "couldnt_denoise" if task == "denoise" else "couldnt_upscale"
     while True:

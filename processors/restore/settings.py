@@ -22,6 +22,12 @@ class ModelEntry(BaseModel):
     scale: int = Field(default=1, ge=1, le=8)
     # Tile side in input pixels; memory per tile grows with its square.
     tile: int = Field(default=256, ge=16)
+    # Context around each tile, input pixels: at least the model's receptive radius for
+    # tiles to match the whole image exactly (default: the restore section's `overlap`).
+    overlap: int | None = Field(default=None, ge=0)
+    # Average the model over the 8 flips and rotations of each tile: a little more
+    # quality for 8 times the compute (worth it on a GPU with room to spare).
+    self_ensemble: bool = False
 
     def path(self) -> Path:
         given = Path(self.file)

@@ -46,6 +46,7 @@ class RestoreService:
                     load_model(name, settings.models[name], allow_pickle=settings.allow_pickle),
                     device,
                     settings.precision,
+                    settings.models[name].self_ensemble,
                 )
                 for name in names
             }

@@ -39,6 +39,6 @@ def small_settings(folder: Path, **overrides: object) -> RestoreSettings:
 def engines(settings: RestoreSettings) -> dict[str, Engine]:
     device = torch.device("cpu")
     return {
-        name: Engine(load_model(name, entry), device, "fp32")
+        name: Engine(load_model(name, entry), device, "fp32", entry.self_ensemble)
         for name, entry in settings.models.items()
     }

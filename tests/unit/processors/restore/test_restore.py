@@ -108,3 +108,40 @@ def test_engine_tiled_matches_one_big_tile(tmp_path: Path, mode: str) -> None:
     assert tiled.image is not None and whole.image is not None
     diff = np.abs(np.asarray(tiled.image, dtype=int) - np.asarray(whole.image, dtype=int))
     assert diff.max() <= 1  # 8-bit rounding of float sums in a different order
+
+
+def test_self_ensemble_averages_eight_views_and_still_tiles_exactly(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    entry = settings.models["dn"].model_copy(update={"self_ensemble": True})
+    ensemble = settings.model_copy(update={"models": {**settings.models, "dn": entry}})
+    engine = engines(ensemble)["dn"]
+    assert engine.self_ensemble
+    x = torch.randint(0, 256, (2, 3, 20, 28), dtype=torch.uint8)
+    views = []
+    with torch.inference_mode():
+        for turns in range(4):
+            for mirror in (False, True):
+                view = torch.rot90(x.float() / 255, turns, dims=(2, 3))
+                view = view.flip(3) if mirror else view
+                y = engine.loaded.module(view)
+                y = y.flip(3) if mirror else y
+                views.append(torch.rot90(y, -turns, dims=(2, 3)))
+    manual = (torch.stack(views).mean(0).clamp(0, 1) * 255).round().int()
+    assert (engine(x).int() - manual).abs().max() <= 1
+    plain = engines(settings)["dn"](x).int()
+    assert (plain - manual).abs().max() > 1  # the average is not the single pass
+
+    image = noisy(photo("chelsea").resize((120, 80)), 15)
+    run = direct_runner({"dn": engine})
+    tiled = restore(image, "denoise", ensemble, run)
+    big = entry.model_copy(update={"tile": 512})
+    one = restore(
+        image,
+        "denoise",
+        ensemble.model_copy(update={"models": {**ensemble.models, "dn": big}}),
+        run,
+    )
+    assert tiled.tiles > 1 and one.tiles == 1
+    assert tiled.image is not None and one.image is not None
+    diff = np.abs(np.asarray(tiled.image, dtype=int) - np.asarray(one.image, dtype=int))
+    assert diff.max() <= 1
