@@ -24,7 +24,7 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # Headless Chromium opens the demo's HTML report in the end-to-end tests.
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system: installing ${need[*]}"
   as_root apt-get update -q

@@ -68,7 +68,7 @@ class StageRow:
     stage: str
     processed: int = 0  # ok + skipped
     rejected: int = 0  # rejected + failed
-    waiting: int = 0  # consumer lag: in the inbox, not yet committed
+    waiting: int = 0  # consumer lag: in the inbox or in a batch, not yet committed
     per_second: float = 0.0
     up: bool = True
 

@@ -87,7 +87,7 @@ def submit_new(settings: Settings, items: list[Item]) -> int:
 
 def _stage_table(rows: list[StageRow]) -> Table:
     table = Table(title="pixelfleet demo", title_justify="left", expand=False)
-    for column in ("stage", "done", "waiting", "rejected", "images/s"):
+    for column in ("stage", "done", "in flight", "rejected", "images/s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for row in rows:
         if not row.up:

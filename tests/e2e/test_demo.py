@@ -111,6 +111,7 @@ def test_the_demo_finishes_every_sample_and_its_report_renders(
     assert 'data-broken="0"' in dom
     assert screenshot.stat().st_size > 50_000
     if target := os.environ.get("PIXELFLEET_DEMO_SCREENSHOT"):
+        # How the README's picture is made (saved as JPEG there, to stay small).
         shutil.copyfile(screenshot, target)
 
 
