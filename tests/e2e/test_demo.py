@@ -85,6 +85,8 @@ def test_the_demo_finishes_every_sample_and_its_report_renders(
     statuses = Counter(r.status for r in records.values())
     assert statuses == {"done": 10, "rejected": 2} and summary["status"] == statuses
     s3 = clients.s3(fleet.s3)
+    originals = list(s3.list_objects(fleet.buckets.incoming, recursive=True))
+    assert {o.object_name.split("/")[0] for o in originals} == set(records)
     objects = list(s3.list_objects(fleet.buckets.images, recursive=True))
     assert summary["variants"] == len(objects) == sum(len(r.variants) for r in records.values())
     assert summary["bytes_out"] == sum(o.size for o in objects)
