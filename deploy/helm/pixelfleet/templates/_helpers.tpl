@@ -1,0 +1,83 @@
+{{/* Names and labels shared by every template. */}}
+{{- define "pixelfleet.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pixelfleet.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* One stage's values: stageDefaults overridden key by key by stages.<name>. */}}
+{{- define "pixelfleet.stage" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $own := index $root.Values.stages $name | default dict -}}
+{{- mergeOverwrite (deepCopy $root.Values.stageDefaults) (deepCopy $own) | toYaml -}}
+{{- end -}}
+
+{{/* The topic a stage consumes: validate reads the ingest topic. */}}
+{{- define "pixelfleet.inbox" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- if eq $name "validate" -}}
+{{- printf "%s.ingest" $root.Values.config.topic_prefix -}}
+{{- else -}}
+{{- printf "%s.%s" $root.Values.config.topic_prefix $name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pixelfleet.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "pixelfleet.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every pixelfleet container gets: the settings file and the secrets. */}}
+{{- define "pixelfleet.env" -}}
+- name: PIXELFLEET_CONFIG
+  value: /etc/pixelfleet/config.yaml
+- name: HOME
+  value: /tmp
+- name: PIXELFLEET_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.s3Secret.name }}, key: {{ .Values.s3Secret.accessKeyKey }}}
+- name: PIXELFLEET_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.s3Secret.name }}, key: {{ .Values.s3Secret.secretKeyKey }}}
+{{- if .Values.kafkaSecret.name }}
+- name: PIXELFLEET_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafkaSecret.mechanism | quote }}
+- name: PIXELFLEET_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.kafkaSecret.name }}, key: {{ .Values.kafkaSecret.usernameKey }}}
+- name: PIXELFLEET_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.kafkaSecret.name }}, key: {{ .Values.kafkaSecret.passwordKey }}}
+{{- end }}
+{{- end -}}
+
+{{- define "pixelfleet.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "pixelfleet.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}

@@ -1,0 +1,41 @@
+"""The dashboard and the alert rules use only metric names the code exports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+import streams.metrics  # noqa: F401 (registers every metric)
+
+CHART = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "pixelfleet"
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exported() -> set[str]:
+    names = set()
+    for family in REGISTRY.collect():
+        if family.name.startswith("pixelfleet_"):
+            names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))
+    return names
+
+
+def used(text: str) -> set[str]:
+    return set(re.findall(r"\bpixelfleet_[a-z_]+\b", text))
+
+
+def test_dashboard_queries_name_real_metrics() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    names = used(exprs)
+    assert len(names) >= 12
+    assert names <= exported(), names - exported()
+
+
+def test_alert_rules_name_real_metrics() -> None:
+    rules = (CHART / "templates" / "monitoring" / "prometheusrule.yaml").read_text()
+    names = used(rules)
+    assert {"pixelfleet_consumer_lag", "pixelfleet_messages_total"} <= names
+    assert names <= exported(), names - exported()
