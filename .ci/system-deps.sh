@@ -43,4 +43,22 @@ if ! go_is_recent; then
   hash -r
 fi
 
+# helm and kubeconform check the Helm chart offline (tests/unit/deploy); built from source
+# with `go install` at pinned versions, once, into the cache.
+HELM_VERSION=v3.19.0
+KUBECONFORM_VERSION=v0.7.0
+tools="$CACHE/tools"
+build_tool() {  # name module version
+  if ! "$tools/bin/$1" version >/dev/null 2>&1 && ! "$tools/bin/$1" -v >/dev/null 2>&1; then
+    echo "system: building $1 $3 with go install"
+    GOBIN="$tools/bin" GOMODCACHE="$tools/mod" GOFLAGS=-modcacherw go install "$2@$3"
+  fi
+  if [ "$(command -v "$1")" != "$tools/bin/$1" ] && [ "$(readlink -f "$(command -v "$1" || true)")" != "$tools/bin/$1" ]; then
+    as_root ln -sf "$tools/bin/$1" "/usr/local/bin/$1"
+  fi
+}
+build_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+build_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+
 echo "system: $(java -version 2>&1 | head -1); $(mvn -v 2>/dev/null | head -1); $(go version)"
+echo "system: helm $(helm version --short); kubeconform $(kubeconform -v)"
