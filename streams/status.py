@@ -37,10 +37,11 @@ def topic_end_offsets(consumer: Consumer, topic: str) -> dict[int, tuple[int, in
 
 
 def group_lag(settings: Settings, stage: str, topic: str, group: str) -> StageLag:
-    """End offset minus committed offset, summed over partitions.
+    """End offset minus committed offset, summed over partitions: the figure KEDA's kafka
+    scaler computes with offsetResetPolicy earliest, which the chart's autoscaling uses.
 
-    A partition without a committed offset counts from its first offset, as KEDA does with
-    offsetResetPolicy=earliest.
+    A partition the group never committed counts its whole end offset, as KEDA does, even
+    where retention has moved the log start past 0 (the true backlog is then smaller).
     """
     consumer = clients.consumer(settings.kafka, group)
     try:
@@ -50,8 +51,8 @@ def group_lag(settings: Settings, stage: str, topic: str, group: str) -> StageLa
         consumer.close()
     end_sum = committed_sum = lag = 0
     for tp in committed:
-        low, high = ends[tp.partition]
-        at = tp.offset if tp.offset >= 0 else low
+        _low, high = ends[tp.partition]
+        at = tp.offset if tp.offset >= 0 else 0
         end_sum += high
         committed_sum += max(tp.offset, 0)
         lag += max(0, high - at)
