@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from processors.restore import tiling
+from processors.restore.degrade import gaussian_noise
 from processors.restore.engine import Engine
 from processors.restore.models import load_model
 from processors.restore.photos import sample_photo
@@ -23,8 +24,7 @@ def frame(width: int, height: int) -> Image.Image:
     """A photograph (scikit-image's coffee, CC0) resized to the frame size, lightly noisy so
     the denoiser has work; the content does not change the speed of a conv net."""
     base = Image.fromarray(sample_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC)
-    noise = np.random.default_rng(0).normal(0, 12, (height, width, 3))
-    return Image.fromarray(np.clip(np.asarray(base) + noise, 0, 255).astype(np.uint8))
+    return Image.fromarray(gaussian_noise(np.asarray(base), 12, seed=0))
 
 
 def engine(

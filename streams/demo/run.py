@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +192,8 @@ def run_demo(
     settings, env = stack_settings(stack, console)
     admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
     items = items_of(folder, out_dir / "samples")
-    workers = WorkerProcesses(list(STAGES), {**env, **_settings_env()}, out_dir / "logs")
+    # Workers inherit this environment; `env` points them at the stack the demo uses.
+    workers = WorkerProcesses(list(STAGES), env, out_dir / "logs")
     workers.start()
     try:
         fresh = submit_new(settings, items)
@@ -266,8 +266,3 @@ def _verdict(
     if not problems:
         console.print("[green]every image finished: done, or rejected with a reason[/]")
     return 1 if problems else 0
-
-
-def _settings_env() -> dict[str, str]:
-    # Workers read the same PIXELFLEET_* environment as the demo itself.
-    return {k: v for k, v in os.environ.items() if k.startswith("PIXELFLEET_")}
