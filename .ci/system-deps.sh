@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system parts pixelfleet's local stack needs, only where they are missing:
 # a Java 17+ runtime and Maven (the Kafka broker), Go 1.21+ (builds MinIO; newer toolchains
-# are fetched by Go itself through the module proxy), make, Python's venv, and Chromium
-# (the demo report test).
+# are fetched by Go itself through the module proxy), make, Python's venv, Chromium (the
+# demo report test) and Prometheus (the dashboard query test).
 set -euo pipefail
 
 GO_FALLBACK=go1.24.13
@@ -25,6 +25,8 @@ command -v go >/dev/null 2>&1 || need+=(golang-go)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # Headless Chromium opens the demo's HTML report in the end-to-end tests.
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+# A real Prometheus evaluates the dashboard's and the alert rules' queries in the tests.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system: installing ${need[*]}"
   as_root apt-get update -q

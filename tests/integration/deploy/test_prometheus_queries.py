@@ -1,0 +1,188 @@
+"""A real Prometheus scrapes a real worker while images flow; every PromQL expression of
+the Grafana dashboard returns data and every alert rule evaluates without error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.devstack.procs import free_port
+from streams.settings import Settings
+from streams.submit import Submitter
+from tests.conftest import Stack
+from tests.integration.streams.runner.fleet import (
+    ROOT,
+    fleet_settings,
+    init_fleet,
+    settings_env,
+    topics,
+    wait_for,
+)
+from tests.unit.processors.photos import big_photo, encode, photo
+
+CHART = ROOT / "deploy" / "helm" / "pixelfleet"
+
+
+def _get(url: str) -> dict:  # type: ignore[type-arg]
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def _query(base: str, expr: str) -> dict:  # type: ignore[type-arg]
+    return _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+
+
+def _rules_file(path: Path) -> None:
+    helm = shutil.which("helm")
+    assert helm, "helm is needed: .ci/system-deps.sh builds it"
+    rendered = subprocess.run(
+        [
+            helm,
+            "template",
+            "t",
+            str(CHART),
+            "--kube-version",
+            "1.30.0",
+            "--set",
+            "prometheusRule.enabled=true",
+            "--show-only",
+            "templates/monitoring/prometheusrule.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rule = yaml.safe_load(rendered)
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    binary = shutil.which("prometheus")
+    assert binary, "Prometheus is needed: apt-get install prometheus (.ci/run does it)"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(target_port: int) -> str:
+        rules = tmp_path / "rules.yaml"
+        _rules_file(rules)
+        config = tmp_path / "prometheus.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(rules)],
+                    "scrape_configs": [
+                        {
+                            "job_name": "pixelfleet",
+                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
+                        }
+                    ],
+                }
+            )
+        )
+        port = free_port()
+        log = (tmp_path / "prometheus.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                result = _query(base, 'up{job="pixelfleet"}')["data"]["result"]
+                if result and result[0]["value"][1] == "1":
+                    return base
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"Prometheus never scraped the worker; see {tmp_path}/prometheus.log")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_dashboard_and_alert_queries_return_data(
+    stack: Stack,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    prometheus: Callable[[int], str],
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    init_fleet(fleet)
+    metrics_port = free_port()
+    env = {**os.environ, **settings_env(fleet), "PIXELFLEET_RUNNER_METRICS_PORT": str(metrics_port)}
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--stage", "all"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the restore models load before /metrics answers as ready
+            try:
+                url = f"http://127.0.0.1:{metrics_port}/readyz"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                time.sleep(0.5)
+        base = prometheus(metrics_port)
+        files = {
+            "small.jpg": encode(photo("rocket"), "JPEG", quality=90),
+            "large.jpg": encode(big_photo("coffee", 2400), "JPEG", quality=90),
+            "broken.jpg": encode(big_photo("chelsea", 1600), "JPEG", quality=90)[:30_000],
+        }
+        submitter = Submitter(fleet)
+        for name, data in files.items():
+            (tmp_path / name).write_bytes(data)
+            submitter.upload_and_submit(tmp_path / name, image_id=name.split(".")[0])
+        submitter.flush()
+        wait_for(fleet, topics(fleet).done, len(files), timeout=300)
+        time.sleep(5)  # a few more scrapes after the last change
+
+        dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$stage", ".*").replace("$__rate_interval", "2m")
+                answer = _query(base, expr)
+                assert answer["status"] == "success", (panel["title"], answer)
+                if not answer["data"]["result"]:
+                    empty.append(f"{panel['title']}: {expr}")
+        assert not empty, "\n".join(empty)
+
+        groups = _get(f"{base}/api/v1/rules")["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        assert len(rules) == 4
+        assert all(rule["health"] == "ok" for rule in rules), rules
+        for rule in rules:
+            assert _query(base, rule["query"])["status"] == "success"
+    finally:
+        worker.terminate()
+        worker.wait(60)
