@@ -6,10 +6,12 @@ BIN     = $(VENV)/bin
 
 .PHONY: system install demo test unit lint stack-up stack-down clean
 
-$(BIN)/pixelfleet: pyproject.toml
+# The runtime packages get the images' pins (deploy/docker/constraints.txt), so the tests
+# run what the images ship; the dev tools are not pinned.
+$(BIN)/pixelfleet: pyproject.toml deploy/docker/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,restore,demo]'
+	$(BIN)/pip install -q -e '.[dev,restore,demo]' -c deploy/docker/constraints.txt
 	@touch $@
 
 install: $(BIN)/pixelfleet

@@ -62,5 +62,21 @@ build_tool() {  # name module version
 build_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 
+# compose-go's own validator (the loader `docker compose config` uses) checks
+# deploy/compose.yaml; its command is named `cmd`, so it gets a folder of its own.
+COMPOSE_GO_VERSION=v2.16.2
+if [ ! -x "$tools/compose-go-$COMPOSE_GO_VERSION/cmd" ]; then
+  echo "system: building compose-go's validator $COMPOSE_GO_VERSION with go install"
+  GOBIN="$tools/compose-go-$COMPOSE_GO_VERSION" GOMODCACHE="$tools/mod" GOFLAGS=-modcacherw \
+    go install "github.com/compose-spec/compose-go/v2/cmd@$COMPOSE_GO_VERSION"
+fi
+as_root ln -sf "$tools/compose-go-$COMPOSE_GO_VERSION/cmd" /usr/local/bin/compose-spec
+# BuildKit's Dockerfile checks without a daemon (deploy/docker/lint, pinned by its go.mod);
+# rebuilt every run, which the Go build cache makes a no-op when nothing changed.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+(cd "$here/deploy/docker/lint" && GOMODCACHE="$tools/mod" GOFLAGS=-modcacherw \
+  go build -o "$tools/bin/dockerfile-lint" .)
+as_root ln -sf "$tools/bin/dockerfile-lint" /usr/local/bin/dockerfile-lint
+
 echo "system: $(java -version 2>&1 | head -1); $(mvn -v 2>/dev/null | head -1); $(go version)"
-echo "system: helm $(helm version --short); kubeconform $(kubeconform -v)"
+echo "system: helm $(helm version --short); kubeconform $(kubeconform -v); compose-go $COMPOSE_GO_VERSION"

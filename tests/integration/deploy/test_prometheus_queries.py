@@ -31,8 +31,6 @@ from tests.integration.streams.runner.fleet import (
 )
 from tests.unit.processors.photos import big_photo, encode, photo
 
-CHART = ROOT / "deploy" / "helm" / "pixelfleet"
-
 
 def _get(url: str) -> dict:  # type: ignore[type-arg]
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -43,30 +41,6 @@ def _query(base: str, expr: str) -> dict:  # type: ignore[type-arg]
     return _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
 
 
-def _rules_file(path: Path) -> None:
-    helm = shutil.which("helm")
-    assert helm, "helm is needed: .ci/system-deps.sh builds it"
-    rendered = subprocess.run(
-        [
-            helm,
-            "template",
-            "t",
-            str(CHART),
-            "--kube-version",
-            "1.30.0",
-            "--set",
-            "prometheusRule.enabled=true",
-            "--show-only",
-            "templates/monitoring/prometheusrule.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rule = yaml.safe_load(rendered)
-    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
     binary = shutil.which("prometheus")
@@ -74,8 +48,9 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(target_port: int) -> str:
-        rules = tmp_path / "rules.yaml"
-        _rules_file(rules)
+        # The chart's rules as compose's Prometheus loads them (a unit test keeps the file
+        # equal to what the chart renders).
+        rules = ROOT / "deploy" / "prometheus" / "alerts.yml"
         config = tmp_path / "prometheus.yaml"
         config.write_text(
             yaml.safe_dump(
@@ -166,7 +141,9 @@ def test_dashboard_and_alert_queries_return_data(
         wait_for(fleet, topics(fleet).done, len(files), timeout=300)
         time.sleep(5)  # a few more scrapes after the last change
 
-        dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+        dashboard = json.loads(
+            (ROOT / "deploy" / "helm" / "pixelfleet" / "files" / "dashboard.json").read_text()
+        )
         empty = []
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
