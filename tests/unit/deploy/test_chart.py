@@ -11,6 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "pixelfleet"
@@ -116,6 +119,25 @@ def test_variants_render_what_they_promise() -> None:
     assert "PIXELFLEET_KAFKA_SASL_PASSWORD" in sasl and "name: kafka-sasl" in sasl
     assert 'consumerGroup: "shop.images.validate"' in sasl
     assert 'topic: "shop.images.ingest"' in sasl
+
+
+@pytest.mark.parametrize("values", VARIANTS, ids=lambda v: v.stem if v else "defaults")
+def test_scaled_objects_wake_for_one_image_and_stay_within_partitions(values: Path | None) -> None:
+    """KEDA v2.18's kafka scaler is active while lag > activationLagThreshold (strictly),
+    and caps replicas at the partition count; our values must suit both."""
+    docs = [d for d in yaml.safe_load_all(_render(values).stdout) if d]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d["data"])
+    topics = yaml.safe_load(config["data"]["config.yaml"]).get("topics", {})
+    partitions = topics.get("partitions", Settings().topics.partitions)
+    for scaled in (d for d in docs if d["kind"] == "ScaledObject"):
+        spec = scaled["spec"]
+        (trigger,) = spec["triggers"]
+        assert all(isinstance(v, str) for v in trigger["metadata"].values())
+        assert spec["maxReplicaCount"] <= partitions, scaled["metadata"]["name"]
+        if spec["minReplicaCount"] == 0:
+            assert int(trigger["metadata"]["activationLagThreshold"]) == 0, (
+                f"{scaled['metadata']['name']} would not wake for a single image"
+            )
 
 
 def test_bad_values_fail_at_render(tmp_path: Path) -> None:
