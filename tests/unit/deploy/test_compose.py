@@ -87,6 +87,8 @@ def test_one_worker_per_stage_on_the_right_image(model: dict[str, Any]) -> None:
         assert service["read_only"] and service["cap_drop"] == ["ALL"]
         assert "/tmp" in service["tmpfs"]
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        port = Settings().runner.metrics_port
+        assert f"http://127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
         grace = float(service["stop_grace_period"].rstrip("s"))
         assert grace > Settings().runner.grace_s, "compose would SIGKILL a draining worker"
     assert services["init"]["command"] == ["init"]
