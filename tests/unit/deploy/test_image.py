@@ -164,3 +164,17 @@ def test_the_tested_environment_is_the_locked_one() -> None:
         if installed != version:
             differ[name] = (installed, version)
     assert not differ, f"installed vs locked: {differ}; run make install"
+
+
+def test_one_version_names_the_package_the_chart_and_the_compose_images() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == version  # the chart's default image tag
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    tags = {
+        s["image"].rsplit(":", 1)[1]
+        for s in compose["services"].values()
+        if s["image"].startswith("pixelfleet")
+    }
+    assert tags == {version}
+    assert f":{version} ." in DOCKERFILE.read_text()  # the build commands in its header
