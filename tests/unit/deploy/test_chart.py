@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,18 +13,11 @@ import pytest
 import yaml
 
 from streams.settings import Settings
+from tests.unit.deploy.tools import CHART, DEPLOY, tool
 
-ROOT = Path(__file__).resolve().parents[3]
-CHART = ROOT / "deploy" / "helm" / "pixelfleet"
-CRDS = ROOT / "deploy" / "helm" / "crd-schemas"
+CRDS = DEPLOY / "helm" / "crd-schemas"
 KUBE = "1.30.0"
 VARIANTS = [None, *sorted((CHART / "ci").glob("values-*.yaml"))]
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    assert found, f"{name} is needed: .ci/system-deps.sh builds it with `go install`"
-    return found
 
 
 def _standalone_schemas(target: Path) -> Path:
@@ -56,7 +48,7 @@ def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _render(values: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = [_tool("helm"), "template", "t", str(CHART), "--kube-version", KUBE]
+    args = [tool("helm"), "template", "t", str(CHART), "--kube-version", KUBE]
     if values is not None:
         args += ["-f", str(values)]
     return subprocess.run([*args, *extra], capture_output=True, text=True, check=False)
@@ -64,7 +56,7 @@ def _render(values: Path | None, *extra: str) -> subprocess.CompletedProcess[str
 
 def test_lint() -> None:
     result = subprocess.run(
-        [_tool("helm"), "lint", str(CHART), "--kube-version", KUBE],
+        [tool("helm"), "lint", str(CHART), "--kube-version", KUBE],
         capture_output=True,
         text=True,
         check=False,
@@ -78,7 +70,7 @@ def test_every_variant_renders_valid_manifests(schemas: Path, values: Path | Non
     assert rendered.returncode == 0, rendered.stderr
     checked = subprocess.run(
         [
-            _tool("kubeconform"),
+            tool("kubeconform"),
             "-strict",
             "-summary",
             "-output",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,22 +15,15 @@ import yaml
 
 from streams.settings import Settings
 from streams.topics import STAGES
+from tests.unit.deploy.tools import DEPLOY, tool
 
-ROOT = Path(__file__).resolve().parents[3]
-DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "helm" / "pixelfleet" / "files" / "dashboard.json"
 
 
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    assert found, f"{name} is needed: .ci/system-deps.sh installs it"
-    return found
-
-
 def _load(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_tool("compose-spec"), "--format", "json", str(path)],
+        [tool("compose-spec"), "--format", "json", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -115,7 +107,7 @@ def test_prometheus_config_is_valid_and_scrapes_every_worker(model: dict[str, An
     assert config_path == PROMETHEUS / "prometheus.yml"
     # promtool also loads the rule files the config names, relative to the config.
     done = subprocess.run(
-        [_tool("promtool"), "check", "config", str(config_path)],
+        [tool("promtool"), "check", "config", str(config_path)],
         capture_output=True,
         text=True,
         check=False,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,18 +17,15 @@ import yaml
 from packaging.requirements import Requirement
 
 from streams.settings import Settings
+from tests.unit.deploy.tools import CHART, DEPLOY, ROOT, tool
 
-ROOT = Path(__file__).resolve().parents[3]
-DOCKER = ROOT / "deploy" / "docker"
+DOCKER = DEPLOY / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
-CHART = ROOT / "deploy" / "helm" / "pixelfleet"
 
 
 def _lint(dockerfile: Path, *args: str) -> tuple[int, list[dict]]:  # type: ignore[type-arg]
-    tool = shutil.which("dockerfile-lint")
-    assert tool, "dockerfile-lint is needed: .ci/system-deps.sh builds deploy/docker/lint"
     done = subprocess.run(
-        [tool, "--context", str(ROOT), *args, str(dockerfile)],
+        [tool("dockerfile-lint"), "--context", str(ROOT), *args, str(dockerfile)],
         capture_output=True,
         text=True,
         check=False,
@@ -170,7 +166,7 @@ def test_one_version_names_the_package_the_chart_and_the_compose_images() -> Non
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == version  # the chart's default image tag
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     tags = {
         s["image"].rsplit(":", 1)[1]
         for s in compose["services"].values()

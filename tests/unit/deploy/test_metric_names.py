@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from prometheus_client import REGISTRY
 
 import streams.metrics  # noqa: F401 (registers every metric)
+from tests.unit.deploy.tools import CHART
 
-CHART = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "pixelfleet"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 

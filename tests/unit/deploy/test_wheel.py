@@ -11,7 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.deploy.tools import ROOT
 
 CHECK = """
 import sys
