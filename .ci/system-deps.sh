@@ -74,7 +74,8 @@ as_root ln -sf "$tools/compose-go-$COMPOSE_GO_VERSION/cmd" /usr/local/bin/compos
 # BuildKit's Dockerfile checks without a daemon (deploy/docker/lint, pinned by its go.mod);
 # rebuilt every run, which the Go build cache makes a no-op when nothing changed.
 here="$(cd "$(dirname "$0")/.." && pwd)"
-(cd "$here/deploy/docker/lint" && GOMODCACHE="$tools/mod" GOFLAGS=-modcacherw \
+# BuildKit needs a newer Go than the fallback above; GOTOOLCHAIN=auto fetches it if so.
+(cd "$here/deploy/docker/lint" && GOTOOLCHAIN=auto GOMODCACHE="$tools/mod" GOFLAGS=-modcacherw \
   go build -o "$tools/bin/dockerfile-lint" .)
 as_root ln -sf "$tools/bin/dockerfile-lint" /usr/local/bin/dockerfile-lint
 
