@@ -113,6 +113,26 @@ def test_variants_render_what_they_promise() -> None:
     assert 'topic: "shop.images.ingest"' in sasl
 
 
+def test_kafka_ca_reaches_every_container_as_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With kafkaTls.caSecret, each container's kafka.ssl_ca_location names the mounted file."""
+    docs = [d for d in yaml.safe_load_all(_render(CHART / "ci" / "values-sasl.yaml").stdout) if d]
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert len(pods) == 6  # five stages and the init Job
+    for pod in pods:
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        location = Path(env["PIXELFLEET_KAFKA_SSL_CA_LOCATION"])
+        monkeypatch.setenv("PIXELFLEET_KAFKA_SSL_CA_LOCATION", str(location))
+        assert Settings().kafka.librdkafka()["ssl.ca.location"] == str(location)
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-tls")
+        volume = next(v for v in pod["volumes"] if v["name"] == "kafka-tls")
+        assert location.parent == Path(mount["mountPath"]) and mount["readOnly"]
+        assert volume["secret"]["secretName"] == "kafka-ca"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": location.name}]
+    plain = _render(None).stdout
+    assert "kafka-tls" not in plain and "SSL_CA_LOCATION" not in plain
+
+
 @pytest.mark.parametrize("values", VARIANTS, ids=lambda v: v.stem if v else "defaults")
 def test_scaled_objects_wake_for_one_image_and_stay_within_partitions(values: Path | None) -> None:
     """KEDA v2.18's kafka scaler is active while lag > activationLagThreshold (strictly),

@@ -64,6 +64,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   valueFrom:
     secretKeyRef: {name: {{ .Values.kafkaSecret.name }}, key: {{ .Values.kafkaSecret.passwordKey }}}
 {{- end }}
+{{- if .Values.kafkaTls.caSecret }}
+- name: PIXELFLEET_KAFKA_SSL_CA_LOCATION
+  value: /etc/pixelfleet-kafka-tls/ca.pem
+{{- end }}
+{{- end -}}
+
+{{/* The Kafka CA certificate, where one is configured: a volume and where it is mounted. */}}
+{{- define "pixelfleet.kafkaTlsMount" -}}
+{{- if .Values.kafkaTls.caSecret }}
+- {name: kafka-tls, mountPath: /etc/pixelfleet-kafka-tls, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "pixelfleet.kafkaTlsVolume" -}}
+{{- if .Values.kafkaTls.caSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafkaTls.caSecret }}
+    items: [{key: {{ .Values.kafkaTls.caKey }}, path: ca.pem}]
+{{- end }}
 {{- end -}}
 
 {{- define "pixelfleet.podSecurityContext" -}}
