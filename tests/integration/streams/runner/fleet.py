@@ -160,6 +160,21 @@ def wait_for(settings: Settings, topic: str, count: int, timeout: float = 120) -
     raise AssertionError(f"{topic}: {keys} of {count} keys after {timeout:.0f} s")
 
 
+def run_until_done(
+    settings: Settings, specs: Iterable[StageSpec], count: int, timeout: float = 120
+) -> list[Record]:
+    """Runs the stages on threads until `count` images are on the done topic, stops them,
+    and fails if any worker raised; returns the done records."""
+    workers = [start_thread(settings, spec) for spec in specs]
+    try:
+        done = wait_for(settings, topics(settings).done, count, timeout)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert all(w.error is None for w in workers), [w.error for w in workers]
+    return done
+
+
 def topics(settings: Settings) -> Topics:
     return Topics(settings.topic_prefix)
 

@@ -20,14 +20,13 @@ from tests.integration.streams.runner.fleet import (
     init_fleet,
     latest_records,
     read_topic,
-    start_thread,
+    run_until_done,
     topics,
-    wait_for,
 )
 from tests.unit.processors.photos import big_photo, encode, photo
 
 
-def test_photos_go_through_every_image_stage(  # noqa: PLR0915 (one story, told once)
+def test_photos_go_through_every_image_stage(
     stack: Stack, unique_name: Callable[[str], str], tmp_path: object
 ) -> None:
     fleet = fleet_settings(
@@ -64,16 +63,8 @@ def test_photos_go_through_every_image_stage(  # noqa: PLR0915 (one story, told 
         "broken": submitter.upload_and_submit(broken, image_id="broken-1").image_id,
     }
     submitter.flush()
-    workers = [
-        start_thread(fleet, builtin(name, fleet))
-        for name in ("validate", "categorize", "enhance", "compress")
-    ]
-    try:
-        done = wait_for(fleet, topics(fleet).done, 4, timeout=240)
-    finally:
-        for worker in workers:
-            worker.stop()
-    assert all(w.error is None for w in workers)
+    names = ("validate", "categorize", "enhance", "compress")
+    done = run_until_done(fleet, [builtin(name, fleet) for name in names], 4, timeout=240)
     status = {r.key: json.loads(r.value)["status"] for r in done}
     assert status == {
         "ring-1": "done",

@@ -20,9 +20,8 @@ from tests.integration.streams.runner.fleet import (
     init_fleet,
     latest_records,
     read_topic,
-    start_thread,
+    run_until_done,
     topics,
-    wait_for,
 )
 from tests.unit.processors.photos import big_photo, encode, noisy, photo
 
@@ -43,13 +42,7 @@ def test_small_and_noisy_photos_are_restored_on_their_way_through(
     submitter.upload_and_submit(grainy, image_id="grainy-1")
     submitter.flush()
     names = ("validate", "categorize", "enhance", "restore", "compress")
-    workers = [start_thread(fleet, builtin(name, fleet)) for name in names]
-    try:
-        done = wait_for(fleet, topics(fleet).done, 2, timeout=300)
-    finally:
-        for worker in workers:
-            worker.stop()
-    assert all(w.error is None for w in workers)
+    done = run_until_done(fleet, [builtin(name, fleet) for name in names], 2, timeout=300)
     assert {r.key: json.loads(r.value)["status"] for r in done} == {
         "small-1": "done",
         "grainy-1": "done",
