@@ -17,7 +17,7 @@ from processors.restore.models import load_model
 from processors.restore.photos import sample_photo
 from processors.restore.restore import restore
 from processors.restore.settings import Precision, RestoreSettings
-from streams.stages.batcher import TileBatcher
+from streams.stages.tile_batcher import TileBatcher
 
 
 def frame(width: int, height: int) -> Image.Image:

@@ -26,13 +26,14 @@ from pathlib import Path
 from confluent_kafka import KafkaError
 
 from schemas.events import Envelope, ImageSubmitted, ObjectRef, Source, encode
-from streams import admin, clients
+from streams.app import admin
+from streams.app.settings import Settings
+from streams.config.topics import Topics
 from streams.devstack.stack import stack_for_tools
+from streams.io import clients
 from streams.runner.records import now_iso
 from streams.runner.stage import StageContext, StageResult, StageSpec
 from streams.runner.worker import StageWorker
-from streams.settings import Settings
-from streams.topics import Topics
 
 
 def passthrough(envelope: Envelope, _blob: bytes | None, _ctx: StageContext) -> StageResult:
@@ -134,7 +135,7 @@ def main() -> None:
         )
         admin.ensure_topics(
             clients.admin(settings.kafka),
-            Topics(prefix).specs(("validate", "categorize"), args.partitions, 1),
+            Topics(prefix).to_create(("validate", "categorize"), args.partitions, 1),
         )
         print(f"filling {prefix}.ingest with {args.events} events ({args.partitions} partitions)")
         fill(settings, args.events)

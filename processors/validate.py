@@ -1,4 +1,4 @@
-"""The validate stage's image work: refuse, decode, normalize, measure, plan the route."""
+"""The validate stage's image work: refuse, decode, normalize, measure, plan restoring."""
 
 from __future__ import annotations
 
@@ -44,8 +44,7 @@ class Validated:
     image: Image.Image  # upright, 8-bit RGB(A), sRGB
     facts: dict[str, Any]
     quality: dict[str, float]
-    route: list[str]
-    restore: str | None
+    restore: str | None  # "denoise", "upscale" or None: the runner builds the route from it
     notes: list[str] = field(default_factory=list)
     # EXIF to carry to the outputs (orientation applied, GPS dropped unless allowed).
     exif: bytes | None = None
@@ -94,13 +93,11 @@ def validate(
     facts["width"], facts["height"] = image.size  # after orientation
     facts.update(hashes(image, settings.hash_size))
     quality = measure(image)
-    route, planned = plan_route(quality, restore, settings)
     return Validated(
         image=image,
         facts=facts,
         quality=quality,
-        route=route,
-        restore=planned,
+        restore=plan_restore(quality, restore, settings),
         notes=notes,
         exif=carried,
     )
@@ -116,10 +113,10 @@ def hashes(image: Image.Image, hash_size: int) -> dict[str, str]:
     }
 
 
-def plan_route(
+def plan_restore(
     quality: dict[str, float], requested: RestoreMode, settings: ValidateSettings
-) -> tuple[list[str], str | None]:
-    """The stages this image goes through; restore only where it helps (or is asked for)."""
+) -> str | None:
+    """Whether this image is restored, and how: only where it helps (or is asked for)."""
     if requested == "none":
         restore = None
     elif requested in ("denoise", "upscale"):
@@ -130,8 +127,7 @@ def plan_route(
         restore = "denoise"
     else:
         restore = None
-    middle = ["restore"] if restore else []
-    return ["validate", "categorize", "enhance", *middle, "compress"], restore
+    return restore
 
 
 _EXIF_KEEP = {

@@ -21,10 +21,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from minio import Minio
 from pydantic import SecretStr
 
-from streams import clients
+from streams.app.settings import Settings
+from streams.config.settings import KafkaSettings, S3Settings
 from streams.devstack.procs import StackError
 from streams.devstack.stack import DevStack
-from streams.settings import KafkaSettings, S3Settings, Settings
+from streams.io import clients
 
 
 @dataclass(frozen=True)

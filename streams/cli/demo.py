@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from streams.app.settings import Settings
 from streams.demo.run import DemoError, run_demo
 from streams.devstack.procs import StackError
 from streams.devstack.stack import DevStack
-from streams.settings import Settings
 
 
 @click.command()

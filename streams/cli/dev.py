@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from streams.app.settings import Settings
 from streams.devstack.procs import StackError
 from streams.devstack.smoke import smoke_check
 from streams.devstack.stack import DevStack
-from streams.settings import Settings
 
 
 def _say(message: str) -> None:

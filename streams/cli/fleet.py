@@ -1,4 +1,4 @@
-"""`pixelfleet init | worker | submit | status`."""
+"""`pixelfleet init | submit | status`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from schemas.events import Hints, ImageProcessed, ImageSubmitted, Request, decoder
-from streams import admin, clients, logs, registry
-from streams.runner.stage import StageSpec
-from streams.runner.supervisor import run_workers
-from streams.settings import Settings
-from streams.status import TopicCount, fleet_status, image_record, topic_end_offsets
-from streams.submit import Submitter
-from streams.topics import Topics
+from streams.app import admin
+from streams.app.settings import Settings
+from streams.app.status import fleet_status
+from streams.app.submit import Submitter
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.io.topic_reader import TopicCount, image_record, topic_end_offsets
 
 err = Console(stderr=True)
 
@@ -34,37 +34,6 @@ def init() -> None:
     for change in changes:
         click.echo(change)
     click.echo("init: nothing to change" if not changes else f"init: {len(changes)} change(s)")
-
-
-@click.command()
-@click.option("--stage", "stages", multiple=True, help="A stage to run (repeatable), or `all`.")
-@click.option(
-    "--spec", "specs", multiple=True, help="A custom stage as module:attribute (repeatable)."
-)
-@click.option(
-    "--metrics-port", type=int, default=None, help="Port of /metrics /healthz /readyz (0: none)."
-)
-def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | None) -> None:
-    """Run stage workers in the foreground until SIGTERM/SIGINT."""
-    logs.configure()
-    settings = Settings()
-    if metrics_port is not None:
-        settings = settings.model_copy(
-            update={"runner": settings.runner.model_copy(update={"metrics_port": metrics_port})}
-        )
-    try:
-        chosen: list[StageSpec] = []
-        for name in stages:
-            names = registry.available(settings) if name == "all" else [name]
-            chosen.extend(registry.builtin(s, settings) for s in names)
-        chosen.extend(registry.load(ref) for ref in specs)
-    except (LookupError, ImportError) as exc:
-        err.print(f"error: {exc}")
-        sys.exit(1)
-    if not chosen:
-        err.print("error: name a stage with --stage NAME (or --spec module:attribute)")
-        sys.exit(1)
-    sys.exit(run_workers(settings, chosen))
 
 
 @click.command()
@@ -200,11 +169,16 @@ def status(image_id: str | None) -> None:
     """Per stage: lag and DLQ size; or one image's current record."""
     settings = Settings()
     if image_id:
-        record = image_record(settings, clients.admin(settings.kafka), image_id)
-        if record is None:
+        found = image_record(settings, clients.admin(settings.kafka), image_id)
+        if not found.complete:
+            err.print(
+                f"warning: the metadata partition of {image_id} could not be read to its end "
+                "in time; what follows may not be its newest record"
+            )
+        if found.record is None:
             err.print(f"no record for {image_id}")
             sys.exit(1)
-        click.echo(json.dumps(msgspec.to_builtins(record), indent=2))
+        click.echo(json.dumps(msgspec.to_builtins(found.record), indent=2))
         return
     lags, dlq, done = fleet_status(settings)
     table = Table(title=f"pixelfleet ({settings.topic_prefix})")

@@ -1,20 +1,44 @@
-"""The `pixelfleet` command."""
+"""The `pixelfleet` command.
+
+Each subcommand's module is imported only when that subcommand runs: `pixelfleet worker
+--spec module:attr` must not pay for (or depend on) the image stages, the demo or the dev
+stack, and a passthrough worker then loads no Pillow, numpy or torch at all.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from streams.cli.demo import demo
-from streams.cli.dev import dev
-from streams.cli.fleet import init, status, submit, worker
+# name -> "module:attribute" of the click command
+COMMANDS = {
+    "dev": "streams.cli.dev:dev",
+    "init": "streams.cli.fleet:init",
+    "worker": "streams.cli.worker:worker",
+    "submit": "streams.cli.fleet:submit",
+    "status": "streams.cli.fleet:status",
+    "demo": "streams.cli.demo:demo",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pixelfleet")
 def cli() -> None:
     """pixelfleet: a fleet of Kafka consumers that turns image events into finished images."""
-
-
-cli.add_command(dev)
-for command in (init, worker, submit, status, demo):
-    cli.add_command(command)

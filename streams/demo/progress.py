@@ -12,9 +12,9 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events import ImageProcessed, decoder
-from streams import clients
-from streams.settings import Settings
-from streams.topics import Topics
+from streams.app.settings import Settings
+from streams.config.topics import Topics
+from streams.io import clients
 
 
 class DoneTail:

@@ -13,17 +13,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from schemas.events import DeadLetter, Hints, ObjectRef, decoder
-from streams import admin, clients
+from streams.app import admin
+from streams.app.settings import Settings
+from streams.app.submit import Submitter, content_image_id, safe_image_id
+from streams.config.topics import STAGES, Topics
 from streams.demo.progress import DoneTail, StageCounters, StageRow, scrape
 from streams.demo.report import Entry, write_report
 from streams.demo.samples import Sample, write_samples
 from streams.demo.summary import Summary, summarize
 from streams.demo.workers import WorkerProcesses
 from streams.devstack.stack import DevStack
-from streams.settings import Settings
-from streams.status import latest_records, topic_messages
-from streams.submit import Submitter, content_image_id, safe_image_id
-from streams.topics import STAGES, Topics
+from streams.io import clients
+from streams.io.topic_reader import latest_records, topic_messages
 
 TERMINAL = ("done", "rejected", "failed")
 

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from schemas.events import DeadLetter, ImageRecord
-from streams.topics import STAGES
+from streams.config.topics import STAGES
 
 DUPLICATE_DISTANCE = 6  # pHash bits (of 64) two copies of one picture differ by at most
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.devstack.procs import StackError, run_checked
-from streams.settings import DevStackSettings
+from streams.devstack.settings import DevStackSettings
 
 Progress = Callable[[str], None]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streams.devstack.procs import StackError
-from streams.settings import DevStackSettings
+from streams.devstack.settings import DevStackSettings
 
 Progress = Callable[[str], None]
 

@@ -11,8 +11,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 from pydantic import SecretStr
 
-from streams import clients
-from streams.settings import KafkaSettings, S3Settings
+from streams.config.settings import KafkaSettings, S3Settings
+from streams.io import clients
 
 SMOKE_TOPIC = "pixelfleet.smoke"
 SMOKE_BUCKET = "pixelfleet-smoke"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from streams.app.settings import Settings
 from streams.devstack import kafka, minio
 from streams.devstack.procs import (
     StackError,
@@ -26,7 +27,7 @@ from streams.devstack.procs import (
     stop,
     wait_until,
 )
-from streams.settings import DevStackSettings, Settings
+from streams.devstack.settings import DevStackSettings
 
 Progress = Callable[[str], None]
 STATE_FILE = "stack.json"

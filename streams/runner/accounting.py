@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from streams.metrics import DEAD_LETTERS, MESSAGES, PROCESSING_SECONDS
+from streams.observe.metrics import DEAD_LETTERS, MESSAGES, PROCESSING_SECONDS
 from streams.runner.batch import Slot
 from streams.runner.stage import StageResult
 

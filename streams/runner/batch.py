@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from confluent_kafka import Message, TopicPartition
 
 from schemas.events import Envelope, ObjectRef, StageState
+from streams.config.topics import Topics
 from streams.runner import records
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Failure, Outcome, Timed, WorkItem
 from streams.runner.records import Origin, OutMessage
 from streams.runner.stage import BlobWrite, PermanentError, StageResult
-from streams.topics import Topics
 
 
 @dataclass

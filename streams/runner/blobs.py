@@ -18,9 +18,9 @@ from minio.commonconfig import CopySource
 from minio.error import S3Error
 
 from schemas.events import Envelope, ObjectRef
-from streams.metrics import BYTES
+from streams.config.settings import BucketSettings
+from streams.observe.metrics import BYTES
 from streams.runner.stage import BlobWrite, PermanentError, TransientError
-from streams.settings import BucketSettings
 
 T = TypeVar("T")
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}

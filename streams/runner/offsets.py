@@ -7,7 +7,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from streams.metrics import CONSUMER_LAG
+from streams.observe.metrics import CONSUMER_LAG
 from streams.runner.transactions import TransactionalOutput
 
 Key = tuple[str, int]

@@ -22,8 +22,8 @@ from schemas.events import (
     decoder,
     encode,
 )
+from streams.config.topics import FIRST_STAGE, Topics
 from streams.runner.stage import PermanentError
-from streams.topics import FIRST_STAGE, Topics
 
 SCHEMA_HEADER = "pixelfleet-schema"
 CORRELATION_HEADER = "correlation-id"

@@ -7,12 +7,13 @@ uploads the blobs it returns, and produces the envelope it returns, all in one t
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from schemas.events import Envelope
-from streams.settings import BucketSettings
+from streams.config.settings import BucketSettings
 
 
 class PermanentError(Exception):
@@ -78,3 +79,14 @@ class StageSpec:
     threads: int = 0
     # Called once with `params` before the worker joins its group: load models, warm up.
     prepare: Callable[[Any], None] | None = None
+
+
+def load_spec(reference: str) -> StageSpec:
+    """A StageSpec from `package.module:attribute`, for custom and test stages."""
+    module_name, _, attribute = reference.partition(":")
+    if not attribute:
+        raise LookupError(f"--spec wants module:attribute, got {reference!r}")
+    spec = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(spec, StageSpec):
+        raise LookupError(f"{reference} is a {type(spec).__name__}, not a StageSpec")
+    return spec

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import threading
 from types import FrameType
 
-from streams.health import HealthServer
+from streams.config.settings import FleetSettings
+from streams.observe.health import HealthServer
 from streams.runner.accounting import StageHaltedError
 from streams.runner.stage import StageSetupError, StageSpec
 from streams.runner.transactions import FatalKafkaError
 from streams.runner.worker import StageWorker
-from streams.settings import Settings
 
 log = logging.getLogger("pixelfleet.supervisor")
 
 EXIT_OK, EXIT_ERROR, EXIT_HALTED, EXIT_FATAL = 0, 1, 2, 3
 
 
-def run_workers(settings: Settings, specs: list[StageSpec]) -> int:
-    workers = [StageWorker(settings, spec) for spec in specs]
-    server = None
-    if settings.runner.metrics_port:
-        server = HealthServer(
-            settings.runner.metrics_port,
-            live=lambda: _all(w.live() for w in workers),
-            ready=lambda: _all(w.ready() for w in workers),
-        ).start()
-        log.info("serving /metrics /healthz /readyz", extra={"port": server.port})
+def run_workers(settings: FleetSettings, specs: list[StageSpec]) -> int:
+    """Run the workers on threads until they stop; the process's exit code.
+
+    Raises StageSetupError before any worker starts when the probes' port cannot be had.
+    """
+    workers: list[StageWorker] = []
+    # The port first: a setup error then leaves no consumer, producer or pool behind.
+    server = _serve_probes(settings, workers)
+    workers.extend(StageWorker(settings, spec) for spec in specs)
 
     def shutdown(signum: int, _frame: FrameType | None) -> None:
         log.info(
@@ -60,6 +60,46 @@ def run_workers(settings: Settings, specs: list[StageSpec]) -> int:
     if server is not None:
         server.stop()
     return max(codes, default=EXIT_OK)
+
+
+def _serve_probes(settings: FleetSettings, workers: list[StageWorker]) -> HealthServer | None:
+    """The /metrics /healthz /readyz server, on the configured port.
+
+    Two workers started side by side on one host (a laptop, a VM) would both want the
+    default port. When the port was left at its default, the second takes a free one and
+    says which; a port that was set on purpose and is taken is a setup error, not a
+    traceback.
+    """
+    runner = settings.runner
+    if not runner.metrics_port:
+        return None
+
+    def probes(port: int) -> HealthServer:
+        return HealthServer(
+            port,
+            live=lambda: _all(w.live() for w in workers),
+            ready=lambda: _all(w.ready() for w in workers),
+        )
+
+    try:
+        server = probes(runner.metrics_port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        if "metrics_port" in runner.model_fields_set:
+            raise StageSetupError(
+                f"metrics port {runner.metrics_port} is already in use on this host; set "
+                "PIXELFLEET_RUNNER_METRICS_PORT (or --metrics-port) to a free port, or 0 for none"
+            ) from exc
+        server = probes(0)
+        log.warning(
+            f"default metrics port {runner.metrics_port} is taken (another worker on this "
+            f"host?); serving on {server.port} instead",
+            extra={"port": server.port},
+        )
+    server.start()
+    log.info("serving /metrics /healthz /readyz", extra={"port": server.port})
+    return server
 
 
 def _run_one(worker: StageWorker) -> int:

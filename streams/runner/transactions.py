@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from streams.metrics import TRANSACTION_SECONDS
+from streams.observe.metrics import TRANSACTION_SECONDS
 from streams.runner.records import OutMessage
 from streams.runner.stage import TransientError
 

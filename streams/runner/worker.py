@@ -16,8 +16,10 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams import clients
-from streams.metrics import (
+from streams.config.settings import FleetSettings
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.observe.metrics import (
     ASSIGNED_PARTITIONS,
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -32,14 +34,12 @@ from streams.runner.executor import Executor, default_processes
 from streams.runner.offsets import CommittedOffsets
 from streams.runner.stage import StageContext, StageSpec, TransientError
 from streams.runner.transactions import FatalKafkaError, TransactionalOutput, kafka_error
-from streams.settings import Settings
-from streams.topics import Topics
 
 log = logging.getLogger("pixelfleet.runner")
 
 
 class StageWorker:
-    def __init__(self, settings: Settings, spec: StageSpec) -> None:
+    def __init__(self, settings: FleetSettings, spec: StageSpec) -> None:
         self.settings = settings
         self.spec = spec
         self.stage = spec.name

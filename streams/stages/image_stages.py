@@ -14,6 +14,7 @@ from processors.compress import compress
 from processors.enhance import choose_profile, enhance
 from processors.validate import png_bytes, validate
 from schemas.events import Category, Envelope, Variant
+from streams.config.topics import route
 from streams.runner.stage import BlobWrite, PermanentError, StageContext, StageResult, StageSpec
 from streams.stages.common import open_intermediate, ref, rejected_as_permanent, work_key
 from streams.stages.settings import StageSettings
@@ -38,7 +39,7 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     record.quality = result.quality
     record.restore = {"planned": result.restore} if result.restore else None
     record.current = ref(ctx.buckets.work, key, data, PNG)
-    envelope.route = result.route
+    envelope.route = route(restore=result.restore is not None)
     detail = "; ".join(result.notes) or None
     return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=detail)
 
@@ -160,7 +161,7 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     return StageResult(envelope, writes, detail=f"{len(made)} outputs")
 
 
-def specs(settings: StageSettings) -> dict[str, StageSpec]:
+def stage_specs(settings: StageSettings) -> dict[str, StageSpec]:
     spec_args: dict[str, Any] = {"cpu_bound": True, "params": settings}
     return {
         "validate": StageSpec("validate", validate_stage, reads_blob=True, **spec_args),

@@ -11,7 +11,7 @@ from processors.restore.restore import restore
 from processors.restore.settings import RestoreSettings
 from processors.validate import png_bytes
 from schemas.events import Envelope
-from streams import metrics
+from streams.observe import metrics
 from streams.runner.stage import (
     BlobWrite,
     PermanentError,
@@ -20,9 +20,9 @@ from streams.runner.stage import (
     StageSetupError,
     StageSpec,
 )
-from streams.stages.batcher import TileBatcher
 from streams.stages.common import open_intermediate, ref, work_key
 from streams.stages.settings import StageSettings
+from streams.stages.tile_batcher import TileBatcher
 
 PNG = "image/png"
 STAGE = "restore"

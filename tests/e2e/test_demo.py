@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from streams import clients
-from streams.settings import Settings
+from streams.app.settings import Settings
+from streams.io import clients
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import (
     ROOT,

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streams.app.settings import Settings
+from streams.app.submit import Submitter
 from streams.devstack.procs import free_port
-from streams.settings import Settings
-from streams.submit import Submitter
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import (
     ROOT,

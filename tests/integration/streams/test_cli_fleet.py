@@ -13,9 +13,9 @@ from pathlib import Path
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from processors.restore.settings import RestoreSettings
-from streams import clients
-from streams.settings import Settings
-from streams.topics import STAGES, Topics
+from streams.app.settings import Settings
+from streams.config.topics import STAGES, Topics
+from streams.io import clients
 from tests.conftest import Stack
 from tests.integration.streams.runner import stages
 from tests.integration.streams.runner.fleet import (

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-from streams import clients
-from streams.settings import Settings
-from streams.status import group_lag, topic_end_offsets
-from streams.topics import Topics
+from streams.app.settings import Settings
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.io.topic_reader import group_lag, topic_end_offsets
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import ROOT, fleet_settings, init_fleet, settings_env
 

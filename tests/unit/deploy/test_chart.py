@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.settings import Settings
+from streams.app.settings import Settings
 from tests.unit.deploy.tools import CHART, DEPLOY, tool
 
 CRDS = DEPLOY / "helm" / "crd-schemas"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import Settings
-from streams.topics import STAGES
+from streams.app.settings import Settings
+from streams.config.topics import STAGES
 from tests.unit.deploy.tools import DEPLOY, tool
 
 PROMETHEUS = DEPLOY / "prometheus"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from streams.settings import Settings
+from streams.app.settings import Settings
 from tests.unit.deploy.tools import CHART, DEPLOY, ROOT, tool
 
 DOCKER = DEPLOY / "docker"

@@ -7,7 +7,7 @@ import re
 
 from prometheus_client import REGISTRY
 
-import streams.metrics  # noqa: F401 (registers every metric)
+import streams.observe.metrics  # noqa: F401 (registers every metric)
 from tests.unit.deploy.tools import CHART
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}

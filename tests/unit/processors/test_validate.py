@@ -14,6 +14,7 @@ from PIL import Image, ImageCms
 
 from processors.errors import InputRejectedError
 from processors.validate import ValidateSettings, png_bytes, validate
+from streams.config.topics import route
 from tests.unit.processors.photos import big_photo, encode, noisy, photo
 
 S = ValidateSettings()
@@ -40,14 +41,25 @@ def test_a_real_jpeg_is_measured_and_small_ones_are_routed_to_upscale() -> None:
     assert q["resolution_score"] == pytest.approx(600 * 400 / (3840 * 2160), abs=1e-4)
     assert q["sharpness"] > 50 and 0 < q["brightness"] < 255 and q["colorfulness"] > 10
     assert result.restore == "upscale"
-    assert result.route == ["validate", "categorize", "enhance", "restore", "compress"]
+    assert route(restore=result.restore is not None) == [
+        "validate",
+        "categorize",
+        "enhance",
+        "restore",
+        "compress",
+    ]
 
 
 def test_a_large_clean_photo_skips_restore_and_a_noisy_one_is_denoised() -> None:
     clean = big_photo("coffee", 3000)
     result = validate(encode(clean, "JPEG", quality=95), S)
     assert result.restore is None
-    assert result.route == ["validate", "categorize", "enhance", "compress"]
+    assert route(restore=result.restore is not None) == [
+        "validate",
+        "categorize",
+        "enhance",
+        "compress",
+    ]
     noisy_result = validate(encode(noisy(clean, 25), "JPEG", quality=95), S)
     assert noisy_result.quality["noise"] > result.quality["noise"] + 5
     assert noisy_result.restore == "denoise"

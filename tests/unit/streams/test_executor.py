@@ -8,9 +8,9 @@ import time
 import pytest
 
 from schemas.events import Envelope, ImageRecord, ImageSubmitted, ObjectRef, Source
+from streams.config.settings import BucketSettings
 from streams.runner.executor import Executor, Failure, WorkItem
 from streams.runner.stage import PermanentError, StageContext, StageResult, TransientError
-from streams.settings import BucketSettings
 
 CTX = StageContext(stage="t", buckets=BucketSettings())
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.partitioner import murmur2, partition_for
+from streams.io.partitioner import murmur2, partition_for
 
 # Kafka's own reference values for Utils.murmur2 (as signed 32-bit ints).
 KAFKA_VECTORS = {

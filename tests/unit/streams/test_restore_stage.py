@@ -12,9 +12,10 @@ from PIL import Image
 
 from processors.restore.settings import RestoreSettings
 from schemas.events import Envelope, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
-from streams import registry
+from streams.app import registry
+from streams.app.settings import Settings
+from streams.config.settings import BucketSettings
 from streams.runner.stage import PermanentError, StageContext
-from streams.settings import BucketSettings, Settings
 from streams.stages import restore_stage
 from streams.stages.settings import StageSettings
 from tests.unit.processors.photos import encode, photo

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
+from streams.app.settings import Settings
 
 
 def test_env_vars_fill_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:

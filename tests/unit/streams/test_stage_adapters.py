@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from schemas.events import Envelope, Hints, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
+from streams.config.settings import BucketSettings
 from streams.runner.stage import PermanentError, StageContext
-from streams.settings import BucketSettings
 from streams.stages import image_stages
 from streams.stages.settings import StageSettings
 from tests.unit.processors.photos import big_photo, encode, photo
@@ -60,7 +60,7 @@ def test_categorize_uses_hints_and_a_configured_classifier() -> None:
     assert hinted.envelope.record.category is not None
     assert hinted.envelope.record.category.name in ("pearls", "necklaces")
     settings = StageSettings(classifier="tests.unit.streams.test_stage_adapters:fake_classifier")
-    spec = image_stages.specs(settings)["categorize"]
+    spec = image_stages.stage_specs(settings)["categorize"]
     assert spec.reads_blob and spec.cpu_bound
     png = encode(photo("coffee"), "PNG")
     result = image_stages.categorize_stage(_envelope(), png, _ctx(settings))

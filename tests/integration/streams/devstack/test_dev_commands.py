@@ -11,8 +11,8 @@ from pathlib import Path
 from confluent_kafka.admin import NewTopic
 from pydantic import SecretStr
 
-from streams import clients
-from streams.settings import KafkaSettings, S3Settings
+from streams.config.settings import KafkaSettings, S3Settings
+from streams.io import clients
 
 CLI = [sys.executable, "-m", "streams.cli"]
 

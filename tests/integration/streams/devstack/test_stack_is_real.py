@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from minio import Minio
 
-from streams import clients
+from streams.io import clients
 from tests.conftest import Stack
 
 

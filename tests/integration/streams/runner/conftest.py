@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.settings import Settings
+from streams.app.settings import Settings
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import fleet_settings, init_fleet
 

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.events import ImageSubmitted, ObjectRef, Source
-from streams import admin, clients
+from streams.app import admin
+from streams.app.settings import Settings
+from streams.app.submit import Submitter
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.io.topic_reader import latest_records, topic_messages
 from streams.runner.records import now_iso
 from streams.runner.stage import StageSpec
 from streams.runner.worker import StageWorker
-from streams.settings import Settings
-from streams.status import latest_records, topic_messages
-from streams.submit import Submitter
-from streams.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[4]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.app.settings import Settings
 from streams.devstack.stack import DevStack
-from streams.settings import Settings
 from tests.integration.streams.runner.fleet import (
     Workers,
     check_exactly_once,

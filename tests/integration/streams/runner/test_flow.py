@@ -11,10 +11,10 @@ from collections.abc import Callable
 from confluent_kafka import Producer
 
 from schemas.events import DeadLetter, decoder
-from streams import clients
+from streams.app.settings import Settings
+from streams.io import clients
+from streams.io.topic_reader import group_lag
 from streams.runner.accounting import StageHaltedError
-from streams.settings import Settings
-from streams.status import group_lag
 from tests.integration.streams.runner import stages
 from tests.integration.streams.runner.fleet import (
     latest_records,

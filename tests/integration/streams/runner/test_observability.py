@@ -10,8 +10,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from streams.app.settings import Settings
 from streams.devstack.procs import free_port
-from streams.settings import Settings
 from tests.integration.streams.runner.fleet import (
     start_process,
     stop_process,

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from schemas.events import DeadLetter, decoder
-from streams.settings import Settings
+from streams.app.settings import Settings
 from tests.integration.streams.runner import stages
 from tests.integration.streams.runner.fleet import (
     read_topic,

@@ -10,10 +10,10 @@ from pathlib import Path
 from PIL import Image
 
 from schemas.events import ImageRecord, decoder
-from streams import clients
-from streams.registry import builtin
-from streams.settings import Settings
-from streams.submit import Submitter
+from streams.app.registry import builtin
+from streams.app.settings import Settings
+from streams.app.submit import Submitter
+from streams.io import clients
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import (
     fleet_settings,

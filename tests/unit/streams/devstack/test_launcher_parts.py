@@ -9,8 +9,8 @@ import pytest
 
 from streams.devstack import kafka, minio
 from streams.devstack.procs import StackError, free_port, is_ours, port_is_free, spawn, stop
+from streams.devstack.settings import DevStackSettings
 from streams.devstack.stack import DevStack, StackInfo
-from streams.settings import DevStackSettings
 
 
 def test_cluster_id_is_kafka_shaped() -> None:

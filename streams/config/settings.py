@@ -1,4 +1,8 @@
-"""The one settings model of pixelfleet.
+"""The settings every fleet process needs: Kafka, S3, buckets, topics and the runner.
+
+`FleetSettings` is all a stage worker reads. The application's whole model
+(`streams.app.settings.Settings`) extends it with the stages' parameters and the dev stack;
+that lives above the runner so a worker never loads stage code just to read its config.
 
 Values come, strongest first, from constructor arguments, `PIXELFLEET_*`
 environment variables (the Kubernetes way), and an optional TOML or YAML file
@@ -23,26 +27,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from streams.stages.settings import StageSettings
-
 CONFIG_ENV = "PIXELFLEET_CONFIG"
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pixelfleet"
+class SettingsGroup(BaseModel):
+    """A section of the settings: immutable, and a misspelt key is an error, not a default."""
 
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "pixelfleet" / "dev"
-
-
-class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class KafkaSettings(_Group):
+class KafkaSettings(SettingsGroup):
     bootstrap: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -69,7 +63,7 @@ class KafkaSettings(_Group):
         return conf
 
 
-class S3Settings(_Group):
+class S3Settings(SettingsGroup):
     endpoint: str = "http://127.0.0.1:9000"
     access_key: str = "minioadmin"
     secret_key: SecretStr = SecretStr("minioadmin")
@@ -85,7 +79,7 @@ class S3Settings(_Group):
         return self.endpoint.split("://", 1)[-1].rstrip("/")
 
 
-class BucketSettings(_Group):
+class BucketSettings(SettingsGroup):
     incoming: str = "pixelfleet-incoming"
     work: str = "pixelfleet-work"
     images: str = "pixelfleet-images"
@@ -93,7 +87,7 @@ class BucketSettings(_Group):
     work_expiry_days: int = Field(default=1, ge=1)
 
 
-class RunnerSettings(_Group):
+class RunnerSettings(SettingsGroup):
     """How a stage worker consumes, batches, retries and stops."""
 
     # Stable per replica: a restarted replica fences and aborts its predecessor's open
@@ -126,26 +120,9 @@ class RunnerSettings(_Group):
     io_threads: int = Field(default=8, ge=1)
 
 
-class TopicSettings(_Group):
+class TopicSettings(SettingsGroup):
     partitions: int = Field(default=12, ge=1)
     retention_days: int = Field(default=7, ge=1)
-
-
-class DevStackSettings(_Group):
-    """Where and how `pixelfleet dev up` installs and runs the local stack."""
-
-    cache_dir: Path = Field(default_factory=default_cache_dir)
-    data_dir: Path = Field(default_factory=default_data_dir)
-    kafka_version: str = "4.1.1"
-    log4j_version: str = "2.24.3"
-    minio_module_version: str = "v0.0.0-20260212201848-7aac2a2c5b7c"
-    kafka_port: int = 0  # 0: a free port, reused across restarts of the same data dir
-    minio_port: int = 0
-    # Used the first time a data dir is created; otherwise a random secret is generated.
-    minio_root_user: str | None = None
-    minio_root_password: SecretStr | None = None
-    kafka_heap_mb: int = 512
-    start_timeout_s: float = 90.0
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -173,7 +150,9 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-class Settings(BaseSettings):
+class FleetSettings(BaseSettings):
+    """What the runner, the clients and the topic reader need; nothing stage-specific."""
+
     model_config = SettingsConfigDict(
         env_prefix="PIXELFLEET_",
         env_nested_delimiter="_",
@@ -188,9 +167,6 @@ class Settings(BaseSettings):
     buckets: BucketSettings = Field(default_factory=BucketSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    dev: DevStackSettings = Field(default_factory=DevStackSettings)
-    # Thresholds, taxonomy, profiles and variants; best set in the config file.
-    stages: StageSettings = Field(default_factory=StageSettings)
 
     @classmethod
     def settings_customise_sources(

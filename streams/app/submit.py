@@ -13,10 +13,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from minio import Minio
 
 from schemas.events import Hints, ImageSubmitted, ObjectRef, Request, Source, encode
-from streams import clients
+from streams.config.settings import FleetSettings
+from streams.config.topics import Topics
+from streams.io import clients
 from streams.runner.records import CORRELATION_HEADER, SCHEMA_HEADER, now_iso
-from streams.settings import Settings
-from streams.topics import Topics
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -37,7 +37,7 @@ class Submitter:
     """Publishes ImageSubmitted events; uploads local files to the incoming bucket first."""
 
     def __init__(
-        self, settings: Settings, producer: Producer | None = None, s3: Minio | None = None
+        self, settings: FleetSettings, producer: Producer | None = None, s3: Minio | None = None
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)

@@ -1,19 +1,28 @@
-"""What `pixelfleet status` reports: lag per stage (the same sum KEDA computes), DLQ size,
-and one image's current record from the compacted metadata topic."""
+"""Reading what the fleet produced: committed records of a topic up to its end, one image's
+latest record, and a consumer group's lag as KEDA computes it.
+
+`pixelfleet status`, the demo and the tests read topics through this module alone.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from schemas.events import ImageRecord, decoder
-from streams import clients
-from streams.partitioner import partition_for
-from streams.settings import Settings
-from streams.topics import STAGES, Topics
+from streams.config.settings import FleetSettings
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.io.partitioner import partition_for
+
+# One consume call: enough records to amortise the call, few enough to stay responsive.
+READ_BATCH = 1000
+# How long one consume call waits for records before the end-of-partition check runs again.
+READ_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ def topic_end_offsets(consumer: Consumer, topic: str) -> dict[int, tuple[int, in
     }
 
 
-def group_lag(settings: Settings, stage: str, topic: str, group: str) -> StageLag:
+def group_lag(settings: FleetSettings, stage: str, topic: str, group: str) -> StageLag:
     """End offset minus committed offset, summed over partitions: the figure KEDA's kafka
     scaler computes with offsetResetPolicy earliest, which the chart's autoscaling uses.
 
@@ -66,26 +75,32 @@ class TopicCount:
 
 
 def read_to_end(
-    consumer: Consumer, topic: str, ends: dict[int, tuple[int, int]], timeout_s: float
-) -> tuple[list[Message], bool]:
-    """Every committed record below the given end offsets, and whether all were reached.
+    consumer: Consumer,
+    topic: str,
+    ends: dict[int, tuple[int, int]],
+    timeout_s: float,
+    on_message: Callable[[Message], None],
+) -> bool:
+    """Hand every committed record below the given end offsets to `on_message`; say whether
+    every partition was read to its end before the deadline.
 
     Transaction markers take offsets but are never delivered, so a partition is finished
     when the consumer's position reaches its end, not when a record with that offset arrives.
     """
     left = {p: high for p, (low, high) in ends.items() if high > low}
     consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in left])
-    records: list[Message] = []
     deadline = time.monotonic() + timeout_s
     while left and time.monotonic() < deadline:
-        records.extend(m for m in consumer.consume(1000, timeout=0.5) if m.error() is None)
+        for message in consumer.consume(READ_BATCH, timeout=READ_WAIT_S):
+            if message.error() is None:
+                on_message(message)
         for tp in consumer.position([TopicPartition(topic, p) for p in list(left)]):
             if tp.offset >= left[tp.partition]:
                 del left[tp.partition]
-    return records, not left
+    return not left
 
 
-def count_records(settings: Settings, topic: str, max_offsets: int = 200_000) -> TopicCount:
+def count_records(settings: FleetSettings, topic: str, max_offsets: int = 200_000) -> TopicCount:
     """Committed records in a topic. Transaction markers take offsets too, so offsets
     over-count; read the topic when that is cheap enough, else say the figure is rough."""
     consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
@@ -94,25 +109,29 @@ def count_records(settings: Settings, topic: str, max_offsets: int = 200_000) ->
         span = sum(high - low for low, high in ends.values())
         if span > max_offsets:
             return TopicCount(span, exact=False)
-        records, complete = read_to_end(consumer, topic, ends, timeout_s=60)
-        return TopicCount(len(records), exact=complete)
+        seen = [0]
+
+        def count(_message: Message) -> None:
+            seen[0] += 1
+
+        complete = read_to_end(consumer, topic, ends, timeout_s=60, on_message=count)
+        return TopicCount(seen[0], exact=complete)
     finally:
         consumer.close()
 
 
-def topic_messages(settings: Settings, topic: str, timeout_s: float = 60) -> list[Message]:
+def topic_messages(settings: FleetSettings, topic: str, timeout_s: float = 60) -> list[Message]:
     """Every committed record of a topic up to the end offsets seen at the start."""
     consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.reader")
+    messages: list[Message] = []
     try:
-        messages, _complete = read_to_end(
-            consumer, topic, topic_end_offsets(consumer, topic), timeout_s
-        )
+        read_to_end(consumer, topic, topic_end_offsets(consumer, topic), timeout_s, messages.append)
     finally:
         consumer.close()
     return sorted(messages, key=lambda m: (m.partition() or 0, m.offset() or 0))
 
 
-def latest_records(settings: Settings) -> dict[str, ImageRecord]:
+def latest_records(settings: FleetSettings) -> dict[str, ImageRecord]:
     """The newest committed metadata record of every image (what compaction keeps)."""
     decode = decoder(ImageRecord).decode
     latest: dict[str, ImageRecord] = {}
@@ -123,38 +142,37 @@ def latest_records(settings: Settings) -> dict[str, ImageRecord]:
     return latest
 
 
-def fleet_status(settings: Settings) -> tuple[list[StageLag], TopicCount, TopicCount]:
-    """Lag of every stage, the number of dead letters, and of completions."""
-    topics = Topics(settings.topic_prefix)
-    lags = [group_lag(settings, s, topics.inbox(s), topics.group(s)) for s in STAGES]
-    return lags, count_records(settings, topics.dlq), count_records(settings, topics.done)
+@dataclass(frozen=True)
+class Lookup:
+    """One image's newest record, and whether its partition was read to the end (when not,
+    the record may be older than the newest one)."""
+
+    record: ImageRecord | None
+    complete: bool
 
 
 def image_record(
-    settings: Settings, admin: AdminClient, image_id: str, timeout_s: float = 30
-) -> ImageRecord | None:
+    settings: FleetSettings, admin: AdminClient, image_id: str, timeout_s: float = 30
+) -> Lookup:
     """The latest record of one image: read its one partition of the metadata topic."""
     topic = Topics(settings.topic_prefix).metadata
     meta = admin.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None:
         raise KafkaException(f"topic {topic} does not exist; run `pixelfleet init`")
     partition = partition_for(image_id.encode(), len(meta.partitions))
+    key = image_id.encode()
+    latest: list[bytes | None] = [None]
+
+    def keep(message: Message) -> None:
+        if message.key() == key:
+            latest[0] = message.value()
+
     consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        if high <= low:
-            return None
-        consumer.assign([TopicPartition(topic, partition, low)])
-        latest: bytes | None = None
-        position = low
-        deadline = time.monotonic() + timeout_s
-        while position < high - 1 and time.monotonic() < deadline:
-            for msg in consumer.consume(500, timeout=1.0):
-                if msg.error() is not None:
-                    continue
-                position = msg.offset() or position
-                if msg.key() == image_id.encode():
-                    latest = msg.value()
+        end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        complete = read_to_end(consumer, topic, {partition: end}, timeout_s, keep)
     finally:
         consumer.close()
-    return decoder(ImageRecord).decode(latest) if latest else None
+    value = latest[0]
+    # A tombstone (no value) means the image was deleted: no record.
+    return Lookup(decoder(ImageRecord).decode(value) if value else None, complete)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 
+from streams.app.settings import Settings
+from streams.config.topics import STAGES
 from streams.runner.stage import StageSpec
-from streams.settings import Settings
 from streams.stages import image_stages
-from streams.topics import STAGES
 
 
 def torch_installed() -> bool:
@@ -18,7 +17,7 @@ def torch_installed() -> bool:
 def available(settings: Settings) -> list[str]:
     """The built-in stages this installation can run, in pipeline order (restore needs
     torch, which only the restore workers' image carries)."""
-    names = set(image_stages.specs(settings.stages))
+    names = set(image_stages.stage_specs(settings.stages))
     if torch_installed():
         names.add("restore")
     return [name for name in STAGES if name in names]
@@ -26,7 +25,7 @@ def available(settings: Settings) -> list[str]:
 
 def builtin(name: str, settings: Settings) -> StageSpec:
     """The fleet's own stages, with their parameters from the settings."""
-    specs = image_stages.specs(settings.stages)
+    specs = image_stages.stage_specs(settings.stages)
     if name in specs:
         return specs[name]
     if name == "restore":
@@ -37,14 +36,3 @@ def builtin(name: str, settings: Settings) -> StageSpec:
 
         return restore_stage.spec(settings.stages)
     raise LookupError(f"no stage {name!r} (stages are: {', '.join(STAGES)})")
-
-
-def load(reference: str) -> StageSpec:
-    """A StageSpec from `package.module:attribute`, for custom and test stages."""
-    module_name, _, attribute = reference.partition(":")
-    if not attribute:
-        raise LookupError(f"--spec wants module:attribute, got {reference!r}")
-    spec = getattr(importlib.import_module(module_name), attribute)
-    if not isinstance(spec, StageSpec):
-        raise LookupError(f"{reference} is a {type(spec).__name__}, not a StageSpec")
-    return spec

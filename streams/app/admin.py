@@ -8,15 +8,15 @@ from minio import Minio
 from minio.commonconfig import ENABLED, Filter
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
-from streams.settings import Settings
-from streams.topics import STAGES, Topics, TopicSpec
+from streams.config.settings import FleetSettings
+from streams.config.topics import STAGES, Topics, TopicSpec
 
 WORK_RULE_ID = "pixelfleet-work-expiry"
 
 
-def init(settings: Settings, admin: AdminClient, s3: Minio) -> list[str]:
+def init(settings: FleetSettings, admin: AdminClient, s3: Minio) -> list[str]:
     """Make the cluster and the object store match the settings; return what changed."""
-    specs = Topics(settings.topic_prefix).specs(
+    specs = Topics(settings.topic_prefix).to_create(
         STAGES, settings.topics.partitions, settings.topics.retention_days
     )
     return ensure_topics(admin, specs) + ensure_buckets(settings, s3)
@@ -70,7 +70,7 @@ def _ensure_config(admin: AdminClient, spec: TopicSpec) -> list[str]:
     return [f"set {', '.join(f'{k}={v}' for k, v in sorted(wrong.items()))} on {spec.name}"]
 
 
-def ensure_buckets(settings: Settings, s3: Minio) -> list[str]:
+def ensure_buckets(settings: FleetSettings, s3: Minio) -> list[str]:
     changes = []
     b = settings.buckets
     for name in (b.incoming, b.work, b.images, b.quarantine):

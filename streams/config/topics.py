@@ -1,13 +1,24 @@
-"""Topic and consumer-group names, and the settings every topic is created with."""
+"""The pipeline order, topic and consumer-group names, and the settings of every topic.
+
+The order of the stages lives here and nowhere else: validate only decides *whether* an
+image needs restoring; `route()` turns that into the stages it goes through.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 STAGES: tuple[str, ...] = ("validate", "categorize", "enhance", "restore", "compress")
-FIRST_STAGE = "validate"
+FIRST_STAGE = STAGES[0]
+# Stages an image skips unless validate planned them for it.
+PLANNED_ONLY = frozenset({"restore"})
 
 DAY_MS = 24 * 3600 * 1000
+
+
+def route(restore: bool) -> list[str]:
+    """The stages one image goes through, in pipeline order."""
+    return [stage for stage in STAGES if restore or stage not in PLANNED_ONLY]
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Topics:
                 return self.inbox(route[index + 1])
         return self.done
 
-    def specs(
+    def to_create(
         self, stages: tuple[str, ...], partitions: int, retention_days: int
     ) -> list[TopicSpec]:
         retention = {"retention.ms": str(retention_days * DAY_MS)}

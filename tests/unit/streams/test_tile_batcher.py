@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from streams.stages.batcher import TileBatcher
+from streams.stages.tile_batcher import TileBatcher
 
 
 class Recording:

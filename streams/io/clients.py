@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from minio import Minio
 
-from streams.settings import KafkaSettings, S3Settings
+from streams.config.settings import KafkaSettings, S3Settings
 
 
 def admin(kafka: KafkaSettings) -> AdminClient:

@@ -1,0 +1,66 @@
+"""`pixelfleet worker`: run stage workers in the foreground.
+
+Built-in stages (`--stage`) need the whole settings model and the stage registry, imported
+only then; custom stages (`--spec`) run on the fleet settings alone.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from streams.config.settings import FleetSettings
+from streams.observe import logs
+from streams.runner.stage import StageSetupError, StageSpec, load_spec
+from streams.runner.supervisor import run_workers
+
+err = Console(stderr=True)
+
+
+@click.command()
+@click.option("--stage", "stages", multiple=True, help="A stage to run (repeatable), or `all`.")
+@click.option(
+    "--spec", "specs", multiple=True, help="A custom stage as module:attribute (repeatable)."
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Port of /metrics /healthz /readyz (0: none; default: runner.metrics_port, 9400, "
+    "or a free port when that one is taken).",
+)
+def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | None) -> None:
+    """Run stage workers in the foreground until SIGTERM/SIGINT."""
+    logs.configure()
+    settings: FleetSettings
+    try:
+        chosen: list[StageSpec] = []
+        if stages:
+            from streams.app import registry
+            from streams.app.settings import Settings
+
+            full = Settings()
+            for name in stages:
+                names = registry.available(full) if name == "all" else [name]
+                chosen.extend(registry.builtin(s, full) for s in names)
+            settings = full
+        else:
+            settings = FleetSettings()
+        chosen.extend(load_spec(ref) for ref in specs)
+    except (LookupError, ImportError) as exc:
+        err.print(f"error: {exc}")
+        sys.exit(1)
+    if not chosen:
+        err.print("error: name a stage with --stage NAME (or --spec module:attribute)")
+        sys.exit(1)
+    if metrics_port is not None:
+        runner = settings.runner.model_copy(update={"metrics_port": metrics_port})
+        settings = settings.model_copy(update={"runner": runner})
+    try:
+        code = run_workers(settings, chosen)
+    except StageSetupError as exc:
+        err.print(f"error: {exc}")
+        sys.exit(1)
+    sys.exit(code)

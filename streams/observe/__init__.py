@@ -1,0 +1,1 @@
+"""What a running process shows: Prometheus metrics, health probes, structured logs."""
