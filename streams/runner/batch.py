@@ -86,7 +86,7 @@ def done_prefix(slots: list[Slot], timed: list[Timed]) -> list[Slot]:
     return done
 
 
-def offsets(done: list[Slot]) -> list[TopicPartition]:
+def next_offsets(done: list[Slot]) -> list[TopicPartition]:
     """The next offset to consume, per partition: what the transaction commits."""
     last: dict[tuple[str, int], int] = {}
     for slot in done:
@@ -94,12 +94,14 @@ def offsets(done: list[Slot]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
-def outputs(
-    done: list[Slot], topics: Topics, stage: str, store: BlobStore, crash_attempts: int
-) -> list[OutMessage]:
-    """Upload what the successes wrote, quarantine what failed, and build every record.
+# Where each rejected slot's original was kept, by id(slot); None: the original is gone.
+Quarantined = dict[int, ObjectRef | None]
 
-    Blobs go to S3 before the records that reference them are produced.
+
+def upload_results(done: list[Slot], store: BlobStore) -> Quarantined:
+    """Upload what the successes wrote and copy each rejected original aside.
+
+    Runs before the transaction: blobs are in S3 before any record references them.
     """
     writes: list[BlobWrite] = []
     for slot in done:
@@ -108,10 +110,13 @@ def outputs(
     store.upload(writes)
     rejected = [s for s in done if s.failure is not None and s.envelope is not None]
     kept = store.quarantine_many([s.envelope for s in rejected if s.envelope])
-    quarantined: dict[int, ObjectRef | None] = {
-        id(s): ref for s, ref in zip(rejected, kept, strict=True)
-    }
+    return {id(s): ref for s, ref in zip(rejected, kept, strict=True)}
 
+
+def records_of(
+    done: list[Slot], topics: Topics, stage: str, quarantined: Quarantined, crash_attempts: int
+) -> list[OutMessage]:
+    """Every record the finished slots produce: next events, metadata, dead letters."""
     out: list[OutMessage] = []
     now = records.now_iso()
     for slot in done:

@@ -23,6 +23,16 @@ from streams.runner.stage import PermanentError, StageContext, StageFn, StageRes
 # Set by the runner; called while waiting so the consumer stays in its group.
 KeepAlive = Callable[[], None]
 
+# Every wait on running work wakes this often to call keepalive() and check for hangs.
+WAIT_TICK_S = 0.5
+# Inline mode calls keepalive() between messages at most this often.
+KEEPALIVE_EVERY_S = 1.0
+# Pool mode sends messages in chunks to amortise pickling: about this many chunks per
+# process, each at most MAX_CHUNK messages, so a crash re-runs few messages alone.
+CHUNKS_PER_PROCESS, MAX_CHUNK = 4, 32
+# Chunks in flight per process: one running, one queued, so no process waits for work.
+IN_FLIGHT_PER_PROCESS = 2
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -90,7 +100,18 @@ def _limit_memory(limit_mb: int) -> None:
 
 
 class Executor:
-    """Runs a stage function over a batch, keeping the consumer alive while it waits."""
+    """Runs a stage function over a batch, keeping the consumer alive while it waits.
+
+    Three modes, chosen once from the StageSpec:
+      inline    (processes=0, threads=0) one message after another on the caller's thread;
+      threads   (threads>0) up to `threads` messages at once, for stages that batch work
+                across messages themselves (restore's model calls);
+      pool      (processes>0) a forkserver process pool with a memory limit, where a
+                message that kills or hangs its process is isolated and, after
+                `crash_attempts`, failed on its own.
+    `run()` blocks until its prefix of the batch is done, calling `keepalive` at least every
+    WAIT_TICK_S while it waits; `close()` blocks until the pools are shut down.
+    """
 
     def __init__(
         self,
@@ -146,7 +167,7 @@ class Executor:
             if out and time.monotonic() > deadline:
                 break
             out.append(_call(self.fn, item, self.ctx))
-            if time.monotonic() - last_ping > 1.0:
+            if time.monotonic() - last_ping > KEEPALIVE_EVERY_S:
                 keepalive()
                 last_ping = time.monotonic()
         return _checked(out)
@@ -164,7 +185,7 @@ class Executor:
         running: set[cf.Future[Timed | _Transient]] = set()
         for item in items:
             while len(running) >= self.threads:
-                _, running = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                _, running = cf.wait(running, timeout=WAIT_TICK_S, return_when=cf.FIRST_COMPLETED)
                 keepalive()
             if futures and time.monotonic() > deadline:
                 break
@@ -172,7 +193,7 @@ class Executor:
             futures.append(future)
             running.add(future)
         while running:
-            _, running = cf.wait(running, timeout=0.5)
+            _, running = cf.wait(running, timeout=WAIT_TICK_S)
             keepalive()
         return _checked([future.result() for future in futures])
 
@@ -203,7 +224,7 @@ class Executor:
     def _run_pool(
         self, items: Sequence[WorkItem], deadline: float, keepalive: KeepAlive
     ) -> list[Timed]:
-        chunk = max(1, min(32, len(items) // (self.processes * 4) or 1))
+        chunk = max(1, min(MAX_CHUNK, len(items) // (self.processes * CHUNKS_PER_PROCESS) or 1))
         chunks = [list(items[i : i + chunk]) for i in range(0, len(items), chunk)]
         results: dict[int, list[Any]] = {}
         broken: list[int] = []
@@ -211,7 +232,11 @@ class Executor:
         next_chunk = 0
         while next_chunk < len(chunks) or running:
             may_start = next_chunk == 0 or time.monotonic() < deadline
-            while may_start and next_chunk < len(chunks) and len(running) < self.processes * 2:
+            while (
+                may_start
+                and next_chunk < len(chunks)
+                and len(running) < self.processes * IN_FLIGHT_PER_PROCESS
+            ):
                 try:
                     future = self._pool_or_new().submit(
                         _call_chunk, self.fn, chunks[next_chunk], self.ctx
@@ -226,7 +251,7 @@ class Executor:
                 next_chunk += 1
             if not may_start and next_chunk < len(chunks):
                 chunks = chunks[:next_chunk]  # the rest is redelivered in a later batch
-            done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(list(running), timeout=WAIT_TICK_S, return_when=cf.FIRST_COMPLETED)
             keepalive()
             pool_broke = self._hung(running, chunks)
             for future in done:
@@ -266,7 +291,7 @@ class Executor:
                 continue
             started = time.monotonic()
             while not future.done():
-                cf.wait([future], timeout=0.5)
+                cf.wait([future], timeout=WAIT_TICK_S)
                 keepalive()
                 if not future.done() and time.monotonic() - started > self.message_timeout_s:
                     self._kill_pool()

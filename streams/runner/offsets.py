@@ -8,16 +8,20 @@ import time
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.observe.metrics import CONSUMER_LAG
-from streams.runner.transactions import TransactionalOutput
+from streams.runner.transactions import TransactionalProducer
 
 Key = tuple[str, int]
+# An idle worker checks for positions past markers this often: a commit is a transaction.
+MARKER_COMMIT_EVERY_S = 2.0
+# How long to wait for the group coordinator's committed offsets.
+COMMITTED_TIMEOUT_S = 10
 
 
 class CommittedOffsets:
-    def __init__(self, stage: str, consumer: Consumer, output: TransactionalOutput) -> None:
+    def __init__(self, stage: str, consumer: Consumer, producer: TransactionalProducer) -> None:
         self.stage = stage
         self.consumer = consumer
-        self.output = output
+        self.producer = producer
         self._committed: dict[Key, int] = {}
         self._last_marker_commit = 0.0
 
@@ -42,13 +46,13 @@ class CommittedOffsets:
         position was either committed by us or is a marker, so committing the position is safe.
         """
         now = time.monotonic()
-        if now - self._last_marker_commit < 2.0:
+        if now - self._last_marker_commit < MARKER_COMMIT_EVERY_S:
             return
         self._last_marker_commit = now
         assignment = self.consumer.assignment()
         unknown = [tp for tp in assignment if (tp.topic, tp.partition) not in self._committed]
         if unknown:
-            for tp in self.consumer.committed(unknown, timeout=10):
+            for tp in self.consumer.committed(unknown, timeout=COMMITTED_TIMEOUT_S):
                 if tp.offset >= 0:
                     self._committed[(tp.topic, tp.partition)] = tp.offset
         ahead = [
@@ -58,7 +62,7 @@ class CommittedOffsets:
             and tp.offset > self._committed.get((tp.topic, tp.partition), tp.offset)
         ]
         if ahead:
-            self.output.commit([], ahead, self.consumer.consumer_group_metadata())
+            self.producer.commit([], ahead, self.consumer.consumer_group_metadata())
             self.record(ahead)
 
     def update_lag(self) -> None:

@@ -23,8 +23,22 @@ from streams.runner.records import OutMessage
 from streams.runner.stage import TransientError
 
 log = logging.getLogger("pixelfleet.runner")
-TIMEOUT_S = 20.0
 T = TypeVar("T")
+
+# librdkafka's own timeout for one transactional call; ours (`_bounded`) adds a little so
+# that librdkafka reports its timeout before we declare the call wedged.
+TIMEOUT_S = 20.0
+WEDGED_AFTER_S = TIMEOUT_S + 2
+# A new replica keeps registering its transactional id this long while the coordinator
+# moves (a broker restart) before giving up: the orchestrator then restarts it.
+INIT_DEADLINE_S = 120.0
+INIT_RETRY_S = 1.0
+# commit_transaction may time out and succeed on a retry; abort may find the coordinator
+# busy. Past these counts the error goes up and the batch is retried whole.
+COMMIT_TRIES = 10
+ABORT_TRIES, ABORT_RETRY_S = 5, 0.5
+# When librdkafka's local queue is full, wait this long for deliveries before producing again.
+QUEUE_FULL_WAIT_S = 0.05
 
 
 class WedgedError(RuntimeError):
@@ -63,7 +77,10 @@ def kafka_error(exc: KafkaException) -> KafkaError:
     )
 
 
-class TransactionalOutput:
+class TransactionalProducer:
+    """The stage's one transactional producer: the object that begins a transaction is the
+    one that commits or aborts it, and it replaces its librdkafka producer when wedged."""
+
     def __init__(self, make_producer: Callable[[], Producer], stage: str) -> None:
         self._make = make_producer
         self.producer = make_producer()
@@ -71,10 +88,10 @@ class TransactionalOutput:
 
     def init(self) -> None:
         """Register the transactional id; this also aborts a predecessor's open transaction."""
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + INIT_DEADLINE_S
         while True:
             try:
-                _bounded(lambda: self.producer.init_transactions(TIMEOUT_S), TIMEOUT_S + 2)
+                _bounded(lambda: self.producer.init_transactions(TIMEOUT_S), WEDGED_AFTER_S)
                 return
             except WedgedError:
                 self.producer = self._make()
@@ -87,21 +104,31 @@ class TransactionalOutput:
                     "init_transactions failed, retrying",
                     extra={"stage": self.stage, "error": str(err)},
                 )
-                time.sleep(1)
+                time.sleep(INIT_RETRY_S)
 
     def commit(
         self, messages: Sequence[OutMessage], offsets: list[TopicPartition], group: Any
     ) -> None:
+        """Produce a batch's records and commit its consumed offsets, atomically.
+
+        1. begin a transaction;
+        2. produce every record (next events, metadata records, dead letters);
+        3. send the consumed offsets to the transaction (the group's commit);
+        4. commit: records and offsets become visible together, or neither does.
+        The batch's blobs are already in S3 (the worker uploads them first). Any failure
+        aborts (or, for a wedged call, fences) and raises TransientError: the caller keeps
+        the batch in hand and retries it. A fatal error raises FatalKafkaError.
+        """
         started = time.monotonic()
         try:
-            self.producer.begin_transaction()
-            for message in messages:
+            self.producer.begin_transaction()  # 1
+            for message in messages:  # 2
                 self._produce(message)
-            _bounded(
+            _bounded(  # 3
                 lambda: self.producer.send_offsets_to_transaction(offsets, group, TIMEOUT_S),
-                TIMEOUT_S + 2,
+                WEDGED_AFTER_S,
             )
-            self._commit()
+            self._commit()  # 4
         except WedgedError as exc:
             self._replace()
             raise TransientError(f"transaction abandoned: {exc}") from exc
@@ -127,12 +154,12 @@ class TransactionalOutput:
                 )
                 return
             except BufferError:
-                self.producer.poll(0.05)  # the local queue is full: let deliveries drain
+                self.producer.poll(QUEUE_FULL_WAIT_S)  # let deliveries drain
 
     def _commit(self) -> None:
-        for _ in range(10):
+        for _ in range(COMMIT_TRIES):
             try:
-                _bounded(lambda: self.producer.commit_transaction(TIMEOUT_S), TIMEOUT_S + 2)
+                _bounded(lambda: self.producer.commit_transaction(TIMEOUT_S), WEDGED_AFTER_S)
                 return
             except KafkaException as exc:
                 err = kafka_error(exc)
@@ -150,9 +177,9 @@ class TransactionalOutput:
         self.init()
 
     def _abort(self) -> None:
-        for _ in range(5):
+        for _ in range(ABORT_TRIES):
             try:
-                _bounded(lambda: self.producer.abort_transaction(TIMEOUT_S), TIMEOUT_S + 2)
+                _bounded(lambda: self.producer.abort_transaction(TIMEOUT_S), WEDGED_AFTER_S)
                 return
             except WedgedError:
                 self._replace()
@@ -163,7 +190,7 @@ class TransactionalOutput:
                     raise FatalKafkaError(f"abort_transaction: {err}") from exc
                 if err.code() == KafkaError._STATE:
                     return  # no transaction was open
-                time.sleep(0.5)
+                time.sleep(ABORT_RETRY_S)
 
     def close(self) -> None:
         self.producer.flush(10)

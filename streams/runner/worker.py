@@ -1,9 +1,21 @@
-"""One stage worker: consume a batch, process it, upload, and move it on in one transaction.
+"""One stage worker: where a message is consumed, processed and moved on.
 
-Lifecycle: `run()` until `stop()` (or SIGTERM via the CLI). Each batch is
-  poll -> decode and fetch blobs -> run the stage -> upload blobs ->
-  begin transaction -> produce next events, metadata records, dead letters ->
-  send the consumed offsets -> commit.
+Lifecycle, each method on the worker's own thread unless it says otherwise:
+  `run()`     blocks until `stop()`; prepares the stage (`StageSpec.prepare`), registers the
+              transactional id (fencing a predecessor), subscribes, then loops over batches.
+              Raises FatalKafkaError (fenced, or a fatal librdkafka error), StageHaltedError
+              (too many permanent failures in a row) or the stage's StageSetupError.
+  `stop()`    any thread, never blocks: the batch in hand finishes or aborts, then `run()`
+              commits what is done, leaves the group and returns.
+  `live()`, `ready()`   any thread, never block: the probes' answers.
+
+One batch, in `_process()`:
+  1. decode the messages and fetch their blobs (S3);
+  2. run the stage function on them (inline, threads or the crash-isolating process pool)
+     until the batch's deadline; what is not reached goes first into the next batch;
+  3. upload the blobs the results wrote, quarantine rejected originals (S3), build records;
+  4. in one transaction (`TransactionalProducer.commit`): produce the next events, metadata
+     records and dead letters, send the consumed offsets, commit.
 A transient failure aborts the batch and keeps its messages in hand to retry after a
 backoff; nothing is committed that was not produced, so nothing is lost or duplicated.
 """
@@ -28,14 +40,43 @@ from streams.observe.metrics import (
     RETRIES,
 )
 from streams.runner.accounting import Ledger
-from streams.runner.batch import Slot, attach_inputs, done_prefix, make_slots, offsets, outputs
+from streams.runner.backoff import Backoff
+from streams.runner.batch import (
+    Slot,
+    attach_inputs,
+    done_prefix,
+    make_slots,
+    next_offsets,
+    records_of,
+    upload_results,
+)
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
 from streams.runner.offsets import CommittedOffsets
+from streams.runner.sizing import BatchSizer
 from streams.runner.stage import StageContext, StageSpec, TransientError
-from streams.runner.transactions import FatalKafkaError, TransactionalOutput, kafka_error
+from streams.runner.transactions import FatalKafkaError, TransactionalProducer, kafka_error
 
 log = logging.getLogger("pixelfleet.runner")
+
+# A batch may use at most this share of the poll interval, so a slow batch never gets the
+# consumer thrown out of its group.
+POLL_INTERVAL_SHARE = 0.5
+# The stage function stops starting new messages at this share of the budget; the rest is
+# left for the uploads and the transaction.
+RUN_SHARE = 0.6
+# consume() waits this long for a first message, less when the batch already has some.
+CONSUME_WAIT_S, TOP_UP_WAIT_S = 0.5, 0.2
+# Pausing the partitions costs a fetch round trip, so only batches running this long do it.
+PAUSE_AFTER_S = 1.0
+# Liveness: a loop may take three budgets (a batch, its retry, a rebalance) plus a minute.
+LIVENESS_BUDGETS, LIVENESS_SLACK_S = 3, 60
+# Producer: a short linger groups a batch's records per partition; the queue holds the
+# largest batch's records (next event, metadata record, maybe dead letter each) many times.
+PRODUCER_LINGER_MS = 5
+PRODUCER_QUEUE_MESSAGES = 200_000
+# Heartbeats at a fifth of the session timeout, never more often than every 500 ms.
+HEARTBEATS_PER_SESSION, MIN_HEARTBEAT_MS = 5, 500
 
 
 class StageWorker:
@@ -47,8 +88,11 @@ class StageWorker:
         self.inbox = self.topics.inbox(self.stage)
         self.group = self.topics.group(self.stage)
         runner = settings.runner
-        self.budget_s = min(runner.batch_budget_s, runner.max_poll_interval_ms / 1000 * 0.5)
-        self.batch_size = min(runner.batch_max, 50)
+        self.budget_s = min(
+            runner.batch_budget_s, runner.max_poll_interval_ms / 1000 * POLL_INTERVAL_SHARE
+        )
+        self.sizer = BatchSizer(self.budget_s, runner.batch_max)
+        self.backoff = Backoff(runner.backoff_initial_s, runner.backoff_max_s)
         self.ledger = Ledger(self.stage, settings.runner.halt_after_failures)
         self.stats = self.ledger.stats
         self._stop = threading.Event()
@@ -56,11 +100,9 @@ class StageWorker:
         self._heartbeat = time.monotonic()
         self._carry: list[Message] = []
         self._revoked: set[tuple[str, int]] = set()
-        self._retries_in_a_row = 0
         self._resume_needed = False
         self._paused = False
         self._batch_started = 0.0
-        self._per_message_s = 0.0
         ctx = StageContext(stage=self.stage, buckets=settings.buckets, params=spec.params)
         self.executor = Executor(
             spec.fn,
@@ -81,25 +123,27 @@ class StageWorker:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "max.poll.interval.ms": runner.max_poll_interval_ms,
                 "session.timeout.ms": runner.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, runner.session_timeout_ms // 5),
+                "heartbeat.interval.ms": max(
+                    MIN_HEARTBEAT_MS, runner.session_timeout_ms // HEARTBEATS_PER_SESSION
+                ),
                 "enable.auto.offset.store": False,
                 "client.id": f"{self.group}.{runner.replica_id}",
             },
         )
         producer_conf = {
             "transaction.timeout.ms": runner.transaction_timeout_ms,
-            "linger.ms": 5,
+            "linger.ms": PRODUCER_LINGER_MS,
             "compression.type": "lz4",
-            "queue.buffering.max.messages": 200_000,
+            "queue.buffering.max.messages": PRODUCER_QUEUE_MESSAGES,
         }
         transactional_id = f"{self.group}.{runner.replica_id}"
-        self.output = TransactionalOutput(
+        self.producer = TransactionalProducer(
             lambda: clients.transactional_producer(
                 settings.kafka, transactional_id, **producer_conf
             ),
             self.stage,
         )
-        self.offsets = CommittedOffsets(self.stage, self.consumer, self.output)
+        self.committed = CommittedOffsets(self.stage, self.consumer, self.producer)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -108,7 +152,7 @@ class StageWorker:
 
     def live(self) -> tuple[bool, str]:
         quiet = time.monotonic() - self._heartbeat
-        limit = self.budget_s * 3 + 60
+        limit = self.budget_s * LIVENESS_BUDGETS + LIVENESS_SLACK_S
         return quiet < limit, f"{self.stage}: last loop {quiet:.0f} s ago (limit {limit:.0f} s)"
 
     def ready(self) -> tuple[bool, str]:
@@ -120,7 +164,7 @@ class StageWorker:
     def run(self) -> None:
         if self.spec.prepare is not None:
             self.spec.prepare(self.spec.params)
-        self.output.init()
+        self.producer.init()
         self.consumer.subscribe(
             [self.inbox],
             on_assign=self._on_assign,
@@ -141,11 +185,10 @@ class StageWorker:
                     # (e.g. a fenced producer) ends the worker.
                     if kafka_error(exc).fatal():
                         raise FatalKafkaError(str(exc)) from exc
-                    self._retries_in_a_row += 1
                     log.warning(
                         "kafka error, will retry", extra={"stage": self.stage, "error": str(exc)}
                     )
-                    self._sleep_alive(self._backoff())
+                    self._sleep_alive(self.backoff.failed())
         finally:
             self._close()
 
@@ -156,21 +199,12 @@ class StageWorker:
             return
         if not self._carry:
             try:
-                self.offsets.commit_past_markers()
+                self.committed.commit_past_markers()
             except TransientError as exc:
                 log.info(
                     "idle offset commit skipped", extra={"stage": self.stage, "error": str(exc)}
                 )
-        self.offsets.update_lag()
-
-    def _backoff(self) -> float:
-        runner = self.settings.runner
-        return float(
-            min(
-                runner.backoff_max_s,
-                runner.backoff_initial_s * 2 ** min(self._retries_in_a_row, 10),
-            )
-        )
+        self.committed.update_lag()
 
     def _close(self) -> None:
         # Leaving the group hands our partitions over at once instead of after a session timeout.
@@ -180,7 +214,7 @@ class StageWorker:
         finally:
             self.executor.close()
             self.blobs.close()
-            self.output.close()
+            self.producer.close()
         log.info("worker stopped", extra={"stage": self.stage, "committed": self.stats.committed})
 
     # -- rebalance callbacks (run inside poll/consume) ------------------------
@@ -212,7 +246,7 @@ class StageWorker:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._revoked |= gone
         self._carry = self._still_ours(self._carry)
-        self.offsets.forget(gone)
+        self.committed.forget(gone)
         REBALANCES.labels(self.stage, kind).inc()
         ASSIGNED_PARTITIONS.labels(self.stage).dec(len(partitions))
         log.info(
@@ -225,10 +259,12 @@ class StageWorker:
     def _next_batch(self) -> list[Message]:
         if self._resume_needed:
             self._resume()
-        batch, self._carry = self._carry[: self.batch_size], self._carry[self.batch_size :]
-        want = self.batch_size - len(batch)
+        size = self.sizer.size
+        batch, self._carry = self._carry[:size], self._carry[size:]
+        want = size - len(batch)
         if want > 0 and not self._stop.is_set():
-            for msg in self.consumer.consume(num_messages=want, timeout=0.2 if batch else 0.5):
+            wait = TOP_UP_WAIT_S if batch else CONSUME_WAIT_S
+            for msg in self.consumer.consume(num_messages=want, timeout=wait):
                 error = msg.error()
                 if error is None:
                     batch.append(msg)
@@ -252,7 +288,7 @@ class StageWorker:
         kept for the next batch.
         """
         now = time.monotonic()
-        if now - self._batch_started < 1.0:
+        if now - self._batch_started < PAUSE_AFTER_S:
             return
         self._heartbeat = now
         if not self._paused:
@@ -286,12 +322,12 @@ class StageWorker:
             if self._paused:
                 self._resume()
         elapsed = time.monotonic() - started
-        self._adapt(len(done), elapsed)
+        self.sizer.observe(len(done), elapsed)
         BATCH_SECONDS.labels(self.stage).observe(elapsed)
         BATCH_SIZE.labels(self.stage).observe(len(done))
         self.stats.batches += 1
         self.stats.batch_sizes.append(len(done))
-        self.offsets.update_lag()
+        self.committed.update_lag()
 
     def _resume(self) -> None:
         """Nothing stays paused between batches.
@@ -310,10 +346,9 @@ class StageWorker:
     def _retry_later(self, batch: list[Message], kind: str, exc: Exception) -> None:
         """Keep the whole batch in hand and try again after a backoff; the group stays joined."""
         self.stats.retries += 1
-        self._retries_in_a_row += 1
         RETRIES.labels(self.stage, kind).inc()
         self._carry = self._still_ours(batch) + self._carry
-        delay = self._backoff()
+        delay = self.backoff.failed()
         log.warning(
             "batch aborted, will retry",
             extra={
@@ -339,38 +374,31 @@ class StageWorker:
         finally:
             self._resume()
 
-    def _adapt(self, processed: int, elapsed: float) -> None:
-        # Size the next batch so that it takes about half the budget at the measured rate.
-        if processed == 0:
-            return
-        per_message = elapsed / processed
-        self._per_message_s = (
-            per_message
-            if not self._per_message_s
-            else 0.7 * self._per_message_s + 0.3 * per_message
-        )
-        target = int(self.budget_s * 0.5 / max(self._per_message_s, 1e-6))
-        self.batch_size = max(1, min(self.settings.runner.batch_max, target))
-
     # -- one batch ---------------------------------------------------------------
 
     def _process(self, batch: list[Message], started: float) -> list[Slot]:
+        """One batch, steps 1-4 of the module docstring; the slots it finished."""
+        # 1. decode, fetch blobs
         slots = make_slots(batch, self.inbox, self.topics)
         attach_inputs(slots, self.blobs, self.spec.reads_blob)
+        # 2. run the stage until the deadline; a prefix of the batch is finished
         items = [s.item for s in slots if s.item is not None]
-        timed = self.executor.run(items, started + self.budget_s * 0.6, self._keepalive)
+        timed = self.executor.run(items, started + self.budget_s * RUN_SHARE, self._keepalive)
         finished = done_prefix(slots, timed)
         done = [s for s in finished if s.partition_key not in self._revoked]
         self.ledger.check_streak(done)
-        messages = outputs(
-            done, self.topics, self.stage, self.blobs, self.settings.runner.crash_attempts
+        # 3. blobs before the records that reference them
+        quarantined = upload_results(done, self.blobs)
+        messages = records_of(
+            done, self.topics, self.stage, quarantined, self.settings.runner.crash_attempts
         )
-        commit = offsets(done)
+        # 4. records and consumed offsets in one transaction
+        commit = next_offsets(done)
         if commit:
-            self.output.commit(messages, commit, self.consumer.consumer_group_metadata())
+            self.producer.commit(messages, commit, self.consumer.consumer_group_metadata())
         # Work cut off by the deadline goes first into the next batch.
         self._carry = self._still_ours(batch[len(finished) :] + self._carry)
-        self._retries_in_a_row = 0
-        self.offsets.record(commit)
+        self.backoff.succeeded()
+        self.committed.record(commit)
         self.ledger.account(done)
         return done
