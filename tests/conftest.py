@@ -87,7 +87,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     except StackError as exc:
         pytest.fail(f"no Kafka + MinIO stack for the integration tests: {exc}", pytrace=False)
     try:
-        settings = info.settings()
+        settings = info.settings(Settings())
         yield Stack(kafka=settings.kafka, s3=settings.s3, source="devstack")
     finally:
         launcher.down()

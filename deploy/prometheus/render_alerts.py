@@ -1,6 +1,6 @@
 """Writes alerts.yml, the alert rules of deploy/compose.yaml's Prometheus, from the Helm
 chart's PrometheusRule with the chart's default thresholds, so the two never differ.
-Needs helm (.ci/system-deps.sh builds it). A test fails when the file is stale:
+Needs helm (.ci/test-deps.sh builds it). A test fails when the file is stale:
 
     .venv/bin/python deploy/prometheus/render_alerts.py
 """
@@ -34,7 +34,7 @@ _Dumper.add_representer(str, _str)
 def render() -> str:
     helm = shutil.which("helm")
     if helm is None:
-        raise SystemExit("render_alerts.py needs helm: bash .ci/system-deps.sh builds it")
+        raise SystemExit("render_alerts.py needs helm: bash .ci/test-deps.sh builds it")
     manifest = subprocess.run(
         [
             helm,

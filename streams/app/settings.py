@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from streams.config.settings import FleetSettings
-from streams.devstack.settings import DevStackSettings
+from streams.devstack.settings import LocalSettings
 from streams.stages.settings import StageSettings
 
 
-class Settings(FleetSettings):
-    dev: DevStackSettings = Field(default_factory=DevStackSettings)
+class Settings(LocalSettings):
     # Thresholds, taxonomy, profiles and variants; best set in the config file.
     stages: StageSettings = Field(default_factory=StageSettings)

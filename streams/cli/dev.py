@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from streams.app.settings import Settings
 from streams.devstack.procs import StackError
+from streams.devstack.settings import LocalSettings
 from streams.devstack.smoke import smoke_check
 from streams.devstack.stack import DevStack
 
@@ -20,7 +20,7 @@ def _say(message: str) -> None:
 
 
 def _stack(data_dir: Path | None) -> DevStack:
-    settings = Settings()
+    settings = LocalSettings()
     dev_settings = settings.dev
     if data_dir is not None:
         dev_settings = dev_settings.model_copy(update={"data_dir": data_dir})

@@ -151,8 +151,8 @@ def _latency_chart(summary: Summary) -> str:
             f'<text x="0" y="{y + 17}" class="label">{_e(s.stage)}</text>'
             f'<rect x="84" y="{y}" width="{max(w95, 1):.1f}" height="26" rx="3" class="p95"/>'
             f'<rect x="84" y="{y + 7}" width="{max(w50, 1):.1f}" height="12" rx="2" class="p50"/>'
-            f'<text x="{92 + w95:.1f}" y="{y + 11}" class="value">p50 {s.p50_s:.2f} s</text>'
-            f'<text x="{92 + w95:.1f}" y="{y + 24}" class="value">p95 {s.p95_s:.2f} s</text>'
+            f'<text x="{92 + w95:.1f}" y="{y + 11}" class="value">p50 {s.seconds()[0]} s</text>'
+            f'<text x="{92 + w95:.1f}" y="{y + 24}" class="value">p95 {s.seconds()[1]} s</text>'
         )
     height = 12 + 40 * len(rows)
     return f'<svg viewBox="0 0 340 {height}" class="chart">{"".join(bars)}</svg>'
@@ -161,8 +161,7 @@ def _latency_chart(summary: Summary) -> str:
 def _summary_table(summary: Summary) -> str:
     rows = "".join(
         f"<tr><td>{_e(s.stage)}</td><td>{s.processed}</td><td>{s.rejected}</td>"
-        f"<td>{'-' if s.p50_s is None else f'{s.p50_s:.2f}'}</td>"
-        f"<td>{'-' if s.p95_s is None else f'{s.p95_s:.2f}'}</td></tr>"
+        f"<td>{s.seconds()[0]}</td><td>{s.seconds()[1]}</td></tr>"
         for s in summary.stages
     )
     return (

@@ -161,8 +161,7 @@ def _print_summary(summary: Summary, console: Console) -> None:
     for column in ("stage", "processed", "rejected", "p50 s", "p95 s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in summary.stages:
-        p50 = "-" if s.p50_s is None else f"{s.p50_s:.2f}"
-        p95 = "-" if s.p95_s is None else f"{s.p95_s:.2f}"
+        p50, p95 = s.seconds()
         table.add_row(s.stage, str(s.processed), str(s.rejected), p50, p95)
     console.print(table)
     routes = Table(title="per route", title_justify="left")
@@ -217,12 +216,7 @@ def run_demo(
     s3 = clients.s3(settings.s3)
 
     def read(ref: ObjectRef) -> bytes:
-        response = s3.get_object(ref.bucket, ref.key)
-        try:
-            return bytes(response.read())
-        finally:
-            response.close()
-            response.release_conn()
+        return clients.read_object(s3, ref.bucket, ref.key)
 
     by_id = {letter.image_id: letter for letter in letters}
     entries = [

@@ -20,6 +20,14 @@ class StageFigures:
     p50_s: float | None
     p95_s: float | None
 
+    def seconds(self) -> tuple[str, str]:
+        """p50 and p95 as shown in the terminal summary and the report: "-" where unknown."""
+        return _shown(self.p50_s), _shown(self.p95_s)
+
+
+def _shown(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
+
 
 @dataclass
 class Summary:

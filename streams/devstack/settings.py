@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from streams.config.settings import SettingsGroup
+from streams.config.settings import FleetSettings, SettingsGroup
 
 
 def default_cache_dir() -> Path:
@@ -35,3 +35,10 @@ class DevStackSettings(SettingsGroup):
     minio_root_password: SecretStr | None = None
     kafka_heap_mb: int = 512
     start_timeout_s: float = 90.0
+
+
+class LocalSettings(FleetSettings):
+    """What a tool on a developer's machine reads: the fleet's settings plus where the
+    local stack lives (`PIXELFLEET_DEV_*`). The application's Settings extends it."""
+
+    dev: DevStackSettings = Field(default_factory=DevStackSettings)

@@ -58,12 +58,7 @@ def smoke_check(bootstrap: str, endpoint: str, access_key: str, secret_key: str)
         client.make_bucket(SMOKE_BUCKET)
     key = f"smoke/{nonce.decode()}"
     client.put_object(SMOKE_BUCKET, key, io.BytesIO(nonce), len(nonce))
-    response = client.get_object(SMOKE_BUCKET, key)
-    try:
-        body = response.read()
-    finally:
-        response.close()
-        response.release_conn()
+    body = clients.read_object(client, SMOKE_BUCKET, key)
     client.remove_object(SMOKE_BUCKET, key)
     if body != nonce:
         raise RuntimeError(f"s3://{SMOKE_BUCKET}/{key} came back different from what was written")

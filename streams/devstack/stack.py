@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import SecretStr
 
-from streams.app.settings import Settings
+from streams.config.settings import FleetSettings
 from streams.devstack import kafka, minio
 from streams.devstack.procs import (
     StackError,
@@ -27,10 +28,11 @@ from streams.devstack.procs import (
     stop,
     wait_until,
 )
-from streams.devstack.settings import DevStackSettings
+from streams.devstack.settings import DevStackSettings, LocalSettings
 
 Progress = Callable[[str], None]
 STATE_FILE = "stack.json"
+S = TypeVar("S", bound=FleetSettings)
 
 
 @dataclass
@@ -74,9 +76,8 @@ class StackInfo:
             "PIXELFLEET_S3_SECRET_KEY": self.secret_key,
         }
 
-    def settings(self, base: Settings | None = None) -> Settings:
-        """`base` (default: from the environment) with Kafka and S3 pointing at this stack."""
-        base = base or Settings()
+    def settings(self, base: S) -> S:
+        """`base` with Kafka and S3 pointing at this stack."""
         s3 = base.s3.model_copy(
             update={
                 "endpoint": self.s3_endpoint,
@@ -312,15 +313,16 @@ class DevStack:
 
 
 @contextlib.contextmanager
-def stack_for_tools(data_dir: Path) -> Iterator[Settings]:
+def stack_for_tools(data_dir: Path) -> Iterator[LocalSettings]:
     """Settings for a bench or a script: the stack the environment names, if any, else a
     throwaway local one in data_dir, stopped afterwards."""
     if os.environ.get("PIXELFLEET_KAFKA_BOOTSTRAP") and os.environ.get("PIXELFLEET_S3_ENDPOINT"):
-        yield Settings()
+        yield LocalSettings()
         return
-    stack = DevStack(Settings().dev.model_copy(update={"data_dir": data_dir}))
+    base = LocalSettings()
+    stack = DevStack(base.dev.model_copy(update={"data_dir": data_dir}))
     info = stack.up()
     try:
-        yield info.settings()
+        yield info.settings(base)
     finally:
         stack.down()

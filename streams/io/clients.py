@@ -73,3 +73,14 @@ def s3(s3_settings: S3Settings) -> Minio:
         region=s3_settings.region,
         http_client=http,
     )
+
+
+def read_object(client: Minio, bucket: str, key: str) -> bytes:
+    """The whole object. The response is closed and its connection goes back to the pool
+    whatever happens, so a failed read never leaks a connection."""
+    response = client.get_object(bucket, key)
+    try:
+        return bytes(response.read())
+    finally:
+        response.close()
+        response.release_conn()

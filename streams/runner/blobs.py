@@ -19,6 +19,7 @@ from minio.error import S3Error
 
 from schemas.events import Envelope, ObjectRef
 from streams.config.settings import BucketSettings
+from streams.io.clients import read_object
 from streams.observe.metrics import BYTES
 from streams.runner.stage import BlobWrite, PermanentError, TransientError
 
@@ -64,12 +65,7 @@ class BlobStore:
                 "bucket and submit an object reference",
             )
         try:
-            response = self.client.get_object(ref.bucket, ref.key)
-            try:
-                data = bytes(response.read())
-            finally:
-                response.close()
-                response.release_conn()
+            data = read_object(self.client, ref.bucket, ref.key)
         except S3Error as exc:
             if exc.code in _MISSING:
                 return PermanentError("source_missing", f"s3://{ref.bucket}/{ref.key}: {exc.code}")

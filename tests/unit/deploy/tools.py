@@ -11,7 +11,7 @@ CHART = DEPLOY / "helm" / "pixelfleet"
 
 
 def tool(name: str) -> str:
-    """The path of a tool .ci/system-deps.sh installs; a missing one fails, never skips."""
+    """The path of a tool .ci/test-deps.sh installs; a missing one fails, never skips."""
     found = shutil.which(name)
-    assert found, f"{name} is needed: run bash .ci/system-deps.sh, which installs it"
+    assert found, f"{name} is needed: run bash .ci/test-deps.sh (or make test), which installs it"
     return found

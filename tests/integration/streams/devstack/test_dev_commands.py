@@ -110,12 +110,7 @@ def test_down_then_up_keeps_topics_and_objects(tmp_path: Path) -> None:
                 found = (msg.partition(), msg.key(), msg.value())
         consumer.close()
         assert found == (1, b"img-1", b"survives")
-        body = clients.s3(s3).get_object("keep-bucket", "a/b.txt")
-        try:
-            assert body.read() == b"still here"
-        finally:
-            body.close()
-            body.release_conn()
+        assert clients.read_object(clients.s3(s3), "keep-bucket", "a/b.txt") == b"still here"
     finally:
         _dev("down", data_dir=data_dir, check=False)
     assert _processes_using(data_dir) == []

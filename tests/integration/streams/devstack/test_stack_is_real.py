@@ -141,12 +141,7 @@ def test_minio_round_trip_of_a_5_mb_object(s3_client: Minio, new_bucket: Callabl
     )
     stat = s3_client.stat_object(bucket, "big/object.bin")
     assert stat.size == len(payload)
-    response = s3_client.get_object(bucket, "big/object.bin")
-    try:
-        body = response.read()
-    finally:
-        response.close()
-        response.release_conn()
+    body = clients.read_object(s3_client, bucket, "big/object.bin")
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(payload).hexdigest()
     assert [o.object_name for o in s3_client.list_objects(bucket, recursive=True)] == [
         "big/object.bin"

@@ -8,6 +8,7 @@ whose key and content derive from the image, so exactly-once is checkable in Min
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from schemas.events import Envelope, ObjectRef
@@ -56,3 +57,15 @@ FIRST = StageSpec("validate", first, reads_blob=False)
 FIRST_IN_POOL = StageSpec("validate", first, reads_blob=False, cpu_bound=True)
 SECOND = StageSpec("categorize", second, reads_blob=True)
 PASSTHROUGH = StageSpec("validate", passthrough, reads_blob=False)
+
+
+def modules_loaded(envelope: Envelope, _blob: bytes | None, _ctx: StageContext) -> StageResult:
+    """Passes the image on and records which image libraries this worker process loaded."""
+    loaded = sorted({name.split(".")[0] for name in sys.modules} & set(IMAGE_LIBRARIES))
+    return StageResult(envelope, detail=f"image libraries: {','.join(loaded) or 'none'}")
+
+
+IMAGE_LIBRARIES = ("PIL", "numpy", "imagehash", "torch", "processors", "cv2", "skimage")
+LIGHT = StageSpec("validate", modules_loaded, reads_blob=False)
+# A second stage name, so two light workers join different groups, as two real stages do.
+LIGHT_COMPRESS = StageSpec("compress", modules_loaded, reads_blob=False)

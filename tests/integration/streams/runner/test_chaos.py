@@ -99,7 +99,7 @@ def own_stack(tmp_path: Path) -> Iterator[DevStack]:
 
 
 def test_minio_outage_and_broker_restart_mid_run(own_stack: DevStack, tmp_path: Path) -> None:
-    base = own_stack.up().settings()
+    base = own_stack.up().settings(Settings())
     fleet = fleet_settings(base, "outage", session_timeout_ms=6000, batch_budget_s=2.0)
     init_fleet(fleet)
     ids = submit_ids(fleet, [f"pace-{i:04d}" for i in range(500)])

@@ -1,0 +1,119 @@
+"""`pixelfleet worker` as a user starts it: a custom stage loads no image library, and
+two workers on one host both run, whatever the metrics port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from streams.app.settings import Settings
+from streams.io.topic_reader import latest_records
+from tests.conftest import Stack
+from tests.integration.streams.runner.fleet import (
+    ROOT,
+    fleet_settings,
+    init_fleet,
+    settings_env,
+    start_process,
+    stop_process,
+    submit_ids,
+    topics,
+    wait_for,
+)
+
+LIGHT = "tests.integration.streams.runner.stages:LIGHT"
+LIGHT_COMPRESS = "tests.integration.streams.runner.stages:LIGHT_COMPRESS"
+
+
+def test_a_custom_stage_worker_loads_no_image_library(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    init_fleet(fleet)
+    proc = start_process(fleet, LIGHT, "r0", tmp_path / "worker.log")
+    try:
+        ids = submit_ids(fleet, ["light-1", "light-2"])
+        wait_for(fleet, topics(fleet).done, len(ids))
+    finally:
+        assert stop_process(proc) == 0, (tmp_path / "worker.log").read_text()
+    records = latest_records(fleet)
+    details = {i: records[i].stages["validate"].detail for i in ids}
+    assert details == dict.fromkeys(ids, "image libraries: none")
+
+
+def _worker(env: dict[str, str], spec: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--spec", spec],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _serving_port(log: Path, timeout: float = 60) -> int:
+    """The port a worker's log says it serves /metrics on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and "serving /metrics" in line:
+                return int(json.loads(line)["port"])
+        time.sleep(0.2)
+    raise AssertionError(f"no port in {log}: {log.read_text()}")
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_two_workers_on_one_host_both_run_and_a_taken_port_set_on_purpose_is_one_line(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    init_fleet(fleet)
+    env = {**os.environ, **settings_env(fleet)}
+    env.pop("PIXELFLEET_RUNNER_METRICS_PORT")  # both workers want the default port
+    first = _worker(env, LIGHT, tmp_path / "validate.log")
+    second = _worker(env, LIGHT_COMPRESS, tmp_path / "compress.log")
+    try:
+        ports = {_serving_port(tmp_path / "validate.log"), _serving_port(tmp_path / "compress.log")}
+        assert len(ports) == 2, "each worker serves its own port"
+        for port in ports:
+            status, body = _get(port, "/metrics")
+            assert status == 200 and b"pixelfleet_" in body
+        assert first.poll() is None and second.poll() is None
+    finally:
+        codes = [stop_process(first), stop_process(second)]
+    logs = (tmp_path / "validate.log").read_text() + (tmp_path / "compress.log").read_text()
+    assert codes == [0, 0], logs
+    assert "Traceback" not in logs
+    # The default port went to one of them at most; the other said which port it took.
+    assert any("is taken" in line for line in logs.splitlines()), logs
+
+    # A port set on purpose that is taken: exit 1 with one line that names the setting.
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker", "--spec", LIGHT],
+            cwd=ROOT,
+            env={**env, "PIXELFLEET_RUNNER_METRICS_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "PIXELFLEET_RUNNER_METRICS_PORT" in errors[0], done.stderr
