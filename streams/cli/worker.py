@@ -7,16 +7,20 @@ only then; custom stages (`--spec`) run on the fleet settings alone.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
-from rich.console import Console
 
 from streams.config.settings import FleetSettings
 from streams.observe import logs
 from streams.runner.stage import StageSetupError, StageSpec, load_spec
 from streams.runner.supervisor import run_workers
 
-err = Console(stderr=True)
+
+def _fail(message: str) -> NoReturn:
+    # One plain line: rich would wrap it at the terminal's width.
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
 
 
 @click.command()
@@ -50,17 +54,14 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
             settings = FleetSettings()
         chosen.extend(load_spec(ref) for ref in specs)
     except (LookupError, ImportError) as exc:
-        err.print(f"error: {exc}")
-        sys.exit(1)
+        _fail(str(exc))
     if not chosen:
-        err.print("error: name a stage with --stage NAME (or --spec module:attribute)")
-        sys.exit(1)
+        _fail("name a stage with --stage NAME (or --spec module:attribute)")
     if metrics_port is not None:
         runner = settings.runner.model_copy(update={"metrics_port": metrics_port})
         settings = settings.model_copy(update={"runner": runner})
     try:
         code = run_workers(settings, chosen)
     except StageSetupError as exc:
-        err.print(f"error: {exc}")
-        sys.exit(1)
+        _fail(str(exc))
     sys.exit(code)
