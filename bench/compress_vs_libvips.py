@@ -1,6 +1,6 @@
 """The compress stage's default variants against libvips doing the same work.
 
-    .venv/bin/pip install '.[bench]'
+    .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/compress_vs_libvips.py [FOLDER] [--threads 1] [--rounds 2]
 
 FOLDER holds photographs (JPEG/PNG/WebP); without it, a set of twelve 3000-4000 px JPEGs is

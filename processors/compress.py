@@ -87,7 +87,10 @@ class Output:
     height: int
     data: bytes
     quality: int | None
-    compression_ratio: float
+    # Input bytes over output bytes, where the input is what compress() was given (in the
+    # fleet, the lossless intermediate). Not the record's Variant.compression_ratio, which
+    # is over the bytes of the original upload.
+    ratio_to_input: float
 
     @property
     def extension(self) -> str:
@@ -164,7 +167,7 @@ def compress(
                     height=current.height,
                     data=encoded,
                     quality=quality,
-                    compression_ratio=round(original_bytes / max(1, len(encoded)), 3),
+                    ratio_to_input=round(original_bytes / max(1, len(encoded)), 3),
                 )
             )
     return outputs[::-1]

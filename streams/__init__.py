@@ -2,9 +2,10 @@
 
 Layers, each importing only those below it:
   cli/      the `pixelfleet` commands
+  demo/     the demo run: stack, workers, samples, live view, report
   app/      the whole settings model, the stage registry, init/submit/status internals
-  demo/, devstack/   the demo run and the local Kafka + MinIO stack
-  stages/   the fleet's own stages: adapters from `processors` to the runner's contract
+  stages/, devstack/   the fleet's own stages (adapters from `processors` to the runner's
+            contract); the local Kafka + MinIO stack
   runner/   consumes a batch, runs a stage, owns the transaction that moves it on
   io/, observe/      clients and topic reading; metrics, probes and logs
   config/   the settings the runner needs and the topic names (the leaf)

@@ -31,29 +31,49 @@ class WorkerStats:
     batch_sizes: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HaltPolicy:
+    """When a stage stops instead of dead-lettering on: after `failures_in_a_row` messages
+    in a row failed for good. A long run of failures is rarely the inputs' fault (a bad
+    deploy, a missing dependency), and draining the inbox into the DLQ would hide it."""
+
+    failures_in_a_row: int
+
+    def breached(self, streak: int) -> bool:
+        return streak >= self.failures_in_a_row
+
+
 class Ledger:
-    def __init__(self, stage: str, halt_after: int) -> None:
+    def __init__(self, stage: str, policy: HaltPolicy) -> None:
         self.stage = stage
-        self.halt_after = halt_after
+        self.policy = policy
         self.stats = WorkerStats()
-        self._streak = 0
+        self._streak = 0  # as of the last committed batch
+        self._pending = 0  # as of the batch in hand; kept only when it commits
 
     def check_streak(self, done: list[Slot]) -> None:
-        """Raise before commit when the batch completes a run of permanent failures."""
+        """Raise before commit when the batch completes a run of permanent failures.
+
+        Counts from the last committed batch, so a batch that aborts and is retried is not
+        counted twice.
+        """
+        streak = self._streak
         for slot in done:
             failure = slot.failure
-            self._streak = self._streak + 1 if failure else 0
-            if failure and self._streak >= self.halt_after:
+            streak = streak + 1 if failure else 0
+            if failure and self.policy.breached(streak):
                 raise StageHaltedError(
-                    f"stage {self.stage} halted: {self._streak} messages in a row failed for good "
+                    f"stage {self.stage} halted: {streak} messages in a row failed for good "
                     f"(last: {failure.reason_class}: {failure.reason}). Nothing of this batch was "
                     "committed. Fix the cause (a bad deploy, a broken dependency, a poisoned "
                     "upstream) and restart the worker; raise PIXELFLEET_RUNNER_HALT_AFTER_FAILURES "
                     "if such runs are expected."
                 )
+        self._pending = streak
 
     def account(self, done: list[Slot]) -> None:
         """Metrics and logs of a committed batch."""
+        self._streak = self._pending
         self.stats.committed += len(done)
         # Label lookups once per batch and counters bumped by totals: this runs per message.
         seconds = PROCESSING_SECONDS.labels(self.stage)

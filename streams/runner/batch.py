@@ -99,7 +99,8 @@ Quarantined = dict[int, ObjectRef | None]
 
 
 def upload_results(done: list[Slot], store: BlobStore) -> Quarantined:
-    """Upload what the successes wrote and copy each rejected original aside.
+    """Upload what the successes wrote and copy aside the original of each image that failed
+    or was rejected (its dead letter points at the copy).
 
     Runs before the transaction: blobs are in S3 before any record references them.
     """

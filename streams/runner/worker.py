@@ -39,7 +39,7 @@ from streams.observe.metrics import (
     REBALANCES,
     RETRIES,
 )
-from streams.runner.accounting import Ledger
+from streams.runner.accounting import HaltPolicy, Ledger
 from streams.runner.backoff import Backoff
 from streams.runner.batch import (
     Slot,
@@ -93,7 +93,7 @@ class StageWorker:
         )
         self.sizer = BatchSizer(self.budget_s, runner.batch_max)
         self.backoff = Backoff(runner.backoff_initial_s, runner.backoff_max_s)
-        self.ledger = Ledger(self.stage, settings.runner.halt_after_failures)
+        self.ledger = Ledger(self.stage, HaltPolicy(runner.halt_after_failures))
         self.stats = self.ledger.stats
         self._stop = threading.Event()
         self._ready = threading.Event()

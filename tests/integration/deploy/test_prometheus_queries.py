@@ -29,7 +29,7 @@ from tests.integration.streams.runner.fleet import (
     topics,
     wait_for,
 )
-from tests.unit.processors.photos import big_photo, encode, photo
+from tests.support.photos import big_photo, encode, photo
 
 
 def _get(url: str) -> dict:  # type: ignore[type-arg]

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from processors.compress import CompressSettings, VariantSpec, compress
-from tests.unit.processors.photos import big_photo, encode, photo
+from tests.support.photos import big_photo, encode, photo
 
 S = CompressSettings()
 
@@ -32,8 +32,8 @@ def test_default_variants_in_every_format_with_their_sizes_and_qualities() -> No
         assert image.format == {"avif": "AVIF", "webp": "WEBP", "jpeg": "JPEG"}[fmt]
         assert image.size == sizes[variant] == (out.width, out.height)
         assert out.quality == qualities[variant][("avif", "webp", "jpeg").index(fmt)]
-        assert out.compression_ratio == pytest.approx(len(source) / len(out.data), rel=1e-3)
-    assert got[("thumbnail", "jpeg")].compression_ratio > 20
+        assert out.ratio_to_input == pytest.approx(len(source) / len(out.data), rel=1e-3)
+    assert got[("thumbnail", "jpeg")].ratio_to_input > 20
     assert outputs[0].variant == "thumbnail"  # smallest first
 
 

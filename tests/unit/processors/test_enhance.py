@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from processors.enhance import EnhanceSettings, choose_profile, enhance, match_histogram, metrics
-from tests.unit.processors.photos import photo
+from tests.support.photos import photo
 
 S = EnhanceSettings()
 

@@ -15,7 +15,7 @@ from PIL import Image, ImageCms
 from processors.errors import InputRejectedError
 from processors.validate import ValidateSettings, png_bytes, validate
 from streams.config.topics import route
-from tests.unit.processors.photos import big_photo, encode, noisy, photo
+from tests.support.photos import big_photo, encode, noisy, photo
 
 S = ValidateSettings()
 

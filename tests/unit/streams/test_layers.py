@@ -1,4 +1,4 @@
-"""Imports point one way: cli -> app -> demo/stages/devstack -> runner -> io/observe -> config.
+"""Imports point one way: cli -> demo -> app -> stages/devstack -> runner -> io/observe -> config.
 
 The runner, and a custom `worker --spec` stage, must load without the image stages:
 no Pillow, numpy, imagehash or torch in a worker process that does not need them.

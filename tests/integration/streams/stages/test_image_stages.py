@@ -23,7 +23,7 @@ from tests.integration.streams.runner.fleet import (
     run_until_done,
     topics,
 )
-from tests.unit.processors.photos import big_photo, encode, photo
+from tests.support.photos import big_photo, encode, photo
 
 
 def test_photos_go_through_every_image_stage(

@@ -23,7 +23,7 @@ from tests.integration.streams.runner.fleet import (
     run_until_done,
     topics,
 )
-from tests.unit.processors.photos import big_photo, encode, noisy, photo
+from tests.support.photos import big_photo, encode, noisy, photo
 
 
 def test_small_and_noisy_photos_are_restored_on_their_way_through(

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from processors.restore.restore import choose_upscaler, direct_runner, restore
-from tests.unit.processors.photos import noisy, photo
-from tests.unit.processors.restore.helpers import engines, small_settings
+from tests.support.photos import noisy, photo
+from tests.support.restore_models import engines, small_settings
 
 
 def test_upscale_gives_the_chosen_scale_and_keeps_alpha(tmp_path: Path) -> None:

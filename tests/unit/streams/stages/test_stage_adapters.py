@@ -12,7 +12,7 @@ from streams.config.settings import BucketSettings
 from streams.runner.stage import PermanentError, StageContext
 from streams.stages import image_stages
 from streams.stages.settings import StageSettings
-from tests.unit.processors.photos import big_photo, encode, photo
+from tests.support.photos import big_photo, encode, photo
 
 
 def fake_classifier(image: Image.Image) -> dict[str, float]:
@@ -59,7 +59,9 @@ def test_categorize_uses_hints_and_a_configured_classifier() -> None:
     )
     assert hinted.envelope.record.category is not None
     assert hinted.envelope.record.category.name in ("pearls", "necklaces")
-    settings = StageSettings(classifier="tests.unit.streams.test_stage_adapters:fake_classifier")
+    settings = StageSettings(
+        classifier="tests.unit.streams.stages.test_stage_adapters:fake_classifier"
+    )
     spec = image_stages.stage_specs(settings)["categorize"]
     assert spec.reads_blob and spec.cpu_bound
     png = encode(photo("coffee"), "PNG")

@@ -18,8 +18,8 @@ from streams.config.settings import BucketSettings
 from streams.runner.stage import PermanentError, StageContext
 from streams.stages import restore_stage
 from streams.stages.settings import StageSettings
-from tests.unit.processors.photos import encode, photo
-from tests.unit.processors.restore.helpers import small_settings
+from tests.support.photos import encode, photo
+from tests.support.restore_models import small_settings
 
 
 def _envelope(planned: str | None, request: str = "auto") -> Envelope:

@@ -1,0 +1,234 @@
+"""StageWorker without a broker: a failed batch is aborted and kept in hand to retry.
+
+The worker is built by its own __init__ with `streams.runner.worker.clients` returning the
+fakes, an inline executor (a stage that is not CPU-bound) and a fake blob store.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import REGISTRY
+
+from schemas.events import Envelope
+from streams.config.settings import FleetSettings, RunnerSettings
+from streams.runner import transactions
+from streams.runner import worker as worker_module
+from streams.runner.accounting import HaltPolicy
+from streams.runner.blobs import BlobStore
+from streams.runner.stage import BlobWrite, StageContext, StageResult, StageSpec, TransientError
+from streams.runner.worker import StageWorker
+from tests.unit.streams.runner.fakes import (
+    FakeBlobStore,
+    FakeConsumer,
+    FakeMessage,
+    FakeProducer,
+    ProducerFactory,
+    message,
+)
+
+INBOX = "px.categorize"
+IMAGES = ("img-a", "img-b", "img-c", "img-d")
+
+
+def tag(envelope: Envelope, blob: bytes | None, _ctx: StageContext) -> StageResult:
+    image_id = envelope.record.image_id
+    return StageResult(envelope, blobs=[BlobWrite("work", f"{image_id}.png", blob or b"")])
+
+
+@dataclass
+class Rig:
+    worker: StageWorker
+    consumer: FakeConsumer
+    factory: ProducerFactory
+    store: FakeBlobStore
+    sleeps: list[float]
+
+    @property
+    def producer(self) -> FakeProducer:
+        return self.factory.made[-1]
+
+
+@pytest.fixture
+def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    monkeypatch.setattr(transactions, "TIMEOUT_S", 0.1)
+    monkeypatch.setattr(transactions, "WEDGED_AFTER_S", 0.5)
+    consumer, factory = FakeConsumer(INBOX, [0, 1]), ProducerFactory()
+    fake_clients = SimpleNamespace(
+        consumer=lambda *_, **__: consumer,
+        transactional_producer=lambda *_, **__: factory(),
+        s3=lambda _s3: None,
+    )
+    monkeypatch.setattr(worker_module, "clients", fake_clients)
+    runner = RunnerSettings(
+        replica_id="r1",
+        batch_max=200,
+        batch_budget_s=100.0,  # a 100 s budget: 50 s of it hold 200 fast messages
+        backoff_initial_s=0.01,
+        backoff_max_s=1.0,
+        metrics_port=0,
+    )
+    settings = FleetSettings(topic_prefix="px", runner=runner)
+    worker = StageWorker(settings, StageSpec(name="categorize", fn=tag))
+    worker.blobs.close()
+    store = FakeBlobStore(blobs={i: f"blob-{i}".encode() for i in IMAGES})
+    worker.blobs = cast(BlobStore, store)
+    sleeps: list[float] = []
+
+    def sleep_alive(seconds: float) -> None:
+        sleeps.append(seconds)
+        StageWorker._sleep_alive(worker, seconds)
+
+    monkeypatch.setattr(worker, "_sleep_alive", sleep_alive)
+    yield Rig(worker, consumer, factory, store, sleeps)
+    worker.executor.close()
+    factory.release_all()
+
+
+def _messages() -> tuple[list[FakeMessage], FakeMessage]:
+    """A batch over partitions 0 and 1, and one message already carried after it."""
+    a, b, c, d = IMAGES
+    batch = [message(INBOX, 0, 5, a), message(INBOX, 1, 2, b), message(INBOX, 0, 6, c)]
+    return batch, message(INBOX, 1, 3, d)
+
+
+def _batch(*messages: FakeMessage) -> list[Message]:
+    return cast(list[Message], list(messages))
+
+
+def _retries() -> float:
+    labels = {"stage": "categorize", "kind": "transient"}
+    return REGISTRY.get_sample_value("pixelfleet_batch_retries_total", labels) or 0.0
+
+
+def _send_offsets(producer: FakeProducer) -> list[list[tuple[str, int, int]]]:
+    return [call[1] for call in producer.calls if call[0] == "send_offsets"]
+
+
+def test_a_failed_commit_keeps_the_batch_in_hand_and_the_retry_takes_it_first(rig: Rig) -> None:
+    batch, carried = _messages()
+    w, producer = rig.worker, rig.producer
+    w._carry = _batch(carried)  # e.g. polled during the batch's keepalive
+    producer.fail["commit"] = [
+        KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", txn_requires_abort=True))
+    ]
+    retries_before = _retries()
+
+    w._run_batch(_batch(*batch))
+
+    assert [id(m) for m in w._carry] == [id(m) for m in [*batch, carried]]
+    assert (w.stats.retries, w.stats.batches, w.stats.committed) == (1, 0, 0)
+    assert _retries() - retries_before == 1
+    assert w.backoff.failures_in_a_row == 1
+    assert rig.sleeps == [0.02]  # the first failure waits twice backoff_initial_s
+    # The backoff sleeps with the whole assignment paused, then resumes it.
+    assert rig.consumer.calls == [("pause", [0, 1]), ("resume", [0, 1])]
+    assert producer.names() == ["begin", *["produce"] * 6, "send_offsets", "commit", "abort"]
+    assert _send_offsets(producer) == [[(INBOX, 0, 7), (INBOX, 1, 3)]]
+    assert w.sizer.size == 50  # an aborted batch teaches the sizer nothing
+
+    again = w._next_batch()
+    assert [id(m) for m in again] == [id(m) for m in [*batch, carried]]
+    assert w._carry == []
+    assert rig.consumer.calls[-1] == ("consume", 46)  # topped up to the batch size
+
+    w._run_batch(again)
+
+    assert _send_offsets(producer)[1] == [(INBOX, 0, 7), (INBOX, 1, 4)]
+    assert producer.names()[-2:] == ["send_offsets", "commit"]
+    last_try = producer.calls[producer.names().index("abort") + 1 :]
+    produced = Counter((c[1], c[2]) for c in last_try if c[0] == "produce")
+    assert produced == {(t, i.encode()): 1 for t in ("px.enhance", "px.metadata") for i in IMAGES}
+    assert (w.stats.retries, w.stats.batches, w.stats.committed) == (1, 1, 4)
+    assert w.stats.batch_sizes == [4]
+    assert w.backoff.failures_in_a_row == 0
+    assert w.sizer.size == 200  # fast messages: the next batch may be batch_max
+    # Blobs go up before every try: the retry uploaded them again under the same keys.
+    first_try = [f"{i}.png" for i in IMAGES[:3]]
+    assert [b.key for b in rig.store.uploaded] == [*first_try, *first_try, "img-d.png"]
+
+
+def test_messages_of_a_partition_revoked_during_the_backoff_are_dropped(rig: Rig) -> None:
+    batch, carried = _messages()
+    w, consumer = rig.worker, rig.consumer
+    w._ready.set()  # running: a revoke now is a rebalance
+    w._carry = _batch(carried)
+    rig.producer.fail["send_offsets"] = [
+        KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", retriable=True))
+    ]
+
+    def rebalance() -> None:
+        consumer.partitions = [0]
+        w._on_revoke(cast(Consumer, consumer), [TopicPartition(INBOX, 1)])
+
+    consumer.on_poll = rebalance  # the sleep's poll serves the rebalance
+    w._run_batch(_batch(*batch))
+
+    assert [(m.partition(), m.offset()) for m in w._carry] == [(0, 5), (0, 6)]
+    assert (w.stats.retries, w.stats.revoked) == (1, 1)
+    again = w._next_batch()
+    w._run_batch(again)
+    assert _send_offsets(rig.producer)[-1] == [(INBOX, 0, 7)]
+    assert w.stats.committed == 2
+
+
+def test_a_partition_revoked_mid_batch_is_neither_committed_nor_carried(rig: Rig) -> None:
+    batch, _ = _messages()
+    w, consumer = rig.worker, rig.consumer
+
+    def revoking(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
+        if envelope.record.image_id == "img-a":
+            w._on_revoke(cast(Consumer, consumer), [TopicPartition(INBOX, 1)])
+        return tag(envelope, blob, ctx)
+
+    w.executor.fn = revoking
+    w._carry = _batch(message(INBOX, 1, 9, "img-d"))
+    w._run_batch(_batch(*batch))
+
+    produced = [(c[1], c[2]) for c in rig.producer.calls if c[0] == "produce"]
+    assert produced == [
+        ("px.enhance", b"img-a"),
+        ("px.metadata", b"img-a"),
+        ("px.enhance", b"img-c"),
+        ("px.metadata", b"img-c"),
+    ]
+    assert _send_offsets(rig.producer) == [[(INBOX, 0, 7)]]
+    assert w._carry == []
+    assert (w.stats.committed, w.stats.batch_sizes) == (2, [2])
+
+
+def test_a_transient_stage_error_retries_without_opening_a_transaction(rig: Rig) -> None:
+    batch, _ = _messages()
+    w = rig.worker
+
+    def flaky(_envelope: Envelope, _blob: bytes | None, _ctx: StageContext) -> StageResult:
+        raise TransientError("S3 get failed")
+
+    w.executor.fn = flaky
+    retries_before = _retries()
+    w._run_batch(_batch(*batch))
+    w._run_batch(w._next_batch())
+    assert rig.producer.calls == []
+    assert [(m.partition(), m.offset()) for m in w._carry] == [(0, 5), (1, 2), (0, 6)]
+    assert (w.stats.retries, w.backoff.failures_in_a_row) == (2, 2)
+    assert rig.sleeps == [0.02, 0.04]
+    assert _retries() - retries_before == 2
+
+
+def test_an_aborted_batch_does_not_count_its_failures_twice(rig: Rig) -> None:
+    w = rig.worker
+    w.ledger.policy = HaltPolicy(failures_in_a_row=5)
+    garbage = [FakeMessage(INBOX, 0, offset, b"garbage", b"img-x") for offset in range(3)]
+    rig.producer.fail["commit"] = [
+        KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", txn_requires_abort=True))
+    ]
+    w._run_batch(_batch(*garbage))
+    assert w.stats.retries == 1
+    w._run_batch(w._next_batch())  # only 3 messages in a row failed: no halt at 5
+    assert (w.stats.committed, w.stats.dead_lettered) == (3, 3)
