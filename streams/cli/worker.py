@@ -6,7 +6,9 @@ only then; custom stages (`--spec`) run on the fleet settings alone.
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -37,6 +39,11 @@ def _fail(message: str) -> NoReturn:
 )
 def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | None) -> None:
     """Run stage workers in the foreground until SIGTERM/SIGINT."""
+    # Until the supervisor takes the signals over, a stop request (the demo stopping its
+    # workers early, an orchestrator scaling down) finds nothing consumed yet: leave
+    # cleanly at once instead of dying of the signal while torch is still importing.
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    signal.signal(signal.SIGINT, _stop_before_start)
     logs.configure()
     settings: FleetSettings
     try:
@@ -65,3 +72,8 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
     except StageSetupError as exc:
         _fail(str(exc))
     sys.exit(code)
+
+
+def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
+    click.echo(f"stopped by {signal.Signals(signum).name} before the stages started", err=True)
+    sys.exit(0 if signum == signal.SIGTERM else 128 + signum)

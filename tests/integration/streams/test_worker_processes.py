@@ -117,3 +117,27 @@ def test_two_workers_on_one_host_both_run_and_a_taken_port_set_on_purpose_is_one
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "PIXELFLEET_RUNNER_METRICS_PORT" in errors[0], done.stderr
+
+
+def test_a_worker_stopped_while_it_still_loads_its_stage_exits_cleanly(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The demo stops its workers as soon as every image is done; a re-run with nothing
+    left to do stops them while restore is still importing torch."""
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    init_fleet(fleet)
+    env = {**os.environ, **settings_env(fleet)}
+    log = tmp_path / "restore.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--stage", "restore"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    time.sleep(0.5)  # the command has started; torch takes seconds more to import
+    assert proc.poll() is None
+    code = stop_process(proc)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
