@@ -10,16 +10,30 @@ import io
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms
+
+# Registers the JXL encoder with Pillow (decode.py registers it for reading too).
+from pillow_jxl import JpegXLImagePlugin  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field
 
-Format = Literal["avif", "webp", "jpeg", "png"]
-EXTENSIONS: dict[str, str] = {"avif": "avif", "webp": "webp", "jpeg": "jpg", "png": "png"}
+from processors import exif as exif_tags
+
+# jxl is off by default (no browser but Safari shows it yet); ask for it per variant or
+# per request.
+Format = Literal["avif", "webp", "jpeg", "png", "jxl"]
+EXTENSIONS: dict[str, str] = {
+    "avif": "avif",
+    "webp": "webp",
+    "jpeg": "jpg",
+    "png": "png",
+    "jxl": "jxl",
+}
 CONTENT_TYPES: dict[str, str] = {
     "avif": "image/avif",
     "webp": "image/webp",
     "jpeg": "image/jpeg",
     "png": "image/png",
+    "jxl": "image/jxl",
 }
 _SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -66,6 +80,8 @@ class CompressSettings(BaseModel):
     keep_original: bool = False
     avif_speed: int = Field(default=8, ge=0, le=10)
     webp_method: int = Field(default=4, ge=0, le=6)
+    # libjxl's effort: 1 fastest, 9 smallest; 7 is libjxl's own default.
+    jxl_effort: int = Field(default=7, ge=1, le=9)
     encoder_threads: int = Field(default=1, ge=1)
     resample: Literal["lanczos", "bicubic", "bilinear"] = "lanczos"
 
@@ -132,17 +148,24 @@ def compress(
     formats: tuple[str, ...] | None = None,
     variants: tuple[str, ...] | None = None,
 ) -> list[Output]:
-    """Every requested variant in every requested format, smallest variant first."""
+    """Every requested variant in every requested format, smallest variant first.
+
+    Each variant is made in its configured formats, or in `formats` when given (a request's
+    choice, which may name a format no variant lists, such as jxl).
+    """
+    unknown = sorted(set(formats or ()) - set(EXTENSIONS))
+    if unknown:
+        raise ValueError(f"unknown output format(s) {unknown} (known: {', '.join(EXTENSIONS)})")
     specs = [v for v in settings.variant_specs() if variants is None or v.name in variants]
     if not specs:
         return []
     ordered = sorted(specs, key=lambda v: v.longest_side, reverse=True)
     decoded = decode_for(data, ordered[0].longest_side)
-    # Outputs are upright (the pipeline's intermediates already are). The EXIF is read from
-    # the upright image: popping Orientation first would hide it from the transpose.
-    upright = decoded.getexif().get(0x0112, 1) == 1
-    image = decoded if upright else (ImageOps.exif_transpose(decoded) or decoded)
-    exif = _output_exif(image) if settings.keep_exif else None
+    # Outputs are upright (the pipeline's intermediates already are); whatever EXIF the
+    # input carries, only tags that write cleanly go on.
+    found = exif_tags.read(decoded)
+    image = exif_tags.upright(decoded, found.orientation)
+    exif = exif_tags.carried(found, keep_gps=True)[0] if settings.keep_exif else None
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert(
             "RGBA" if "transparency" in image.info or "A" in image.mode else "RGB"
@@ -155,9 +178,7 @@ def compress(
         if size != current.size:
             # Each variant comes from the next larger one: less work, same quality.
             current = current.resize(size, _RESAMPLE[settings.resample], reducing_gap=2.0)
-        for fmt in spec.formats:
-            if formats is not None and fmt not in formats:
-                continue
+        for fmt in formats if formats is not None else spec.formats:
             encoded, quality = _encode_variant(current, fmt, spec, settings, exif)
             outputs.append(
                 Output(
@@ -255,15 +276,20 @@ def encode(
         )
     elif fmt == "png":
         image.save(out, "PNG", optimize=False, compress_level=6, **extra)
+    elif fmt == "jxl":
+        # libjxl encodes in its own colour space and tags the result sRGB. exif=b"" stops the
+        # plugin from serialising the image's own EXIF when we carry none.
+        image.save(
+            out,
+            "JXL",
+            quality=quality,
+            effort=settings.jxl_effort,
+            num_threads=settings.encoder_threads,
+            exif=exif or b"",
+        )
     else:
         raise ValueError(f"unknown output format {fmt!r}")
     return out.getvalue()
-
-
-def _output_exif(image: Image.Image) -> bytes | None:
-    exif = image.getexif()
-    exif.pop(0x0112, None)  # the pixels are upright
-    return exif.tobytes() if len(exif) else None
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

@@ -13,33 +13,20 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+from pillow_jxl import JpegXLImagePlugin
 
+from processors import exif
 from processors.errors import InputRejectedError
+from processors.sniff import gif_frames, jxl_size, sniff
 
-# Magic numbers of the formats we know, checked before Pillow sees the bytes.
-_MAGIC: list[tuple[bytes, int, str]] = [
-    (b"\xff\xd8\xff", 0, "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
-    (b"GIF87a", 0, "GIF"),
-    (b"GIF89a", 0, "GIF"),
-    (b"BM", 0, "BMP"),
-    (b"II*\x00", 0, "TIFF"),
-    (b"MM\x00*", 0, "TIFF"),
-]
 _SRGB = ImageCms.createProfile("sRGB")
 
-
-def sniff(data: bytes) -> str | None:
-    """The format the bytes really are, from their magic number."""
-    for magic, offset, name in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"mif1", b"msf1"):
-        return "AVIF"
-    return None
+# HEIF/HEIC (every iPhone photo) and JPEG XL come from plugins; registering them is all it
+# takes for Image.open. The JXL decoder would use every core; a stage's pool already does.
+pillow_heif.register_heif_opener()
+JpegXLImagePlugin.DECODE_THREADS = 1
 
 
 @contextlib.contextmanager
@@ -52,6 +39,9 @@ def _strict_decoding(max_pixels: int | None) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns of corrupt EXIF as it opens; exif.read names what it skipped in
+            # the record instead of the worker's log.
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
             yield
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
@@ -63,10 +53,20 @@ class Limits:
     max_side: int
     max_pixels: int
     formats: frozenset[str]
+    # An animation is kept as its first frame; these refuse animation bombs outright.
+    max_frames: int = 1000
+    max_animation_pixels: int = 1_000_000_000
 
 
-def open_checked(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
-    """Decode `data` completely or raise InputRejectedError; return it and its true format."""
+@dataclass(frozen=True)
+class Opened:
+    image: Image.Image  # fully decoded (the first frame of an animation)
+    format: str  # what the bytes really are
+    frames: int  # 1 for a still
+
+
+def open_checked(data: bytes, limits: Limits) -> Opened:
+    """Decode `data` completely or raise InputRejectedError."""
     true_format = sniff(data)
     if true_format is None:
         raise InputRejectedError(
@@ -77,6 +77,12 @@ def open_checked(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
         raise InputRejectedError(
             "format_not_allowed", f"{true_format} is not allowed (allowed: {allowed})"
         )
+    if true_format == "JXL":
+        # The JXL plugin decodes every pixel when it opens the file: check the size first.
+        try:
+            _check_size(*jxl_size(data), limits)
+        except ValueError as exc:
+            raise InputRejectedError("corrupt_header", f"JXL header cannot be read: {exc}") from exc
     # Opening reads the header only; our own size check below names the dimensions, and
     # Pillow's limit comes back on for the full decode as a second line of defence.
     with _strict_decoding(None):
@@ -95,6 +101,7 @@ def open_checked(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
             )
         width, height = image.size
         _check_size(width, height, limits)
+        frames = _frames(image, data, true_format, limits)
     with _strict_decoding(limits.max_pixels):
         try:
             image.load()
@@ -109,7 +116,34 @@ def open_checked(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
         raise InputRejectedError(
             "header_mismatch", f"header says {width}x{height}, pixels are {image.size}"
         )
-    return image, true_format
+    return Opened(image, true_format, frames)
+
+
+def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:
+    """The frame count, refusing animation bombs before any frame beyond the first decodes."""
+    try:
+        # GIF counts by walking its blocks (Pillow would read every frame); the other
+        # formats declare the count in a header or index Pillow has already read.
+        frames = (
+            gif_frames(data, limits.max_frames) if fmt == "GIF" else getattr(image, "n_frames", 1)
+        )
+    except (OSError, ValueError, EOFError, struct.error) as exc:
+        raise InputRejectedError(
+            "corrupt_header", f"{fmt} frames cannot be counted: {exc}"
+        ) from exc
+    frames = max(1, int(frames))
+    if frames > limits.max_frames:
+        raise InputRejectedError(
+            "animation_bomb", f"more than {limits.max_frames} frames (the limit)"
+        )
+    total = frames * image.width * image.height
+    if total > limits.max_animation_pixels:
+        raise InputRejectedError(
+            "animation_bomb",
+            f"{frames} frames of {image.width}x{image.height} = {total / 1e6:.0f} MP in all is "
+            f"over the {limits.max_animation_pixels / 1e6:.0f} MP limit",
+        )
+    return frames
 
 
 def _check_size(width: int, height: int, limits: Limits) -> None:
@@ -164,15 +198,16 @@ def _jpeg_rows_present(data: bytes) -> float | None:
     return (rows - missing) / rows
 
 
-def normalize(image: Image.Image) -> tuple[Image.Image, dict[str, object]]:
-    """Upright, 8-bit RGB or RGBA, in sRGB; says what it changed."""
+def normalize(
+    image: Image.Image, orientation: int, frames: int = 1
+) -> tuple[Image.Image, dict[str, object]]:
+    """Upright (by the EXIF orientation the caller read), 8-bit RGB or RGBA, in sRGB; says
+    what it changed. An animation becomes the still of its first frame."""
     changes: dict[str, object] = {"mode_in": image.mode}
-    frames = getattr(image, "n_frames", 1)
     if frames > 1:
         image.seek(0)
         changes["frames"] = frames
-    orientation = image.getexif().get(0x0112, 1)
-    upright = ImageOps.exif_transpose(image) or image
+    upright = exif.upright(image, orientation)
     if orientation != 1:
         changes["orientation"] = orientation
     icc = upright.info.get("icc_profile")

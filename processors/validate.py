@@ -11,16 +11,19 @@ import imagehash
 from PIL import ExifTags, Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from processors import exif
 from processors.decode import Limits, normalize, open_checked
 from processors.errors import InputRejectedError
 from processors.quality import measure
 
 RestoreMode = Literal["auto", "denoise", "upscale", "none"]
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "JXL")
 # Hashes are computed on a copy resized by us, with this filter, so that stored hashes stay
 # comparable across library versions; the tag is stored beside them.
 HASH_RESAMPLE = Image.Resampling.LANCZOS
 HASH_VERSION = "v1-lanczos"
+# A note names this many dropped EXIF tags; facts["exif_dropped"] has them all.
+MAX_NAMED_TAGS = 8
 
 
 class ValidateSettings(BaseModel):
@@ -33,6 +36,10 @@ class ValidateSettings(BaseModel):
     max_side: int = Field(default=8000, ge=1)
     # An error, not Pillow's warning: no file may make us allocate more than this.
     max_pixels: int = Field(default=50_000_000, ge=1)
+    # Animations (GIF, WebP, APNG, AVIF and HEIF sequences) are kept as their first frame;
+    # past these they are refused as animation bombs.
+    max_frames: int = Field(default=1000, ge=1)
+    max_animation_pixels: int = Field(default=1_000_000_000, ge=1)
     upscale_below: float = Field(default=0.25, ge=0, le=1)  # resolution score
     denoise_above: float = Field(default=6.0, ge=0)  # noise sigma, grey levels
     keep_gps: bool = False
@@ -68,9 +75,15 @@ def validate(
             f"{size / 2**20:.1f} MiB is over the {settings.max_bytes / 2**20:.0f} MiB limit",
         )
     limits = Limits(
-        settings.min_side, settings.max_side, settings.max_pixels, frozenset(settings.formats)
+        settings.min_side,
+        settings.max_side,
+        settings.max_pixels,
+        frozenset(settings.formats),
+        settings.max_frames,
+        settings.max_animation_pixels,
     )
-    decoded, fmt = open_checked(data, limits)
+    opened = open_checked(data, limits)
+    decoded, fmt = opened.image, opened.format
     notes = []
     if declared_name and not _extension_fits(declared_name, fmt):
         notes.append(
@@ -83,12 +96,23 @@ def validate(
         "height": decoded.height,
         "bytes": size,
         "sha256": hashlib.sha256(data).hexdigest(),
-        "exif": exif_subset(decoded, settings.keep_gps),
     }
-    image, changes = normalize(decoded)
-    # From the upright image: reading the original's EXIF object first would change what
-    # the transpose sees (Pillow caches it).
-    carried = carried_exif(image, settings.keep_gps)
+    found = exif.read(decoded)
+    facts["exif"] = exif_subset(found, settings.keep_gps)
+    image, changes = normalize(decoded, found.orientation, opened.frames)
+    turned = decoded.info.get("original_orientation")
+    if isinstance(turned, int) and turned != 1 and "orientation" not in changes:
+        changes["orientation"] = turned  # HEIF: libheif applied it while decoding
+    if opened.frames > 1:
+        notes.append(f"animated ({opened.frames} frames): the first frame is kept as a still")
+    carried, unwritable = exif.carried(found, settings.keep_gps)
+    dropped = found.dropped + unwritable
+    if dropped:
+        # The camera wrote something unreadable; the pixels are fine, so say it and go on.
+        facts["exif_dropped"] = dropped
+        shown = ", ".join(dropped[:MAX_NAMED_TAGS])
+        more = f" and {len(dropped) - MAX_NAMED_TAGS} more" if len(dropped) > MAX_NAMED_TAGS else ""
+        notes.append(f"EXIF left out as unreadable or unwritable: {shown}{more}")
     facts["normalized"] = changes
     facts["width"], facts["height"] = image.size  # after orientation
     facts.update(hashes(image, settings.hash_size))
@@ -143,24 +167,15 @@ _EXIF_KEEP = {
 }
 
 
-def exif_subset(image: Image.Image, keep_gps: bool) -> dict[str, Any]:
-    try:
-        exif = image.getexif()
-        merged = {**dict(exif), **dict(exif.get_ifd(ExifTags.IFD.Exif))}
-    except Exception:
-        return {}
+def exif_subset(found: exif.ExifRead, keep_gps: bool) -> dict[str, Any]:
+    """The few EXIF facts the record keeps, as plain JSON values."""
     out: dict[str, Any] = {}
-    for tag, value in merged.items():
+    for tag, value in {**found.base, **found.exif}.items():
         name = ExifTags.TAGS.get(tag)
         if name in _EXIF_KEEP:
             out[_EXIF_KEEP[name]] = _plain(value)
-    if keep_gps:
-        try:
-            gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-        except Exception:
-            gps = {}
-        if gps:
-            out["gps"] = {ExifTags.GPSTAGS.get(k, str(k)): _plain(v) for k, v in gps.items()}
+    if keep_gps and found.gps:
+        out["gps"] = {ExifTags.GPSTAGS.get(k, str(k)): _plain(v) for k, v in found.gps.items()}
     return out
 
 
@@ -185,6 +200,8 @@ _EXTENSIONS = {
     "BMP": (".bmp", ".dib"),
     "TIFF": (".tif", ".tiff"),
     "AVIF": (".avif",),
+    "HEIF": (".heic", ".heif", ".hif", ".heics", ".heifs"),
+    "JXL": (".jxl",),
 }
 
 
@@ -193,18 +210,6 @@ def _extension_fits(name: str, fmt: str) -> bool:
     if "." not in lower.rsplit("/", 1)[-1]:
         return True
     return lower.endswith(_EXTENSIONS.get(fmt, ()))
-
-
-def carried_exif(image: Image.Image, keep_gps: bool) -> bytes | None:
-    """The EXIF block the outputs may carry: orientation is already applied, GPS is private."""
-    try:
-        exif = image.getexif()
-    except Exception:
-        return None
-    exif.pop(0x0112, None)  # Orientation
-    if not keep_gps:
-        exif.pop(ExifTags.IFD.GPSInfo, None)
-    return exif.tobytes() if len(exif) else None
 
 
 def png_bytes(image: Image.Image, exif: bytes | None = None) -> bytes:

@@ -33,6 +33,27 @@ def safe_image_id(text: str) -> str:
     return cleaned
 
 
+def file_image_id(path: Path) -> str:
+    """content_image_id of a file, hashed as it is read."""
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return "sha256-" + digest[:40]
+
+
+def distinct_files(paths: list[Path]) -> tuple[dict[str, Path], dict[Path, str]]:
+    """The first file of each distinct content by image id, and every later copy with the
+    image id it repeats: the same bytes under two names are one image."""
+    first: dict[str, Path] = {}
+    copies: dict[Path, str] = {}
+    for path in paths:
+        image_id = file_image_id(path)
+        if image_id in first:
+            copies[path] = image_id
+        else:
+            first[image_id] = path
+    return first, copies
+
+
 class Submitter:
     """Publishes ImageSubmitted events; uploads local files to the incoming bucket first."""
 

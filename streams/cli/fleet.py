@@ -18,7 +18,7 @@ from schemas.events import Hints, ImageProcessed, ImageSubmitted, Request, decod
 from streams.app import admin
 from streams.app.settings import Settings
 from streams.app.status import fleet_status
-from streams.app.submit import Submitter
+from streams.app.submit import Submitter, distinct_files
 from streams.config.topics import Topics
 from streams.io import clients
 from streams.io.topic_reader import TopicCount, image_record, topic_end_offsets
@@ -70,21 +70,37 @@ def submit(
     if not files and not objects:
         err.print("error: nothing to submit")
         sys.exit(1)
+    # The same bytes under two names are one image, processed once. (Objects keep their
+    # key-based ids: two keys are two images.)
+    unique: dict[str, Path]
+    copies: dict[Path, str] = {}
+    if image_id:
+        unique = {image_id: files[0]} if files else {}
+    else:
+        unique, copies = distinct_files(files)
     start = _done_offsets(settings) if wait else {}
     events: list[ImageSubmitted] = []
-    for path in files:
+    for content_id, path in unique.items():
         hints = Hints(title=title, keywords=list(keywords), file_name=path.name)
         events.append(
-            submitter.upload_and_submit(path, image_id=image_id, hints=hints, request=request)
+            submitter.upload_and_submit(path, image_id=content_id, hints=hints, request=request)
         )
     for bucket, key in objects:
         events.append(submitter.submit_object(bucket, key, request=request))
     submitter.flush()
     err.print(f"submitted {len(events)} image(s) to {Topics(settings.topic_prefix).ingest}")
+    if copies:
+        err.print(f"skipped {len(copies)} cop{'y' if len(copies) == 1 else 'ies'}: the same bytes")
+        for path, content_id in copies.items():
+            err.print(f"  {path} is {unique[content_id]} ({content_id})")
     for event in events:
         click.echo(event.image_id)
-    if wait:
-        sys.exit(_follow(settings, {e.image_id for e in events}, start, timeout))
+    if not wait:
+        return
+    code, outcomes = _follow(settings, {e.image_id for e in events}, start, timeout)
+    for path, content_id in copies.items():
+        err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {unique[content_id]})")
+    sys.exit(code)
 
 
 def _expand(
@@ -123,8 +139,11 @@ def _done_offsets(settings: Settings) -> dict[int, int]:
         consumer.close()
 
 
-def _follow(settings: Settings, wanted: set[str], start: dict[int, int], timeout: float) -> int:
-    """Read the done topic from before the submission until every image has an outcome."""
+def _follow(
+    settings: Settings, wanted: set[str], start: dict[int, int], timeout: float
+) -> tuple[int, dict[str, str]]:
+    """Read the done topic from before the submission until every image has an outcome;
+    the exit code and each image's outcome."""
     topic = Topics(settings.topic_prefix).done
     consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.submit-wait")
     consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
@@ -159,8 +178,8 @@ def _follow(settings: Settings, wanted: set[str], start: dict[int, int], timeout
             f"error: {len(missing)} image(s) had no outcome after {timeout:.0f} s; "
             "see `pixelfleet status`"
         )
-        return 1
-    return 0
+        return 1, outcomes
+    return 0, outcomes
 
 
 @click.command()

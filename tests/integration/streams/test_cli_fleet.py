@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,19 @@ def _cli(
         timeout=timeout,
         check=False,
     )
+
+
+def _submit_while_two_stages_run(
+    settings: Settings, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`pixelfleet submit ARGS` with the test's two stages running on threads."""
+    first = start_thread(settings, stages.FIRST)
+    second = start_thread(settings, stages.SECOND)
+    try:
+        return _cli(settings, "submit", *args)
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_init_creates_the_layout_and_is_idempotent(
@@ -85,13 +99,7 @@ def test_submit_wait_then_status(
     folder.mkdir()
     for i in range(5):
         (folder / f"photo-{i}.jpg").write_bytes(f"not really a jpeg {i}".encode() * 50)
-    first = start_thread(fleet, stages.FIRST)
-    second = start_thread(fleet, stages.SECOND)
-    try:
-        submitted = _cli(fleet, "submit", str(folder), "--wait", "--timeout", "120")
-    finally:
-        first.stop()
-        second.stop()
+    submitted = _submit_while_two_stages_run(fleet, str(folder), "--wait", "--timeout", "120")
     assert submitted.returncode == 0, submitted.stderr
     ids = submitted.stdout.split()
     assert len(ids) == 5 and all(i.startswith("sha256-") for i in ids)
@@ -146,3 +154,31 @@ def test_worker_refuses_an_unknown_stage_or_a_restore_model_it_cannot_load(
     assert unknown.returncode == 1 and "no stage 'resize'" in unknown.stderr
     nothing = _cli(fleet, "worker", timeout=60)
     assert nothing.returncode == 1 and "name a stage" in nothing.stderr
+
+
+def test_the_same_bytes_twice_in_one_submit_are_one_image(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    assert _cli(fleet, "init").returncode == 0
+    folder = tmp_path / "export"
+    (folder / "sub").mkdir(parents=True)
+    same = b"the same bytes " * 200
+    (folder / "a-ring.jpg").write_bytes(same)
+    (folder / "b-ring-copy.jpg").write_bytes(same)
+    (folder / "sub" / "c-ring-again.jpg").write_bytes(same)
+    (folder / "d-other.jpg").write_bytes(b"other bytes " * 200)
+    submitted = _submit_while_two_stages_run(fleet, str(folder), "--wait", "--timeout", "120")
+    assert submitted.returncode == 0, submitted.stderr
+    ids = submitted.stdout.split()
+    assert len(ids) == 2
+    assert "skipped 2 copies: the same bytes" in submitted.stderr
+    assert "outcomes: {'done': 2}" in submitted.stderr
+    kept = folder / "a-ring.jpg"
+    for copy in ("b-ring-copy.jpg", "sub/c-ring-again.jpg"):
+        assert f"{folder / copy}: done (as {kept})" in submitted.stderr
+    t = Topics(fleet.topic_prefix)
+    assert Counter(r.key for r in read_topic(fleet, t.ingest)) == Counter(ids)
+    assert Counter(r.key for r in read_topic(fleet, t.done)) == Counter(ids)
+    incoming = list(clients.s3(fleet.s3).list_objects(fleet.buckets.incoming, recursive=True))
+    assert len(incoming) == 2

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
+from processors.compress import CompressSettings, compress
 from processors.errors import InputRejectedError
 from processors.validate import ValidateSettings, png_bytes, validate
 from streams.config.topics import route
@@ -267,3 +268,44 @@ def _mutate(seed: bytes, rnd: int, flips: int) -> bytes:
     if rng.random() < 0.3:
         del data[rng.randrange(len(data)) :]
     return bytes(data)
+
+
+def _exif_seed() -> tuple[bytes, int, int]:
+    """A JPEG with a full EXIF block (IFD0, Exif IFD, GPS) and where that block lies."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112], exif[0x011A] = "Acme", "Cam 1", 6, 300.0
+    exif.get_ifd(0x8769).update({0x829A: 1 / 60, 0x829D: 2.8, 0x9003: "2026:01:01 12:00:00"})
+    exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 24.0)})
+    block = exif.tobytes()
+    data = encode(photo("chelsea").resize((160, 120)), "JPEG", exif=block, quality=85)
+    start = data.index(b"Exif\x00\x00")
+    return data, start, start + len(block)
+
+
+_EXIF_SEED = _exif_seed()
+
+
+def _mutate_exif(rnd: int, flips: int, cut: bool) -> bytes:
+    """The seed with bytes of its EXIF segment (only) changed, or the segment cut short
+    while the JPEG's own segment length still claims the original size."""
+    data, start, end = _EXIF_SEED
+    rng = random.Random(rnd)
+    out = bytearray(data)
+    for _ in range(flips):
+        out[rng.randrange(start + 6, end)] = rng.randrange(256)
+    if cut:
+        keep = rng.randrange(start + 6, end)
+        out[keep:end] = b"\x00" * (end - keep)
+    return bytes(out)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), st.integers(1, 30), st.booleans())
+def test_mutated_exif_never_fails_a_photo(rnd: int, flips: int, cut: bool) -> None:
+    """Whatever the EXIF bytes, the pixels are fine: validate accepts the photo, and the
+    intermediate and the outputs carry only what writes cleanly."""
+    result = validate(_mutate_exif(rnd, flips, cut), ValidateSettings(min_bytes=0, keep_gps=True))
+    assert result.image.size in ((160, 120), (120, 160))
+    intermediate = png_bytes(result.image, result.exif)
+    outputs = compress(intermediate, CompressSettings(keep_exif=True), formats=("jpeg",))
+    assert [o.variant for o in outputs] == ["thumbnail", "preview", "full"]
