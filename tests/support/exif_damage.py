@@ -67,7 +67,8 @@ def tiff(root: Ifd, *, truncate_to: int | None = None) -> bytes:
         for entry in sorted(entries + pointers, key=lambda e: e.tag):
             if entry.tag in ifd.sub and entry.type == LONG and not entry.data:
                 struct.pack_into("<HHI", out, pos, entry.tag, LONG, 1)
-                struct.pack_into("<I", out, pos + 8, place_later(ifd.sub[entry.tag]))
+                # The nested IFD goes after everything laid out so far.
+                struct.pack_into("<I", out, pos + 8, place(ifd.sub[entry.tag]))
             else:
                 struct.pack_into("<HHI", out, pos, entry.tag, entry.type, entry.count)
                 if entry.offset is not None:
@@ -80,9 +81,6 @@ def tiff(root: Ifd, *, truncate_to: int | None = None) -> bytes:
             pos += 12
         struct.pack_into("<I", out, pos, ifd.next_offset)
         return start
-
-    def place_later(ifd: Ifd) -> int:
-        return place(ifd)
 
     place(root)
     data = bytes(out)

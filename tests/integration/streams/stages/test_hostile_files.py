@@ -53,7 +53,44 @@ def test_every_photo_with_malformed_exif_comes_out_done(
     status = {r.key: json.loads(r.value)["status"] for r in done}
     assert status == {name.replace("_", "-"): "done" for name in malformed}
     records = latest_records(fleet)
+    assert all(r.status == "done" for r in records.values())
     reported = records["resolution-as-text"]
     assert reported.original is not None
     assert reported.original["exif_dropped"] == ["IFD0 XResolution"]
     assert all(len(r.variants) == 1 for r in records.values())
+
+
+def test_heic_jpeg_xl_and_an_animation_come_out_done(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(
+        Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"), pool_workers=2
+    )
+    init_fleet(fleet)
+    frames = [photo("chelsea").rotate(angle) for angle in (0, 10, 20, 30)]
+    animated = tmp_path / "spin.webp"
+    frames[0].save(animated, "WEBP", save_all=True, append_images=frames[1:], duration=90)
+    files = {
+        "iphone": ("IMG_0042.HEIC", encode(photo("coffee"), "HEIF", quality=85)),
+        "jxl": ("ring.jxl", encode(photo("astronaut"), "JXL", quality=85)),
+        "spin": ("spin.webp", animated.read_bytes()),
+    }
+    submitter = Submitter(fleet)
+    for image_id, (name, data) in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        submitter.upload_and_submit(
+            path,
+            image_id=image_id,
+            hints=Hints(file_name=name),
+            request=Request(restore="none", formats=["webp", "jxl"], variants=["preview"]),
+        )
+    submitter.flush()
+    done = run_until_done(fleet, [builtin(name, fleet) for name in STAGES], 3, timeout=240)
+    assert {r.key: json.loads(r.value)["status"] for r in done} == dict.fromkeys(files, "done")
+    records = latest_records(fleet)
+    formats = {i: (records[i].original or {}).get("format") for i in files}
+    assert formats == {"iphone": "HEIF", "jxl": "JXL", "spin": "WEBP"}
+    assert (records["spin"].original or {})["normalized"]["frames"] == 4
+    for record in records.values():
+        assert sorted(v.format for v in record.variants) == ["jxl", "webp"]
