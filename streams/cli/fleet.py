@@ -23,7 +23,8 @@ from streams.config.topics import Topics
 from streams.io import clients
 from streams.io.topic_reader import TopicCount, image_record, topic_end_offsets
 
-err = Console(stderr=True)
+# soft_wrap: a long path stays on one line (scripts and tests grep these lines).
+err = Console(stderr=True, soft_wrap=True)
 
 
 @click.command()
