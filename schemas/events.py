@@ -27,7 +27,8 @@ Timestamp = Annotated[str, Meta(description="RFC 3339 UTC time, e.g. 2026-11-21T
 StageName = Literal["validate", "categorize", "enhance", "restore", "compress"]
 RestoreMode = Literal["auto", "denoise", "upscale", "none"]
 RecordStatus = Literal["processing", "done", "rejected", "failed"]
-StageOutcome = Literal["ok", "skipped", "rejected", "failed"]
+# deferred: the stage will try again later (fetch: a slow or rate-limited host).
+StageOutcome = Literal["ok", "skipped", "deferred", "rejected", "failed"]
 
 
 class ObjectRef(Struct, frozen=True, kw_only=True):
@@ -116,6 +117,25 @@ class Variant(Struct, frozen=True, kw_only=True):
     compression_ratio: float | None = None
 
 
+class FetchInfo(Struct, kw_only=True):
+    """What the fetch stage saw downloading a URL source."""
+
+    url: str
+    attempts: int = 0
+    final_url: str | None = None  # after redirects
+    status: int | None = None  # the final response's HTTP status
+    content_type: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    seconds: float | None = None
+    redirects: list[str] = field(default_factory=list)
+    # Where the body was stored: the incoming bucket, under a key derived from the URL.
+    object: ObjectRef | None = None
+    # While deferred: not before this time, and why.
+    not_before: Timestamp | None = None
+    last_error: str | None = None
+
+
 class ImageRecord(Struct, kw_only=True):
     """The full current record of one image, as written to the compacted metadata topic."""
 
@@ -131,6 +151,7 @@ class ImageRecord(Struct, kw_only=True):
     enhancement: dict[str, Any] | None = None
     variants: list[Variant] = field(default_factory=list)
     errors: list[ErrorInfo] = field(default_factory=list)
+    fetch: FetchInfo | None = None  # for a URL source
     # The blob the next stage of the route reads.
     current: ObjectRef | None = None
     correlation_id: str | None = None

@@ -6,6 +6,7 @@ import importlib.util
 
 from streams.app.settings import Settings
 from streams.config.topics import STAGES
+from streams.io import clients
 from streams.runner.stage import StageSpec
 from streams.stages import image_stages
 
@@ -17,7 +18,7 @@ def torch_installed() -> bool:
 def available(settings: Settings) -> list[str]:
     """The built-in stages this installation can run, in pipeline order (restore needs
     torch, which only the restore workers' image carries)."""
-    names = set(image_stages.stage_specs(settings.stages))
+    names = {"fetch", *image_stages.stage_specs(settings.stages)}
     if torch_installed():
         names.add("restore")
     return [name for name in STAGES if name in names]
@@ -28,6 +29,10 @@ def builtin(name: str, settings: Settings) -> StageSpec:
     specs = image_stages.stage_specs(settings.stages)
     if name in specs:
         return specs[name]
+    if name == "fetch":
+        from streams.stages.fetch.stage import stage_spec
+
+        return stage_spec(settings.stages.fetch, clients.s3(settings.s3))
     if name == "restore":
         if not torch_installed():
             raise LookupError("the restore stage needs torch: pip install 'pixelfleet[restore]'")

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from minio import Minio
 
 from schemas.events import Hints, ImageSubmitted, ObjectRef, Request, Source, encode
+from streams.app.url_list import url_image_id
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.io import clients
@@ -123,6 +124,26 @@ class Submitter:
             submitted_at=now_iso(),
             hints=Hints(file_name=name),
             **kwargs,  # type: ignore[arg-type]
+        )
+        self.submit(event)
+        return event
+
+    def submit_url(
+        self,
+        url: str,
+        *,
+        hints: Hints | None = None,
+        request: Request | None = None,
+        correlation_id: str | None = None,
+    ) -> ImageSubmitted:
+        """An image by URL: the fetch stage downloads it (the same URL is the same image)."""
+        event = ImageSubmitted(
+            image_id=url_image_id(url),
+            source=Source(url=url),
+            submitted_at=now_iso(),
+            hints=hints or Hints(),
+            request=request or Request(),
+            correlation_id=correlation_id,
         )
         self.submit(event)
         return event

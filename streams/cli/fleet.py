@@ -19,6 +19,7 @@ from streams.app import admin
 from streams.app.settings import Settings
 from streams.app.status import fleet_status
 from streams.app.submit import Submitter, distinct_files
+from streams.app.url_list import UrlList, read_url_list
 from streams.config.topics import Topics
 from streams.io import clients
 from streams.io.topic_reader import TopicCount, image_record, topic_end_offsets
@@ -38,7 +39,15 @@ def init() -> None:
 
 
 @click.command()
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
+@click.option(
+    "--urls",
+    "url_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A crawler's export: one URL a line, or CSV / JSON Lines with url, page_url, title, "
+    "keywords. The fetch stage downloads them.",
+)
 @click.option(
     "--image-id", default=None, help="The id of a single submitted file (default: its sha256)."
 )
@@ -52,6 +61,7 @@ def init() -> None:
 @click.option("--timeout", type=float, default=600, help="Seconds --wait waits at most.")
 def submit(
     sources: tuple[str, ...],
+    url_file: Path | None,
     image_id: str | None,
     title: str | None,
     keywords: tuple[str, ...],
@@ -60,15 +70,21 @@ def submit(
     wait: bool,
     timeout: float,
 ) -> None:
-    """Submit local files (uploaded to the incoming bucket) or s3://bucket/prefix objects."""
+    """Submit local files (uploaded to the incoming bucket), s3://bucket/prefix objects, or
+    the URLs of a crawler's export (--urls FILE)."""
     settings = Settings()
     submitter = Submitter(settings)
     request = Request(profile=profile, restore=restore)  # type: ignore[arg-type]
     files, objects = _expand(sources, submitter)
-    if image_id and len(files) + len(objects) != 1:
+    urls = read_url_list(url_file) if url_file else UrlList()
+    for problem in urls.problems:
+        err.print(f"{url_file}: {problem}: skipped")
+    if urls.repeats:
+        err.print(f"{url_file}: {urls.repeats} repeated URL(s) submitted once")
+    if image_id and len(files) + len(objects) + len(urls.items) != 1:
         err.print("error: --image-id names one image; several were given")
         sys.exit(1)
-    if not files and not objects:
+    if not files and not objects and not urls.items:
         err.print("error: nothing to submit")
         sys.exit(1)
     # The same bytes under two names are one image, processed once. (Objects keep their
@@ -88,6 +104,15 @@ def submit(
         )
     for bucket, key in objects:
         events.append(submitter.submit_object(bucket, key, request=request))
+    for item in urls.items:
+        given = item.hints
+        hints = Hints(
+            title=given.title or title,
+            keywords=given.keywords or list(keywords),
+            page_url=given.page_url,
+            file_name=given.file_name,
+        )
+        events.append(submitter.submit_url(item.url, hints=hints, request=request))
     submitter.flush()
     err.print(f"submitted {len(events)} image(s) to {Topics(settings.topic_prefix).ingest}")
     if copies:
@@ -97,11 +122,12 @@ def submit(
     for event in events:
         click.echo(event.image_id)
     if not wait:
-        return
+        # Lines of the URL file that could not be used make the call fail, after the rest.
+        sys.exit(1 if urls.problems else 0)
     code, outcomes = _follow(settings, {e.image_id for e in events}, start, timeout)
     for path, content_id in copies.items():
         err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {unique[content_id]})")
-    sys.exit(code)
+    sys.exit(code or (1 if urls.problems else 0))
 
 
 def _expand(

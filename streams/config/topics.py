@@ -2,23 +2,31 @@
 
 The order of the stages lives here and nowhere else: validate only decides *whether* an
 image needs restoring; `route()` turns that into the stages it goes through.
+
+Upstream publishes to the ingest topic, which validate reads. An image given by URL goes
+through fetch first: validate sends it there without reading anything (one cheap hop),
+and fetch sends the downloaded image back to validate's inbox. Images given as objects
+never touch fetch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STAGES: tuple[str, ...] = ("validate", "categorize", "enhance", "restore", "compress")
-FIRST_STAGE = STAGES[0]
-# Stages an image skips unless validate planned them for it.
-PLANNED_ONLY = frozenset({"restore"})
+STAGES: tuple[str, ...] = ("fetch", "validate", "categorize", "enhance", "restore", "compress")
+# The stage that reads what upstream publishes.
+INGEST_STAGE = "validate"
+# Stages an image skips unless it needs them: fetch for a URL source, restore when
+# validate plans it.
+PLANNED_ONLY = frozenset({"fetch", "restore"})
 
 DAY_MS = 24 * 3600 * 1000
 
 
-def route(restore: bool) -> list[str]:
+def route(restore: bool, fetch: bool = False) -> list[str]:
     """The stages one image goes through, in pipeline order."""
-    return [stage for stage in STAGES if restore or stage not in PLANNED_ONLY]
+    planned = {"restore": restore, "fetch": fetch}
+    return [stage for stage in STAGES if planned.get(stage, True)]
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class Topics:
 
     def inbox(self, stage: str) -> str:
         """The topic a stage consumes: validate reads what upstream publishes."""
-        return self.ingest if stage == FIRST_STAGE else f"{self.prefix}.{stage}"
+        return self.ingest if stage == INGEST_STAGE else f"{self.prefix}.{stage}"
 
     def group(self, stage: str) -> str:
         return f"{self.prefix}.{stage}"

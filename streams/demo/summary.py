@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from schemas.events import DeadLetter, ImageRecord
-from streams.config.topics import STAGES
+from streams.config.topics import PLANNED_ONLY, STAGES
 
 DUPLICATE_DISTANCE = 6  # pHash bits (of 64) two copies of one picture differ by at most
 
@@ -122,7 +122,10 @@ def summarize(
             _quantile(sorted(seconds[stage]), 0.50),
             _quantile(sorted(seconds[stage]), 0.95),
         )
+        # A stage an image only takes when it needs it (fetch, restore) is shown only when
+        # some image of this run went through it.
         for stage in STAGES
+        if stage not in PLANNED_ONLY or seconds[stage]
     ]
     done = [r for r in mine.values() if r.status == "done"]
     return Summary(

@@ -91,3 +91,28 @@ RESTORE_OUTCOMES = Counter(
     "Restore outcomes: denoised, upscaled, good_quality, couldnt_denoise, couldnt_upscale.",
     ["stage", "outcome"],
 )
+FETCHES = Counter(
+    "pixelfleet_fetch_total",
+    "URL fetches by outcome (ok, refused, rejected, failed, deferred) and reason class "
+    "(ssrf, http_404, timeout, too_large, not_an_image, rate_limited, ...).",
+    ["stage", "outcome", "reason"],
+)
+FETCH_BYTES = Counter(
+    "pixelfleet_fetch_bytes_total", "Body bytes downloaded by the fetch stage.", ["stage"]
+)
+FETCH_SECONDS = Histogram(
+    "pixelfleet_fetch_seconds",
+    "Time from the first connection to the last body byte of one fetch (redirects included).",
+    ["stage"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FETCH_IN_FLIGHT = Gauge(
+    "pixelfleet_fetch_in_flight", "Downloads under way in this fetch process.", ["stage"]
+)
+FETCH_THROTTLED = Counter(
+    "pixelfleet_fetch_throttled_total",
+    "Fetches held back or deferred by politeness, by host rule (the configured host pattern, "
+    "or `default`: never the host itself, whose number is unbounded) and cause (rate, "
+    "concurrency, retry_after).",
+    ["stage", "host_rule", "cause"],
+)

@@ -12,7 +12,7 @@ from streams.runner import records
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Failure, Outcome, Timed, WorkItem
 from streams.runner.records import Origin, OutMessage
-from streams.runner.stage import BlobWrite, PermanentError, StageResult
+from streams.runner.stage import Admit, BlobWrite, PermanentError, StageResult
 
 
 @dataclass
@@ -55,9 +55,24 @@ def make_slots(batch: list[Message], inbox: str, topics: Topics) -> list[Slot]:
     return slots
 
 
-def attach_inputs(slots: list[Slot], store: BlobStore, reads_blob: bool) -> None:
-    """Give every decodable slot its work item, fetching its blob when the stage reads one."""
-    wanted = [s for s in slots if s.envelope is not None]
+def attach_inputs(
+    slots: list[Slot], store: BlobStore, reads_blob: bool, admit: Admit | None = None
+) -> None:
+    """Give every decodable slot its work item, fetching its blob when the stage reads one.
+
+    A slot the stage's `admit` sends elsewhere gets its outcome at once (skipped, forwarded)
+    and neither a blob nor a call.
+    """
+    if admit is not None:
+        for slot in slots:
+            if slot.envelope is None:
+                continue
+            target = admit(slot.envelope)
+            if target is not None:
+                slot.outcome = StageResult(
+                    slot.envelope, outcome="skipped", detail=f"sent to {target}", forward_to=target
+                )
+    wanted = [s for s in slots if s.envelope is not None and s.outcome is None]
     fetched = store.fetch_many([s.envelope for s in wanted if s.envelope]) if reads_blob else {}
     for slot in wanted:
         assert slot.envelope is not None
@@ -129,7 +144,11 @@ def records_of(
                 seconds=round(slot.seconds, 6),
                 detail=result.detail,
             )
-            out.extend(records.success(topics, stage, result.envelope, state, now))
+            out.extend(
+                records.success(
+                    topics, stage, result.envelope, state, now, forward_to=result.forward_to
+                )
+            )
             continue
         failure = slot.failure
         assert failure is not None

@@ -59,10 +59,11 @@ class BlobStore:
     def _fetch(self, envelope: Envelope) -> bytes | PermanentError:
         ref = input_ref(envelope)
         if ref is None:
+            # validate sends URL sources to fetch before reading; only a custom stage that
+            # reads the original of a URL source without a fetch stage gets here.
             return PermanentError(
-                "url_source_unsupported",
-                "this fleet does not fetch sources by URL yet; upload the image to the incoming "
-                "bucket and submit an object reference",
+                "url_not_fetched",
+                "a URL source reached a stage before the fetch stage downloaded it",
             )
         try:
             data = read_object(self.client, ref.bucket, ref.key)
@@ -98,7 +99,8 @@ class BlobStore:
         return self._all(self._quarantine, envelopes)  # type: ignore[return-value]
 
     def _quarantine(self, envelope: Envelope) -> ObjectRef | None:
-        source = envelope.submitted.source.object
+        fetched = envelope.record.fetch.object if envelope.record.fetch else None
+        source = envelope.submitted.source.object or fetched
         if source is None:
             return None
         name = posixpath.basename(source.key) or "original"

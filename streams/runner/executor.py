@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.events import Envelope
-from streams.runner.stage import PermanentError, StageContext, StageFn, StageResult, TransientError
+from streams.runner.stage import (
+    PermanentError,
+    StageContext,
+    StageFn,
+    StageResult,
+    TransientError,
+    deadline_of_call,
+)
 
 # Set by the runner; called while waiting so the consumer stays in its group.
 KeepAlive = Callable[[], None]
@@ -32,6 +39,9 @@ KEEPALIVE_EVERY_S = 1.0
 CHUNKS_PER_PROCESS, MAX_CHUNK = 4, 32
 # Chunks in flight per process: one running, one queued, so no process waits for work.
 IN_FLIGHT_PER_PROCESS = 2
+# A call's own deadline (batch_deadline()) is the moment the batch stops starting work,
+# plus this: enough for what is nearly done, short enough that a batch ends on time.
+CALL_GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,12 +73,15 @@ class _Transient:
     message: str
 
 
-def _call(fn: StageFn, item: WorkItem, ctx: StageContext) -> Timed | _Transient:
+def _call(
+    fn: StageFn, item: WorkItem, ctx: StageContext, deadline: float | None = None
+) -> Timed | _Transient:
     """Run one item; every exception becomes data."""
     started = time.perf_counter()
     outcome: Outcome
     try:
-        outcome = fn(item.envelope, item.blob, ctx)
+        with deadline_of_call(deadline):
+            outcome = fn(item.envelope, item.blob, ctx)
     except PermanentError as exc:
         outcome = Failure("permanent", exc.reason_class, exc.reason)
     except TransientError as exc:
@@ -166,7 +179,7 @@ class Executor:
         for item in items:
             if out and time.monotonic() > deadline:
                 break
-            out.append(_call(self.fn, item, self.ctx))
+            out.append(_call(self.fn, item, self.ctx, deadline + CALL_GRACE_S))
             if time.monotonic() - last_ping > KEEPALIVE_EVERY_S:
                 keepalive()
                 last_ping = time.monotonic()
@@ -189,7 +202,7 @@ class Executor:
                 keepalive()
             if futures and time.monotonic() > deadline:
                 break
-            future = pool.submit(_call, self.fn, item, self.ctx)
+            future = pool.submit(_call, self.fn, item, self.ctx, deadline + CALL_GRACE_S)
             futures.append(future)
             running.add(future)
         while running:

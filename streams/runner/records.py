@@ -22,7 +22,7 @@ from schemas.events import (
     decoder,
     encode,
 )
-from streams.config.topics import FIRST_STAGE, Topics
+from streams.config.topics import INGEST_STAGE, Topics
 from streams.runner.stage import PermanentError
 
 SCHEMA_HEADER = "pixelfleet-schema"
@@ -58,19 +58,24 @@ def now_iso() -> str:
 
 
 def decode_input(inbox: str, topics: Topics, value: bytes, now: str) -> Envelope:
-    """The ingest topic carries submissions; every other inbox carries envelopes."""
+    """The ingest topic carries submissions from upstream, and envelopes the fleet sends
+    back to validate (a fetched URL source); every other inbox carries envelopes."""
     try:
         if inbox == topics.ingest:
-            submitted = _submitted.decode(value)
+            try:
+                submitted = _submitted.decode(value)
+            except msgspec.ValidationError:
+                # Not a submission: one of ours, or neither (then this raises in turn).
+                return _envelope.decode(value)
             record = ImageRecord(
                 image_id=submitted.image_id,
                 status="processing",
                 updated_at=now,
-                route=[FIRST_STAGE],
+                route=[INGEST_STAGE],
                 current=submitted.source.object,
                 correlation_id=submitted.correlation_id,
             )
-            return Envelope(submitted=submitted, route=[FIRST_STAGE], record=record)
+            return Envelope(submitted=submitted, route=[INGEST_STAGE], record=record)
         return _envelope.decode(value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise PermanentError("undecodable", f"not a valid event for {inbox}: {exc}") from exc
@@ -89,13 +94,22 @@ def _finish_record(record: ImageRecord, stage: str, state: StageState, now: str)
 
 
 def success(
-    topics: Topics, stage: str, envelope: Envelope, state: StageState, now: str
+    topics: Topics,
+    stage: str,
+    envelope: Envelope,
+    state: StageState,
+    now: str,
+    *,
+    forward_to: str | None = None,
 ) -> list[OutMessage]:
-    """The next event (or the completion event) and the full metadata record."""
+    """The next event (or the completion event) and the full metadata record.
+
+    `forward_to` sends the envelope to that stage's inbox instead of the route's next one.
+    """
     record = envelope.record
     record.route = list(envelope.route)
     _finish_record(record, stage, state, now)
-    next_topic = topics.after(stage, envelope.route)
+    next_topic = topics.inbox(forward_to) if forward_to else topics.after(stage, envelope.route)
     key = record.image_id.encode()
     cid = envelope.submitted.correlation_id
     if next_topic == topics.done:

@@ -8,7 +8,9 @@ uploads the blobs it returns, and produces the envelope it returns, all in one t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,11 +58,36 @@ class StageContext:
 class StageResult:
     envelope: Envelope
     blobs: list[BlobWrite] = field(default_factory=list)
-    outcome: Literal["ok", "skipped"] = "ok"  # recorded in the image's per-stage state
+    # Recorded in the image's per-stage state. deferred: the stage sends the image to
+    # itself again, to try later (with `forward_to` set to its own name).
+    outcome: Literal["ok", "skipped", "deferred"] = "ok"
     detail: str | None = None
+    # Send the image to this stage's inbox instead of the next stage of its route.
+    forward_to: str | None = None
 
 
 StageFn = Callable[[Envelope, bytes | None, StageContext], StageResult]
+# Before its input is fetched, a stage may send an image elsewhere: the name of the stage
+# to send it to, or None to run it here. validate sends URL sources to fetch this way.
+Admit = Callable[[Envelope], str | None]
+
+# The time (time.monotonic) by which the call in progress should return, set by the
+# executor. Stages that wait on the outside world (fetch) cut their waits at it, so a slow
+# host never holds a batch past its budget; others may ignore it.
+_DEADLINE: ContextVar[float | None] = ContextVar("pixelfleet_batch_deadline", default=None)
+
+
+def batch_deadline() -> float | None:
+    return _DEADLINE.get()
+
+
+@contextmanager
+def deadline_of_call(deadline: float | None) -> Iterator[None]:
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,10 @@ class StageSpec:
     threads: int = 0
     # Called once with `params` before the worker joins its group: load models, warm up.
     prepare: Callable[[Any], None] | None = None
+    admit: Admit | None = None
+    # The stage's own time budget per batch, when shorter than the runner's: a stage that
+    # waits on other hosts keeps its batches short so one slow host delays little.
+    batch_budget_s: float | None = None
 
 
 def load_spec(reference: str) -> StageSpec:

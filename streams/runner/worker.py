@@ -89,7 +89,9 @@ class StageWorker:
         self.group = self.topics.group(self.stage)
         runner = settings.runner
         self.budget_s = min(
-            runner.batch_budget_s, runner.max_poll_interval_ms / 1000 * POLL_INTERVAL_SHARE
+            runner.batch_budget_s,
+            spec.batch_budget_s or runner.batch_budget_s,
+            runner.max_poll_interval_ms / 1000 * POLL_INTERVAL_SHARE,
         )
         self.sizer = BatchSizer(self.budget_s, runner.batch_max)
         self.backoff = Backoff(runner.backoff_initial_s, runner.backoff_max_s)
@@ -380,7 +382,7 @@ class StageWorker:
         """One batch, steps 1-4 of the module docstring; the slots it finished."""
         # 1. decode, fetch blobs
         slots = make_slots(batch, self.inbox, self.topics)
-        attach_inputs(slots, self.blobs, self.spec.reads_blob)
+        attach_inputs(slots, self.blobs, self.spec.reads_blob, self.spec.admit)
         # 2. run the stage until the deadline; a prefix of the batch is finished
         items = [s.item for s in slots if s.item is not None]
         timed = self.executor.run(items, started + self.budget_s * RUN_SHARE, self._keepalive)

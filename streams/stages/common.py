@@ -11,6 +11,7 @@ from PIL import Image
 
 from processors.errors import InputRejectedError
 from schemas.events import Envelope, ObjectRef
+from streams.config.topics import route
 from streams.runner.stage import PermanentError
 
 T = TypeVar("T")
@@ -52,3 +53,12 @@ def ref(bucket: str, key: str, data: bytes, content_type: str) -> ObjectRef:
         sha256=hashlib.sha256(data).hexdigest(),
         content_type=content_type,
     )
+
+
+def admit_url(envelope: Envelope) -> str | None:
+    """validate's admission: a URL source not downloaded yet goes to fetch first, before
+    anything is read (one cheap hop; object sources never see fetch)."""
+    if envelope.submitted.source.url and envelope.record.current is None:
+        envelope.route = route(restore=False, fetch=True)
+        return "fetch"
+    return None

@@ -16,7 +16,13 @@ from processors.validate import png_bytes, validate
 from schemas.events import Category, Envelope, Variant
 from streams.config.topics import route
 from streams.runner.stage import BlobWrite, PermanentError, StageContext, StageResult, StageSpec
-from streams.stages.common import open_intermediate, ref, rejected_as_permanent, work_key
+from streams.stages.common import (
+    admit_url,
+    open_intermediate,
+    ref,
+    rejected_as_permanent,
+    work_key,
+)
 from streams.stages.settings import StageSettings
 
 PNG = "image/png"
@@ -39,7 +45,7 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     record.quality = result.quality
     record.restore = {"planned": result.restore} if result.restore else None
     record.current = ref(ctx.buckets.work, key, data, PNG)
-    envelope.route = route(restore=result.restore is not None)
+    envelope.route = route(restore=result.restore is not None, fetch="fetch" in envelope.route)
     detail = "; ".join(result.notes) or None
     return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=detail)
 
@@ -164,7 +170,9 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
 def stage_specs(settings: StageSettings) -> dict[str, StageSpec]:
     spec_args: dict[str, Any] = {"cpu_bound": True, "params": settings}
     return {
-        "validate": StageSpec("validate", validate_stage, reads_blob=True, **spec_args),
+        "validate": StageSpec(
+            "validate", validate_stage, reads_blob=True, admit=admit_url, **spec_args
+        ),
         # Hints only unless a classifier is configured: then it needs the pixels too.
         "categorize": StageSpec(
             "categorize",

@@ -9,6 +9,7 @@ from processors.compress import CompressSettings
 from processors.enhance import EnhanceSettings
 from processors.restore.settings import RestoreSettings
 from processors.validate import ValidateSettings
+from streams.stages.fetch.settings import FetchSettings
 
 
 class StageSettings(BaseModel):
@@ -16,6 +17,7 @@ class StageSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
     validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
     categorize: CategorizeSettings = Field(default_factory=CategorizeSettings)
     enhance: EnhanceSettings = Field(default_factory=EnhanceSettings)

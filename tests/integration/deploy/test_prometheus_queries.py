@@ -29,6 +29,7 @@ from tests.integration.streams.runner.fleet import (
     topics,
     wait_for,
 )
+from tests.support.http_servers import LoopbackServer
 from tests.support.photos import big_photo, encode, photo
 
 
@@ -107,7 +108,20 @@ def test_dashboard_and_alert_queries_return_data(
     fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
     init_fleet(fleet)
     metrics_port = free_port()
-    env = {**os.environ, **settings_env(fleet), "PIXELFLEET_RUNNER_METRICS_PORT": str(metrics_port)}
+    server = LoopbackServer("127.0.0.1").start()
+    # The fetch stage may reach this test's server, one request per 10 s: the second URL
+    # of the host is throttled, so the dashboard's throttling panel has data too.
+    fetch = {
+        "allow_networks": ["127.0.0.1/32"],
+        "allowed_ports": [80, 443, server.port],
+        "default_host": {"rate_per_s": 0.1, "burst": 1, "concurrency": 1},
+    }
+    env = {
+        **os.environ,
+        **settings_env(fleet),
+        "PIXELFLEET_RUNNER_METRICS_PORT": str(metrics_port),
+        "PIXELFLEET_STAGES": json.dumps({"fetch": fetch}),
+    }
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--stage", "all"],
@@ -137,8 +151,19 @@ def test_dashboard_and_alert_queries_return_data(
         for name, data in files.items():
             (tmp_path / name).write_bytes(data)
             submitter.upload_and_submit(tmp_path / name, image_id=name.split(".")[0])
+        server.serve_bytes("/a.jpg", files["large.jpg"])
+        server.serve_bytes("/b.jpg", files["small.jpg"])
+        server.html("/page.html")
+        urls = [
+            server.url("/a.jpg"),
+            server.url("/b.jpg"),
+            server.url("/page.html"),
+            "http://169.254.169.254/latest/meta-data/",  # refused, never contacted
+        ]
+        for url in urls:
+            submitter.submit_url(url)
         submitter.flush()
-        wait_for(fleet, topics(fleet).done, len(files), timeout=300)
+        wait_for(fleet, topics(fleet).done, len(files) + len(urls), timeout=300)
         time.sleep(5)  # a few more scrapes after the last change
 
         dashboard = json.loads(
@@ -146,7 +171,7 @@ def test_dashboard_and_alert_queries_return_data(
         )
         empty = []
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):  # rows have none
                 expr = target["expr"].replace("$stage", ".*").replace("$__rate_interval", "2m")
                 answer = _query(base, expr)
                 assert answer["status"] == "success", (panel["title"], answer)
@@ -156,10 +181,11 @@ def test_dashboard_and_alert_queries_return_data(
 
         groups = _get(f"{base}/api/v1/rules")["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 4
+        assert len(rules) == 6
         assert all(rule["health"] == "ok" for rule in rules), rules
         for rule in rules:
             assert _query(base, rule["query"])["status"] == "success"
     finally:
         worker.terminate()
         worker.wait(60)
+        server.stop()

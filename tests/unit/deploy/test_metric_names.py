@@ -27,14 +27,29 @@ def used(text: str) -> set[str]:
 
 def test_dashboard_queries_name_real_metrics() -> None:
     dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
-    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    # Rows have no targets.
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     names = used(exprs)
     assert len(names) >= 12
     assert names <= exported(), names - exported()
+
+
+def test_dashboard_has_a_fetch_row_showing_every_fetch_metric() -> None:
+    panels = json.loads((CHART / "files" / "dashboard.json").read_text())["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "fetch")
+    below = panels[row + 1 :]
+    assert below and all(p["type"] != "row" for p in below)
+    assert all(p["gridPos"]["y"] > panels[row]["gridPos"]["y"] for p in below)
+    names = used(" ".join(t["expr"] for p in below for t in p["targets"]))
+    fetch = {n for n in exported() if n.startswith("pixelfleet_fetch_")}
+    counted = {n for n in fetch if not n.endswith(("_sum", "_count"))}
+    assert counted <= names, counted - names
 
 
 def test_alert_rules_name_real_metrics() -> None:
     rules = (CHART / "templates" / "monitoring" / "prometheusrule.yaml").read_text()
     names = used(rules)
     assert {"pixelfleet_consumer_lag", "pixelfleet_messages_total"} <= names
+    assert "pixelfleet_fetch_total" in names
     assert names <= exported(), names - exported()

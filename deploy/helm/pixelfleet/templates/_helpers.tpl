@@ -15,6 +15,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* The stages, in pipeline order (streams/config/topics.py STAGES; a unit test keeps
+the two equal). Use: range $name := include "pixelfleet.stageNames" $ | splitList " " */}}
+{{- define "pixelfleet.stageNames" -}}
+fetch validate categorize enhance restore compress
+{{- end -}}
+
 {{/* One stage's values: stageDefaults overridden key by key by stages.<name>. */}}
 {{- define "pixelfleet.stage" -}}
 {{- $root := index . 0 -}}
@@ -23,7 +29,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- mergeOverwrite (deepCopy $root.Values.stageDefaults) (deepCopy $own) | toYaml -}}
 {{- end -}}
 
-{{/* The topic a stage consumes: validate reads the ingest topic. */}}
+{{/* The topic a stage consumes: validate reads the ingest topic, every other stage
+(fetch included) <prefix>.<stage>. */}}
 {{- define "pixelfleet.inbox" -}}
 {{- $root := index . 0 -}}
 {{- $name := index . 1 -}}

@@ -51,7 +51,7 @@ def test_other_inboxes_carry_envelopes_as_they_are() -> None:
     [
         ("px.ingest", b"\xff\x00 not json"),
         ("px.enhance", b'{"image_id": "x"}'),
-        ("px.ingest", encode(envelope("img-3"))),  # an envelope is no submission
+        ("px.ingest", b'{"image_id": "x", "route": []}'),  # neither kind of event
     ],
 )
 def test_garbage_is_a_permanent_undecodable_error(inbox: str, value: bytes) -> None:
@@ -179,3 +179,12 @@ def test_a_key_that_is_no_image_id_leaves_the_dead_letter_anonymous(key: bytes |
     letter = decoder(DeadLetter).decode(only.value)
     assert (letter.image_id, letter.original, letter.original_encoding) == ("", "{}", "utf-8")
     assert only.key == (key or b"")
+
+
+def test_validate_reads_an_envelope_the_fetch_stage_sent_back_on_ingest() -> None:
+    """A URL source comes back from fetch as an envelope on validate's inbox (ingest)."""
+    sent = envelope("img-3")
+    sent.route = ["fetch", "validate"]
+    decoded = records.decode_input("px.ingest", TOPICS, encode(sent), NOW)
+    assert decoded.route == ["fetch", "validate"]
+    assert decoded.record.image_id == "img-3"

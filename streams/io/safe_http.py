@@ -1,0 +1,368 @@
+"""The fetch stage's only HTTP client: downloads a crawler-submitted URL without ever
+reaching inside our network.
+
+Every hop (the first URL and each redirect) is checked by `streams.io.netguard` before any
+socket is opened; the host is resolved once per hop, every address is vetted, and the
+connection goes to a vetted IP (with the SNI and certificate check still on the host name),
+so DNS rebinding cannot switch the target between the check and the connect. Bodies are
+streamed, never decoded (a gzip bomb is refused, not inflated), and bounded in bytes and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
+
+from streams.io.netguard import NetPolicy, Refused, Target, check_url, resolve_redirect, vet
+from streams.io.safe_http_errors import Clock, FetchError, Kind, from_status, from_urllib3_error
+
+__all__ = ["FetchError", "HttpLimits", "Resolver", "Response", "SafeFetcher", "system_resolver"]
+
+Resolver = Callable[[str, int], list[str]]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Idle pools kept for keep-alive; a fleet worker talks to a bounded set of image hosts.
+MAX_POOLS = 128
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The host's addresses from getaddrinfo, each once, in the order the system gave them."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_bytes: int = 50 * 1024 * 1024
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0  # waiting for the first byte, and between bytes
+    total_timeout_s: float = 60.0  # the whole fetch, redirects included
+    max_redirects: int = 5
+    user_agent: str = "pixelfleet-fetch/0.1"
+    ca_file: str | None = None  # an extra CA bundle, trusted on top of the system's
+
+
+class Response:
+    """An open, streamed body. `read` counts and hashes what it returns and enforces the
+    byte and time limits; the fetcher's context manager closes it."""
+
+    def __init__(
+        self,
+        raw: urllib3.BaseHTTPResponse,
+        *,
+        url: str,
+        redirects: list[str],
+        address: str,
+        declared_length: int | None,
+        limits: HttpLimits,
+        clock: Clock,
+    ) -> None:
+        self.url = url
+        self.status = raw.status
+        self.content_type: str | None = raw.headers.get("content-type")
+        self.declared_length = declared_length
+        self.redirects = redirects
+        self.address = address
+        self.bytes_read = 0
+        self._raw = raw
+        self._limits = limits
+        self._clock = clock
+        self._hash = hashlib.sha256()
+        self._done = False
+        self._error: FetchError | None = None
+
+    def sha256(self) -> str:
+        """The hex digest of the bytes read so far (the whole body once `read` gave b"")."""
+        return self._hash.hexdigest()
+
+    def read(self, size: int = 65536) -> bytes:
+        """Up to `size` bytes (fewer when that is what one socket read gave), b"" at the end."""
+        if self._error is not None:
+            # Never let a caller mistake a broken body for a complete one.
+            raise self._error
+        if self._done or size == 0:
+            return b""
+        try:
+            return self._read(size)
+        except FetchError as exc:
+            self._fail(exc)
+            raise
+
+    def _read(self, size: int) -> bytes:
+        wait = self._clock.wait(self._limits.read_timeout_s, self.url)
+        conn = self._raw.connection
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if isinstance(sock, socket.socket):
+            # The socket's timeout bounds each recv: the read timeout, cut to the time left.
+            sock.settimeout(wait)
+        # One byte past the limit is enough to know the body is too large.
+        allowed = self._limits.max_bytes + 1 - self.bytes_read
+        want = allowed if size < 0 else min(size, allowed)
+        try:
+            data = self._raw.read1(want, decode_content=False)
+        except HTTPError as exc:
+            raise from_urllib3_error(exc, self._clock, self.url, in_body=True) from exc
+        if not data:
+            if self.declared_length is not None and self.bytes_read < self.declared_length:
+                missing = self.declared_length - self.bytes_read
+                reason = f"body ended {missing} bytes short of its Content-Length"
+                raise FetchError("transient", "reset", reason, url=self.url)
+            self._done = True
+            return b""
+        self.bytes_read += len(data)
+        if self.bytes_read > self._limits.max_bytes:
+            reason = f"body exceeds {self._limits.max_bytes} bytes"
+            raise FetchError("permanent", "too_large", reason, url=self.url)
+        self._hash.update(data)
+        return data
+
+    def _fail(self, exc: FetchError) -> None:
+        self._error = exc
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection unless the whole body was read (then it is kept alive)."""
+        if not self._done:
+            self._raw.close()
+            self._done = True
+        # Always hand the connection back, or the pool loses that slot for good.
+        self._raw.release_conn()
+
+
+class SafeFetcher:
+    """Fetches URLs under a NetPolicy; thread-safe, one per process is enough."""
+
+    def __init__(
+        self,
+        policy: NetPolicy,
+        limits: HttpLimits,
+        resolver: Resolver = system_resolver,
+        connections_per_host: int = 4,
+    ) -> None:
+        self.policy = policy
+        self.limits = limits
+        self._resolver = resolver
+        self._per_host = connections_per_host
+        self._ssl = ssl.create_default_context()
+        if limits.ca_file:
+            self._ssl.load_verify_locations(cafile=limits.ca_file)
+        # The name is checked by urllib3 against assert_hostname (the URL's host, not the IP
+        # connected to); urllib3 would turn this off on first use, shared by every thread.
+        self._ssl.check_hostname = False
+        self._pools: OrderedDict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+        self._headers_base = {"User-Agent": limits.user_agent, "Accept-Encoding": "identity"}
+
+    def get(
+        self, url: str, *, deadline: float | None = None
+    ) -> contextlib.AbstractContextManager[Response]:
+        """Opens `url` (following redirects) on entering; raises FetchError. `deadline` is an
+        absolute time.monotonic() the whole fetch, body included, must end by."""
+        return self._open(url, deadline)
+
+    @contextlib.contextmanager
+    def _open(self, url: str, deadline: float | None) -> Iterator[Response]:
+        response = self._fetch(url, deadline)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
+
+    def _fetch(self, url: str, deadline: float | None) -> Response:
+        clock = Clock(self.limits.total_timeout_s, deadline)
+        redirects: list[str] = []
+        current = url
+        while True:
+            target = self._check(current)
+            raw, address = self._request(target, current, clock)
+            status = raw.status
+            if status in REDIRECT_STATUSES and raw.headers.get("location"):
+                location = raw.headers["location"]
+                _discard(raw)
+                if len(redirects) >= self.limits.max_redirects:
+                    reason = f"more than {self.limits.max_redirects} redirects"
+                    raise FetchError("permanent", "redirects", reason, url=current, status=status)
+                try:
+                    current = resolve_redirect(target, location)
+                except ValueError as exc:  # e.g. an unbalanced "[" in the Location
+                    reason = f"bad Location {location[:200]!r}: {exc}"
+                    raise FetchError("permanent", "bad_response", reason, url=current) from exc
+                redirects.append(current)
+                continue
+            if 200 <= status < 300:
+                return self._response(raw, current, redirects, address, clock)
+            _discard(raw)
+            raise from_status(raw.status, raw.headers.get("retry-after"), current)
+
+    def _check(self, url: str) -> Target:
+        try:
+            return check_url(url, self.policy)
+        except Refused as exc:
+            raise FetchError("refused", "ssrf", str(exc), url=url) from exc
+
+    def _addresses(self, target: Target, url: str, clock: Clock) -> list[str]:
+        """The vetted addresses of this hop, from one resolver call (none for a literal)."""
+        if target.literal is not None:
+            return [str(target.literal)]
+        clock.wait(self.limits.connect_timeout_s, url)
+        try:
+            found = self._resolver(target.host, target.port)
+        except socket.gaierror as exc:
+            # EAI_AGAIN is the resolver failing for now; anything else says no such name.
+            kind: Kind = "transient" if exc.errno == socket.EAI_AGAIN else "permanent"
+            raise FetchError(kind, "dns", f"{target.host}: {exc}", url=url) from exc
+        except OSError as exc:
+            raise FetchError("transient", "dns", f"{target.host}: {exc}", url=url) from exc
+        if not found:
+            raise FetchError("permanent", "dns", f"{target.host} has no address", url=url)
+        try:
+            vetted = vet(target.host, found, self.policy)
+        except Refused as exc:
+            raise FetchError("refused", "ssrf", str(exc), url=url) from exc
+        return [str(address) for address in vetted]
+
+    def _request(
+        self, target: Target, url: str, clock: Clock
+    ) -> tuple[urllib3.BaseHTTPResponse, str]:
+        addresses = self._addresses(target, url, clock)
+        headers = {**self._headers_base, "Host": target.host_header}
+        failures: list[str] = []
+        for address in addresses:
+            pool = self._pool(target, address)
+            timeout = urllib3.Timeout(
+                connect=clock.wait(self.limits.connect_timeout_s, url),
+                read=clock.wait(self.limits.read_timeout_s, url),
+            )
+            try:
+                raw = pool.urlopen(
+                    "GET",
+                    target.path,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    timeout=timeout,
+                    # Waiting for a free connection of this host counts against the clock too
+                    # (urllib3 types it int; queue.get takes any float).
+                    pool_timeout=clock.wait(self.limits.total_timeout_s, url),  # type: ignore[arg-type]
+                    preload_content=False,
+                    decode_content=False,
+                    release_conn=False,
+                    assert_same_host=False,
+                )
+            except (NewConnectionError, ConnectTimeoutError) as exc:
+                # Nothing was sent yet: the next vetted address of the same hop may answer.
+                failures.append(f"{address}: {exc}")
+                continue
+            except HTTPError as exc:
+                raise from_urllib3_error(exc, clock, url, in_body=False) from exc
+            return raw, address
+        if clock.is_expired():
+            raise clock.expired(url)
+        reason = "; ".join(failures) or "no address to connect to"
+        raise FetchError("transient", "connect", reason, url=url)
+
+    def _pool(self, target: Target, address: str) -> urllib3.HTTPConnectionPool:
+        # Keyed on the IP too: a pool's connections only ever go to the address vetted here.
+        key = (target.scheme, address, target.port, target.host)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            pool = self._new_pool(target, address)
+            self._pools[key] = pool
+            evicted = self._pools.popitem(last=False)[1] if len(self._pools) > MAX_POOLS else None
+        if evicted is not None:
+            evicted.close()
+        return pool
+
+    def _new_pool(self, target: Target, address: str) -> urllib3.HTTPConnectionPool:
+        # block: at most connections_per_host sockets to one server, the others wait their turn.
+        if target.scheme == "https":
+            # Connect to the vetted IP; SNI and the certificate check use the host name.
+            name = target.host.strip("[]")
+            return urllib3.HTTPSConnectionPool(
+                address,
+                target.port,
+                maxsize=self._per_host,
+                block=True,
+                retries=False,
+                ssl_context=self._ssl,
+                server_hostname=name,
+                assert_hostname=name,
+                cert_reqs="CERT_REQUIRED",
+            )
+        return urllib3.HTTPConnectionPool(
+            address, target.port, maxsize=self._per_host, block=True, retries=False
+        )
+
+    def _response(
+        self,
+        raw: urllib3.BaseHTTPResponse,
+        url: str,
+        redirects: list[str],
+        address: str,
+        clock: Clock,
+    ) -> Response:
+        encoding = raw.headers.get("content-encoding", "").strip().lower()
+        transfer = raw.headers.get("transfer-encoding", "").strip().lower()
+        if encoding not in ("", "identity") or transfer not in ("", "chunked", "identity"):
+            # Refused unread: the body is never inflated, so a compression bomb costs nothing.
+            _discard(raw)
+            reason = f"encoded body (Content-Encoding {encoding!r}, Transfer-Encoding {transfer!r})"
+            raise FetchError("permanent", "content_encoding", reason, url=url, status=raw.status)
+        try:
+            declared = _content_length(raw)
+        except ValueError as exc:
+            _discard(raw)
+            raise FetchError("permanent", "bad_response", str(exc), url=url) from exc
+        if declared is not None and declared > self.limits.max_bytes:
+            _discard(raw)
+            reason = f"Content-Length {declared} exceeds {self.limits.max_bytes} bytes"
+            raise FetchError("permanent", "too_large", reason, url=url, status=raw.status)
+        return Response(
+            raw,
+            url=url,
+            redirects=redirects,
+            address=address,
+            declared_length=declared,
+            limits=self.limits,
+            clock=clock,
+        )
+
+
+def _content_length(raw: urllib3.BaseHTTPResponse) -> int | None:
+    if "chunked" in raw.headers.get("transfer-encoding", "").lower():
+        return None  # a chunked body's length header is meaningless (RFC 9112 6.3)
+    value = raw.headers.get("content-length")
+    if value is None:
+        return None
+    # Repeated headers arrive joined by commas; they must agree.
+    values = {part.strip() for part in value.split(",")}
+    if len(values) != 1 or not all(v.isascii() and v.isdigit() for v in values):
+        raise ValueError(f"bad Content-Length {value!r}")
+    return int(values.pop())
+
+
+def _discard(raw: urllib3.BaseHTTPResponse) -> None:
+    """Drops a response unread: its connection is closed, then its pool slot handed back."""
+    raw.close()
+    raw.release_conn()

@@ -1,0 +1,265 @@
+"""The fetch stage: download a URL source into the incoming bucket, then on to validate.
+
+One call per message, on the executor's threads (many at once: the work is waiting). Each
+call waits for its host's turn, downloads through SafeFetcher (every hop vetted against
+SSRF), checks the first bytes are an image, and streams the body to S3 under a key derived
+from the URL, so a retry or a replay overwrites the same object.
+
+Failures are data: a refused or permanently failing URL is a PermanentError (dead letter,
+reason named); a transient one, a host that has no room, or a download the batch's
+deadline cuts is *deferred*: the envelope goes back to the fetch topic with the attempt
+counted and a time not to try before, so no slow host holds a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import random
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from processors.sniff import sniff
+from schemas.events import Envelope, FetchInfo, ObjectRef
+from streams.config.topics import route
+from streams.io.netguard import NetPolicy
+from streams.io.safe_http import FetchError, HttpLimits, Response, SafeFetcher
+from streams.observe.metrics import (
+    FETCH_BYTES,
+    FETCH_IN_FLIGHT,
+    FETCH_SECONDS,
+    FETCH_THROTTLED,
+    FETCHES,
+)
+from streams.runner.stage import (
+    PermanentError,
+    StageContext,
+    StageResult,
+    StageSpec,
+    TransientError,
+    batch_deadline,
+)
+from streams.stages.fetch.politeness import HostBusyError, HostGate
+from streams.stages.fetch.settings import FetchSettings
+
+STAGE = "fetch"
+# Enough of the body to tell an image by its magic number (ISO BMFF brands included).
+SNIFF_BYTES = 64
+# minio's smallest multipart part: an upload holds at most this much of a body in memory.
+PART_SIZE = 5 * 1024 * 1024
+# Without a batch deadline (a direct call, a test) a fetch may take its own total timeout.
+NO_DEADLINE_S = 3600.0
+
+
+@dataclass
+class FetchRuntime:
+    """What the fetch calls of one process share: clients, the host gate, the settings."""
+
+    settings: FetchSettings
+    fetcher: SafeFetcher
+    gate: HostGate
+    s3: Minio
+
+
+def object_key(url: str) -> str:
+    """The incoming-bucket key of a URL: the same URL always lands on the same object."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:40]
+    name = posixpath.basename(urllib.parse.urlsplit(url).path) or "index"
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:80]
+    return f"url/{digest}/{safe}"
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _wall(monotonic_at: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=max(0.0, monotonic_at - time.monotonic()))
+
+
+def _deferred(
+    envelope: Envelope, info: FetchInfo, retry_at: float, why: str, outcome_reason: str
+) -> StageResult:
+    info.not_before = _iso(_wall(retry_at))
+    info.last_error = why
+    envelope.record.fetch = info
+    FETCHES.labels(STAGE, "deferred", outcome_reason).inc()
+    return StageResult(envelope, outcome="deferred", detail=why, forward_to=STAGE)
+
+
+def _backoff(settings: FetchSettings, attempts: int) -> float:
+    # Exponential with full jitter: many URLs of one failing host spread out again.
+    ceiling = min(settings.backoff_max_s, settings.backoff_initial_s * 2 ** max(0, attempts - 1))
+    return random.uniform(settings.backoff_initial_s, max(settings.backoff_initial_s, ceiling))
+
+
+class _Sniffed:
+    """The response body with its first bytes already read (and checked) put back in front."""
+
+    def __init__(self, first: bytes, response: Response) -> None:
+        self._first = first
+        self._response = response
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = PART_SIZE
+        if not self._first:
+            return self._response.read(size)
+        head, self._first = self._first[:size], self._first[size:]
+        rest = size - len(head)
+        return head + self._response.read(rest) if rest > 0 else head
+
+
+def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageResult:
+    runtime: FetchRuntime = ctx.params
+    url = envelope.submitted.source.url
+    if url is None:
+        # An object source never comes here (validate admits only URL sources to fetch).
+        return StageResult(envelope, outcome="skipped", detail="not a URL source")
+    info = envelope.record.fetch or FetchInfo(url=url)
+    deadline = batch_deadline() or time.monotonic() + NO_DEADLINE_S
+    if info.not_before:
+        wait = (datetime.fromisoformat(info.not_before) - datetime.now(UTC)).total_seconds()
+        if wait > 0 and time.monotonic() + wait > deadline:
+            # Not yet: straight back, without a request or a counted attempt.
+            return _deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
+        time.sleep(max(0.0, wait))
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        with runtime.gate.turn(host, deadline):
+            info.attempts += 1
+            return _download(envelope, info, runtime, ctx, deadline)
+    except HostBusyError as held:
+        FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(host), held.cause).inc()
+        return _deferred(envelope, info, held.retry_at, f"host busy: {held}", "throttled")
+    except FetchError as failed:
+        return _failed(envelope, info, runtime, host, failed)
+
+
+def _failed(
+    envelope: Envelope, info: FetchInfo, runtime: FetchRuntime, host: str, failed: FetchError
+) -> StageResult:
+    settings = runtime.settings
+    info.final_url, info.status = failed.url, failed.status
+    envelope.record.fetch = info
+    if failed.kind == "refused":
+        FETCHES.labels(STAGE, "refused", failed.reason_class).inc()
+        raise PermanentError(failed.reason_class, failed.reason)
+    if failed.kind == "permanent":
+        FETCHES.labels(STAGE, "rejected", failed.reason_class).inc()
+        raise PermanentError(failed.reason_class, f"{failed.url}: {failed.reason}")
+    if failed.retry_after_s:
+        runtime.gate.pause(host, failed.retry_after_s)
+    cut = failed.reason_class == "deadline"
+    if not cut and info.attempts >= settings.max_attempts:
+        FETCHES.labels(STAGE, "failed", failed.reason_class).inc()
+        raise PermanentError(
+            failed.reason_class, f"{failed.url}: {failed.reason} (after {info.attempts} attempts)"
+        )
+    if cut:
+        info.attempts -= 1  # the batch ended it, not the host: this one does not count
+    delay = failed.retry_after_s or (0.0 if cut else _backoff(settings, info.attempts))
+    return _deferred(
+        envelope,
+        info,
+        time.monotonic() + delay,
+        f"{failed.reason_class}: {failed.reason}",
+        failed.reason_class,
+    )
+
+
+def _download(
+    envelope: Envelope,
+    info: FetchInfo,
+    runtime: FetchRuntime,
+    ctx: StageContext,
+    deadline: float,
+) -> StageResult:
+    url = info.url
+    started = time.monotonic()
+    FETCH_IN_FLIGHT.labels(STAGE).inc()
+    try:
+        with runtime.fetcher.get(url, deadline=deadline) as response:
+            first = response.read(SNIFF_BYTES)
+            if sniff(first) is None:
+                FETCHES.labels(STAGE, "rejected", "not_an_image").inc()
+                raise PermanentError(
+                    "not_an_image",
+                    f"{response.url} sent {response.content_type or 'no content type'} whose "
+                    "first bytes are no image format we know",
+                )
+            key = object_key(url)
+            bucket = ctx.buckets.incoming
+            try:
+                runtime.s3.put_object(
+                    bucket,
+                    key,
+                    _Sniffed(first, response),  # type: ignore[arg-type]
+                    length=-1,
+                    part_size=PART_SIZE,
+                    content_type=response.content_type or "application/octet-stream",
+                )
+            except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise TransientError(f"S3 put s3://{bucket}/{key} failed: {exc}") from exc
+            seconds = time.monotonic() - started
+            info.final_url, info.status = response.url, response.status
+            info.content_type, info.redirects = response.content_type, list(response.redirects)
+            info.bytes, info.sha256 = response.bytes_read, response.sha256()
+    finally:
+        FETCH_IN_FLIGHT.labels(STAGE).dec()
+    info.seconds = round(seconds, 3)
+    info.not_before = info.last_error = None
+    info.object = ObjectRef(
+        bucket=bucket, key=key, size=info.bytes, sha256=info.sha256, content_type=info.content_type
+    )
+    record = envelope.record
+    record.fetch = info
+    record.current = info.object
+    envelope.route = route(restore=False, fetch=True)
+    FETCHES.labels(STAGE, "ok", "ok").inc()
+    FETCH_BYTES.labels(STAGE).inc(info.bytes or 0)
+    FETCH_SECONDS.labels(STAGE).observe(seconds)
+    return StageResult(envelope, detail=f"{info.bytes} bytes from {response.url}")
+
+
+def runtime_for(settings: FetchSettings, s3: Minio) -> FetchRuntime:
+    policy = NetPolicy.from_settings(
+        schemes=("http", "https"),
+        ports=settings.allowed_ports,
+        allow_networks=settings.allow_networks,
+        allow_hosts=settings.allow_hosts,
+        deny_hosts=settings.deny_hosts,
+    )
+    limits = HttpLimits(
+        max_bytes=settings.max_bytes,
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+        total_timeout_s=settings.total_timeout_s,
+        max_redirects=settings.max_redirects,
+        user_agent=settings.user_agent,
+        ca_file=settings.ca_file,
+    )
+    return FetchRuntime(
+        settings=settings,
+        fetcher=SafeFetcher(policy, limits, connections_per_host=settings.default_host.concurrency),
+        gate=HostGate(settings.default_host, settings.hosts, settings.concurrency),
+        s3=s3,
+    )
+
+
+def stage_spec(settings: FetchSettings, s3: Minio) -> StageSpec:
+    """fetch as the runner runs it: many calls at once on threads, short batches."""
+    return StageSpec(
+        STAGE,
+        fetch,
+        reads_blob=False,
+        threads=settings.pending,
+        params=runtime_for(settings, s3),
+        batch_budget_s=settings.batch_budget_s,
+    )
