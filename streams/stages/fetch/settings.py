@@ -42,6 +42,9 @@ class FetchSettings(BaseModel):
     hosts: tuple[HostRule, ...] = ()  # the first matching pattern wins
     # -- failures
     max_attempts: int = Field(default=5, ge=1)
+    # A host that sends nothing before the batch's deadline or the read timeout is left
+    # alone this long; its other URLs are deferred without a request meanwhile.
+    slow_host_pause_s: float = Field(default=30.0, ge=0)
     backoff_initial_s: float = Field(default=2.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     # A fetch batch lasts at most this long: a download still running when the batch stops

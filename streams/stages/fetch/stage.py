@@ -51,7 +51,8 @@ from streams.stages.fetch.settings import FetchSettings
 STAGE = "fetch"
 # Enough of the body to tell an image by its magic number (ISO BMFF brands included).
 SNIFF_BYTES = 64
-# minio's smallest multipart part: an upload holds at most this much of a body in memory.
+# minio's smallest multipart part: with one part uploaded at a time, an upload holds about
+# this much of a body in memory (plus the part's copies inside the client).
 PART_SIZE = 5 * 1024 * 1024
 # Without a batch deadline (a direct call, a test) a fetch may take its own total timeout.
 NO_DEADLINE_S = 3600.0
@@ -138,12 +139,27 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
     except HostBusyError as held:
         FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(host), held.cause).inc()
         return _deferred(envelope, info, held.retry_at, f"host busy: {held}", "throttled")
-    except FetchError as failed:
-        return _failed(envelope, info, runtime, host, failed)
+    except _FetchFailed as failed:
+        return _failed(envelope, info, runtime, host, failed.error, answered=failed.answered)
+
+
+class _FetchFailed(Exception):  # noqa: N818 (a carrier, never seen outside this module)
+    """A FetchError, and whether the host had answered (sent its headers) before it."""
+
+    def __init__(self, error: FetchError, answered: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.answered = answered
 
 
 def _failed(
-    envelope: Envelope, info: FetchInfo, runtime: FetchRuntime, host: str, failed: FetchError
+    envelope: Envelope,
+    info: FetchInfo,
+    runtime: FetchRuntime,
+    host: str,
+    failed: FetchError,
+    *,
+    answered: bool,
 ) -> StageResult:
     settings = runtime.settings
     info.final_url, info.status = failed.url, failed.status
@@ -156,7 +172,14 @@ def _failed(
         raise PermanentError(failed.reason_class, f"{failed.url}: {failed.reason}")
     if failed.retry_after_s:
         runtime.gate.pause(host, failed.retry_after_s)
-    cut = failed.reason_class == "deadline"
+    # A host that sent nothing before the batch's deadline or its read timeout is slow (a
+    # tarpit): pause it, so its other URLs are deferred at once instead of each holding a
+    # batch to its end. A body cut while it was flowing is the batch's doing: no pause,
+    # no attempt counted, straight back.
+    slow = failed.reason_class in ("deadline", "timeout") and not answered
+    cut = failed.reason_class == "deadline" and answered
+    if slow:
+        runtime.gate.pause(host, settings.slow_host_pause_s)
     if not cut and info.attempts >= settings.max_attempts:
         FETCHES.labels(STAGE, "failed", failed.reason_class).inc()
         raise PermanentError(
@@ -164,7 +187,12 @@ def _failed(
         )
     if cut:
         info.attempts -= 1  # the batch ended it, not the host: this one does not count
-    delay = failed.retry_after_s or (0.0 if cut else _backoff(settings, info.attempts))
+    if cut:
+        delay = 0.0
+    elif slow:
+        delay = max(settings.slow_host_pause_s, failed.retry_after_s or 0.0)
+    else:
+        delay = failed.retry_after_s or _backoff(settings, info.attempts)
     return _deferred(
         envelope,
         info,
@@ -183,9 +211,11 @@ def _download(
 ) -> StageResult:
     url = info.url
     started = time.monotonic()
+    answered = False
     FETCH_IN_FLIGHT.labels(STAGE).inc()
     try:
         with runtime.fetcher.get(url, deadline=deadline) as response:
+            answered = True
             first = response.read(SNIFF_BYTES)
             if sniff(first) is None:
                 FETCHES.labels(STAGE, "rejected", "not_an_image").inc()
@@ -203,6 +233,7 @@ def _download(
                     _Sniffed(first, response),  # type: ignore[arg-type]
                     length=-1,
                     part_size=PART_SIZE,
+                    num_parallel_uploads=1,  # one part of one body in memory at a time
                     content_type=response.content_type or "application/octet-stream",
                 )
             except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -211,6 +242,8 @@ def _download(
             info.final_url, info.status = response.url, response.status
             info.content_type, info.redirects = response.content_type, list(response.redirects)
             info.bytes, info.sha256 = response.bytes_read, response.sha256()
+    except FetchError as failed:
+        raise _FetchFailed(failed, answered) from failed
     finally:
         FETCH_IN_FLIGHT.labels(STAGE).dec()
     info.seconds = round(seconds, 3)
