@@ -158,7 +158,7 @@ def test_dashboard_and_alert_queries_return_data(
             server.url("/a.jpg"),
             server.url("/b.jpg"),
             server.url("/page.html"),
-            "http://169.254.169.254/latest/meta-data/",  # refused, never contacted
+            f"http://127.0.0.3:{server.port}/",  # loopback not admitted: refused, no connection
         ]
         for url in urls:
             submitter.submit_url(url)
