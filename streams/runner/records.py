@@ -53,8 +53,13 @@ class Origin:
     value: bytes
 
 
+def iso_time(at: datetime) -> str:
+    """The contract's timestamp form: UTC, milliseconds, a trailing Z."""
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(datetime.now(UTC))
 
 
 def decode_input(inbox: str, topics: Topics, value: bytes, now: str) -> Envelope:

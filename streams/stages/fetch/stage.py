@@ -37,6 +37,7 @@ from streams.observe.metrics import (
     FETCH_THROTTLED,
     FETCHES,
 )
+from streams.runner.records import iso_time
 from streams.runner.stage import (
     PermanentError,
     StageContext,
@@ -76,10 +77,6 @@ def object_key(url: str) -> str:
     return f"url/{digest}/{safe}"
 
 
-def _iso(at: datetime) -> str:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _wall(monotonic_at: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=max(0.0, monotonic_at - time.monotonic()))
 
@@ -87,7 +84,7 @@ def _wall(monotonic_at: float) -> datetime:
 def _deferred(
     envelope: Envelope, info: FetchInfo, retry_at: float, why: str, outcome_reason: str
 ) -> StageResult:
-    info.not_before = _iso(_wall(retry_at))
+    info.not_before = iso_time(_wall(retry_at))
     info.last_error = why
     envelope.record.fetch = info
     FETCHES.labels(STAGE, "deferred", outcome_reason).inc()

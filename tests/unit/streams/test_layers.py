@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.streams.runner.stages import IMAGE_LIBRARIES
+
 ROOT = Path(__file__).resolve().parents[3]
-HEAVY = ("PIL", "numpy", "imagehash", "torch", "processors", "cv2", "skimage")
+# The same list the integration test's custom worker reports on.
+HEAVY = IMAGE_LIBRARIES
 
 # A package may import its own layer and those with a smaller number.
 LAYERS = {
