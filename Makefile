@@ -20,7 +20,7 @@ $(VENV)/.demo-installed: pyproject.toml deploy/docker/constraints.txt | $(BIN)/p
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml deploy/docker/constraints.txt | $(BIN)/python
-	$(PIP) -e '.[dev,restore,demo]'
+	$(PIP) -e '.[dev,restore,demo,catalog]'
 	@touch $@ $(VENV)/.demo-installed
 
 demo-install: $(VENV)/.demo-installed

@@ -68,6 +68,8 @@ class Request(Struct, frozen=True, kw_only=True):
     variants: list[str] | None = None
     formats: list[str] | None = None
     restore: RestoreMode = "auto"
+    # Process it even when the same content is already done under the same settings.
+    force: bool = False
 
 
 class ImageSubmitted(Struct, frozen=True, kw_only=True):
@@ -136,6 +138,13 @@ class FetchInfo(Struct, kw_only=True):
     last_error: str | None = None
 
 
+class NearDuplicate(Struct, frozen=True, kw_only=True):
+    """Another image whose perceptual hash is within the fleet's distance of this one's."""
+
+    image_id: ImageId
+    distance: Annotated[int, Meta(ge=0, le=64, description="Hamming distance of the hashes")]
+
+
 class ImageRecord(Struct, kw_only=True):
     """The full current record of one image, as written to the compacted metadata topic."""
 
@@ -155,6 +164,12 @@ class ImageRecord(Struct, kw_only=True):
     # The blob the next stage of the route reads.
     current: ObjectRef | None = None
     correlation_id: str | None = None
+    # The processing settings this image was made under (see streams.stages.fingerprint).
+    fingerprint: str | None = None
+    # Set when the same content was already done under the same settings: this image was
+    # not processed again and `variants` are that image's.
+    duplicate_of: ImageId | None = None
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)
 
 
 class Envelope(Struct, kw_only=True):
@@ -192,6 +207,7 @@ class ImageProcessed(Struct, frozen=True, kw_only=True):
     variants: list[Variant] = field(default_factory=list)
     category: Category | None = None
     correlation_id: str | None = None
+    duplicate_of: ImageId | None = None
 
 
 CONTRACTS: dict[str, type[Struct]] = {

@@ -1,4 +1,4 @@
-"""Writes constraints.txt: the exact version of everything `pixelfleet[restore]` and its
+"""Writes constraints.txt: the exact version of everything `pixelfleet[restore,catalog]` and its
 build backend install on Linux with Python 3.11, as pip resolves them from PyPI today.
 
 The images install with these pins and CI installs its environment with them, so what CI
@@ -34,7 +34,7 @@ def resolve() -> dict[str, str]:
             "--quiet",
             "--report",
             "-",
-            ".[restore]",
+            ".[restore,catalog]",
             *build,
         ],
         cwd=ROOT,

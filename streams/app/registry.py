@@ -9,6 +9,7 @@ from streams.config.topics import STAGES
 from streams.io import clients
 from streams.runner.stage import StageSpec
 from streams.stages import image_stages
+from streams.stages.dedup import CatalogLink
 
 
 def torch_installed() -> bool:
@@ -24,9 +25,23 @@ def available(settings: Settings) -> list[str]:
     return [name for name in STAGES if name in names]
 
 
+def catalog_link(settings: Settings) -> CatalogLink | None:
+    """How validate asks the catalog about duplicates; None when no catalog is configured."""
+    catalog = settings.catalog
+    if not catalog.url:
+        return None
+    return CatalogLink(
+        url=catalog.url,
+        api_key=catalog.api_key.get_secret_value() if catalog.api_key else None,
+        timeout_s=catalog.client_timeout_s,
+        near_dup_distance=catalog.near_dup_distance,
+        near_dup_policy=catalog.near_dup_policy,
+    )
+
+
 def builtin(name: str, settings: Settings) -> StageSpec:
     """The fleet's own stages, with their parameters from the settings."""
-    specs = image_stages.stage_specs(settings.stages)
+    specs = image_stages.stage_specs(settings.stages, catalog_link(settings))
     if name in specs:
         return specs[name]
     if name == "fetch":

@@ -98,18 +98,38 @@ class Submitter:
         request: Request | None = None,
         correlation_id: str | None = None,
     ) -> ImageSubmitted:
-        data = path.read_bytes()
+        return self.upload_bytes_and_submit(
+            path.read_bytes(),
+            path.name,
+            image_id=image_id,
+            hints=hints or Hints(file_name=path.name),
+            request=request,
+            correlation_id=correlation_id,
+        )
+
+    def upload_bytes_and_submit(
+        self,
+        data: bytes,
+        name: str,
+        *,
+        image_id: str | None = None,
+        hints: Hints | None = None,
+        request: Request | None = None,
+        correlation_id: str | None = None,
+        content_type: str | None = None,
+    ) -> ImageSubmitted:
+        """Stores the bytes in the incoming bucket under the image's id, then publishes."""
         image_id = image_id or content_image_id(data)
-        key = f"{image_id}/{safe_image_id(path.name)}"
+        key = f"{image_id}/{safe_image_id(name)}"
         bucket = self.settings.buckets.incoming
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         self.s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
         sha = hashlib.sha256(data).hexdigest()
         event = ImageSubmitted(
             image_id=image_id,
             source=Source(object=ObjectRef(bucket=bucket, key=key, size=len(data), sha256=sha)),
             submitted_at=now_iso(),
-            hints=hints or Hints(file_name=path.name),
+            hints=hints or Hints(file_name=name),
             request=request or Request(),
             correlation_id=correlation_id,
         )

@@ -16,12 +16,14 @@ from rich.table import Table
 
 from schemas.events import Hints, ImageProcessed, ImageSubmitted, Request, decoder
 from streams.app import admin
+from streams.app.known_content import already_done, catalog_client
 from streams.app.settings import Settings
 from streams.app.status import fleet_status
 from streams.app.submit import Submitter, distinct_files
 from streams.app.url_list import UrlList, read_url_list
 from streams.config.topics import Topics
 from streams.io import clients
+from streams.io.catalog_client import CatalogUnavailableError
 from streams.io.topic_reader import TopicCount, image_record, topic_end_offsets
 
 # soft_wrap: a long path stays on one line (scripts and tests grep these lines).
@@ -57,6 +59,11 @@ def init() -> None:
 @click.option(
     "--restore", type=click.Choice(["auto", "denoise", "upscale", "none"]), default="auto"
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Process the images even where the catalog says the same content is done.",
+)
 @click.option("--wait", is_flag=True, help="Follow the images until each is done or rejected.")
 @click.option("--timeout", type=float, default=600, help="Seconds --wait waits at most.")
 def submit(
@@ -67,6 +74,7 @@ def submit(
     keywords: tuple[str, ...],
     profile: str | None,
     restore: str,
+    force: bool,
     wait: bool,
     timeout: float,
 ) -> None:
@@ -74,7 +82,7 @@ def submit(
     the URLs of a crawler's export (--urls FILE)."""
     settings = Settings()
     submitter = Submitter(settings)
-    request = Request(profile=profile, restore=restore)  # type: ignore[arg-type]
+    request = Request(profile=profile, restore=restore, force=force)  # type: ignore[arg-type]
     files, objects = _expand(sources, submitter)
     urls = read_url_list(url_file) if url_file else UrlList()
     for problem in urls.problems:
@@ -95,6 +103,10 @@ def submit(
         unique = {image_id: files[0]} if files else {}
     else:
         unique, copies = distinct_files(files)
+    known = {} if force else already_done(settings, unique, request)
+    for content_id, existing in known.items():
+        err.print(f"{unique.pop(content_id)}: already done as {existing} (--force to redo)")
+        click.echo(existing)
     start = _done_offsets(settings) if wait else {}
     events: list[ImageSubmitted] = []
     for content_id, path in unique.items():
@@ -121,7 +133,7 @@ def submit(
             err.print(f"  {path} is {unique[content_id]} ({content_id})")
     for event in events:
         click.echo(event.image_id)
-    if not wait:
+    if not wait or not events:
         # Lines of the URL file that could not be used make the call fail, after the rest.
         sys.exit(1 if urls.problems else 0)
     code, outcomes = _follow(settings, {e.image_id for e in events}, start, timeout)
@@ -214,6 +226,17 @@ def _follow(
 def status(image_id: str | None) -> None:
     """Per stage: lag and DLQ size; or one image's current record."""
     settings = Settings()
+    if image_id and settings.catalog.url:
+        try:
+            raw = catalog_client(settings).record(image_id)
+        except CatalogUnavailableError as exc:
+            err.print(f"warning: the catalog did not answer ({exc}); reading the topic")
+        else:
+            if raw is None:
+                err.print(f"no record for {image_id} in the catalog")
+                sys.exit(1)
+            click.echo(json.dumps(json.loads(raw), indent=2))
+            return
     if image_id:
         found = image_record(settings, clients.admin(settings.kafka), image_id)
         if not found.complete:

@@ -19,6 +19,7 @@ COMMANDS = {
     "submit": "streams.cli.fleet:submit",
     "status": "streams.cli.fleet:status",
     "demo": "streams.cli.demo:demo",
+    "catalog": "streams.cli.catalog:catalog",
 }
 
 

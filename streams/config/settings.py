@@ -125,6 +125,39 @@ class TopicSettings(SettingsGroup):
     retention_days: int = Field(default=7, ge=1)
 
 
+class CatalogSettings(SettingsGroup):
+    """The catalog service (`pixelfleet catalog`) and how its clients reach it."""
+
+    # Where the CLI and the stages find the catalog; unset: nobody asks it (no
+    # deduplication, `status` reads the topic itself).
+    url: str | None = None
+    # The key clients send as X-API-Key.
+    api_key: SecretStr | None = None
+    # The server's side: sha256 hex digests of the accepted keys, comma-separated, so the
+    # secret that holds them never holds a usable key. Empty: every /v1 request is refused.
+    api_key_hashes: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=6066, ge=1, le=65535)
+    # The URL other replicas reach this one at (default: http://host:port).
+    advertised_url: str | None = None
+    data_dir: Path = Path(".pixelfleet/catalog")
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    app_id: str = "pixelfleet-catalog"
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # host:port in presigned URLs, when clients reach S3 by another name than the fleet.
+    public_s3_endpoint: str | None = None
+    # Near-duplicates: perceptual hashes this many bits apart or closer; `skip` treats a
+    # near-duplicate like an exact one (not processed again), `record` only notes it.
+    near_dup_distance: int = Field(default=8, ge=0, le=32)
+    near_dup_policy: Literal["record", "skip"] = "record"
+    # How long a client (CLI, validate) waits for an answer before going on without one.
+    client_timeout_s: float = Field(default=2.0, gt=0)
+
+    def accepted_key_hashes(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.api_key_hashes.split(",") if h.strip())
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Reads the TOML or YAML file named by PIXELFLEET_CONFIG, if any."""
 
@@ -167,6 +200,7 @@ class FleetSettings(BaseSettings):
     buckets: BucketSettings = Field(default_factory=BucketSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
 
     @classmethod
     def settings_customise_sources(

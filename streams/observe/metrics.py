@@ -116,3 +116,33 @@ FETCH_THROTTLED = Counter(
     "concurrency, retry_after).",
     ["stage", "host_rule", "cause"],
 )
+
+# The catalog service (`pixelfleet catalog`).
+CATALOG_RECORDS_BEHIND = Gauge(
+    "pixelfleet_catalog_records_behind",
+    "Records of the metadata topic the catalog replica has not applied yet, by view "
+    "(table: its own partitions; index: the whole topic's secondary indexes).",
+    ["view"],
+)
+CATALOG_RECORDS_APPLIED = Counter(
+    "pixelfleet_catalog_records_applied_total",
+    "Metadata records applied, by view (table, index).",
+    ["view"],
+)
+CATALOG_IMAGES = Gauge(
+    "pixelfleet_catalog_images", "Images this replica's secondary indexes know of."
+)
+CATALOG_READY = Gauge(
+    "pixelfleet_catalog_ready", "1 once the replica has caught up with the metadata topic."
+)
+CATALOG_REQUESTS = Counter(
+    "pixelfleet_catalog_requests_total",
+    "HTTP requests the catalog answered, by route (its template) and status code.",
+    ["route", "code"],
+)
+CATALOG_REQUEST_SECONDS = Histogram(
+    "pixelfleet_catalog_request_seconds",
+    "Time to answer one HTTP request, by route template.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

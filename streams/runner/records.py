@@ -126,6 +126,7 @@ def success(
             variants=record.variants,
             category=record.category,
             correlation_id=cid,
+            duplicate_of=record.duplicate_of,
         )
         onward = OutMessage(topics.done, key, encode(done), _headers("image_processed", cid))
     else:

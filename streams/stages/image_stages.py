@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -16,6 +17,7 @@ from processors.validate import png_bytes, validate
 from schemas.events import Category, Envelope, Variant
 from streams.config.topics import route
 from streams.runner.stage import BlobWrite, PermanentError, StageContext, StageResult, StageSpec
+from streams.stages import dedup
 from streams.stages.common import (
     admit_url,
     open_intermediate,
@@ -23,13 +25,22 @@ from streams.stages.common import (
     rejected_as_permanent,
     work_key,
 )
+from streams.stages.dedup import CatalogLink
+from streams.stages.fingerprint import fingerprint
 from streams.stages.settings import StageSettings
 
 PNG = "image/png"
 
 
+@dataclass(frozen=True)
+class ValidateParams:
+    stages: StageSettings
+    catalog: CatalogLink | None = None  # None: no deduplication
+
+
 def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
-    settings: StageSettings = ctx.params
+    params: ValidateParams = ctx.params
+    settings = params.stages
     if blob is None:
         raise PermanentError("missing_input", "validate needs the submitted image")
     submitted = envelope.submitted
@@ -38,15 +49,26 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     result = rejected_as_permanent(
         lambda: validate(blob, settings.validate_, submitted.request.restore, declared_name=name)
     )
-    data = png_bytes(result.image, result.exif)
-    key = work_key("validate", envelope, "v1")
     record = envelope.record
     record.original = {**result.facts, "notes": result.notes}
     record.quality = result.quality
     record.restore = {"planned": result.restore} if result.restore else None
-    record.current = ref(ctx.buckets.work, key, data, PNG)
+    record.fingerprint = fingerprint(settings, submitted.request)
     envelope.route = route(restore=result.restore is not None, fetch="fetch" in envelope.route)
-    detail = "; ".join(result.notes) or None
+    notes = list(result.notes)
+    if params.catalog is not None:
+        phash = result.facts.get("phash")
+        verdict = dedup.ask(params.catalog, envelope, result.facts["sha256"], phash)
+        record.near_duplicates = verdict.near
+        notes += [verdict.note] if verdict.note else []
+        if verdict.duplicate_of is not None:
+            dedup.mark_duplicate(envelope, verdict.duplicate_of)
+            detail = f"duplicate of {verdict.duplicate_of.image_id}"
+            return StageResult(envelope, detail="; ".join([detail, *notes]))
+    data = png_bytes(result.image, result.exif)
+    key = work_key("validate", envelope, "v1")
+    record.current = ref(ctx.buckets.work, key, data, PNG)
+    detail = "; ".join(notes) or None
     return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=detail)
 
 
@@ -167,11 +189,18 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     return StageResult(envelope, writes, detail=f"{len(made)} outputs")
 
 
-def stage_specs(settings: StageSettings) -> dict[str, StageSpec]:
+def stage_specs(
+    settings: StageSettings, catalog: CatalogLink | None = None
+) -> dict[str, StageSpec]:
     spec_args: dict[str, Any] = {"cpu_bound": True, "params": settings}
     return {
         "validate": StageSpec(
-            "validate", validate_stage, reads_blob=True, admit=admit_url, **spec_args
+            "validate",
+            validate_stage,
+            reads_blob=True,
+            admit=admit_url,
+            cpu_bound=True,
+            params=ValidateParams(settings, catalog),
         ),
         # Hints only unless a classifier is configured: then it needs the pixels too.
         "categorize": StageSpec(

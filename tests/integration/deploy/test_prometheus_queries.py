@@ -1,5 +1,6 @@
 """A real Prometheus scrapes a real worker while images flow; every PromQL expression of
-the Grafana dashboard returns data and every alert rule evaluates without error."""
+the Grafana dashboard returns data (the catalog row's: valid PromQL only, as this run has
+no catalog service) and every alert rule evaluates without error."""
 
 from __future__ import annotations
 
@@ -99,6 +100,25 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
         proc.wait(30)
 
 
+def _empty_dashboard_queries(base: str) -> list[str]:
+    """Every dashboard query must be valid; those that return nothing, outside the catalog
+    row (its metrics come from `pixelfleet catalog`, which this run does not start)."""
+    dashboard = json.loads(
+        (ROOT / "deploy" / "helm" / "pixelfleet" / "files" / "dashboard.json").read_text()
+    )
+    empty = []
+    row = ""
+    for panel in dashboard["panels"]:
+        row = panel["title"] if panel["type"] == "row" else row
+        for target in panel.get("targets", []):  # rows have none
+            expr = target["expr"].replace("$stage", ".*").replace("$__rate_interval", "2m")
+            answer = _query(base, expr)
+            assert answer["status"] == "success", (panel["title"], answer)
+            if not answer["data"]["result"] and row != "catalog":
+                empty.append(f"{panel['title']}: {expr}")
+    return empty
+
+
 def test_dashboard_and_alert_queries_return_data(
     stack: Stack,
     unique_name: Callable[[str], str],
@@ -166,17 +186,7 @@ def test_dashboard_and_alert_queries_return_data(
         wait_for(fleet, topics(fleet).done, len(files) + len(urls), timeout=300)
         time.sleep(5)  # a few more scrapes after the last change
 
-        dashboard = json.loads(
-            (ROOT / "deploy" / "helm" / "pixelfleet" / "files" / "dashboard.json").read_text()
-        )
-        empty = []
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):  # rows have none
-                expr = target["expr"].replace("$stage", ".*").replace("$__rate_interval", "2m")
-                answer = _query(base, expr)
-                assert answer["status"] == "success", (panel["title"], answer)
-                if not answer["data"]["result"]:
-                    empty.append(f"{panel['title']}: {expr}")
+        empty = _empty_dashboard_queries(base)
         assert not empty, "\n".join(empty)
 
         groups = _get(f"{base}/api/v1/rules")["data"]["groups"]

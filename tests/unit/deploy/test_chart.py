@@ -18,10 +18,11 @@ from streams.app.settings import Settings
 from streams.config.topics import STAGES, Topics
 from streams.stages.fetch.settings import FetchSettings
 from streams.stages.settings import StageSettings
-from tests.unit.deploy.tools import CHART, DEPLOY, tool
+from tests.unit.deploy.tools import CHART, DEPLOY, KUBE, tool
+from tests.unit.deploy.tools import manifests as _docs
+from tests.unit.deploy.tools import render as _render
 
 CRDS = DEPLOY / "helm" / "crd-schemas"
-KUBE = "1.30.0"
 VARIANTS = [None, *sorted((CHART / "ci").glob("values-*.yaml"))]
 
 
@@ -50,13 +51,6 @@ def _standalone_schemas(target: Path) -> Path:
 @pytest.fixture(scope="module")
 def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _standalone_schemas(tmp_path_factory.mktemp("k8s-schemas"))
-
-
-def _render(values: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = [tool("helm"), "template", "t", str(CHART), "--kube-version", KUBE]
-    if values is not None:
-        args += ["-f", str(values)]
-    return subprocess.run([*args, *extra], capture_output=True, text=True, check=False)
 
 
 def test_lint() -> None:
@@ -124,8 +118,9 @@ def test_variants_render_what_they_promise() -> None:
 def test_kafka_ca_reaches_every_container_as_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """With kafkaTls.caSecret, each container's kafka.ssl_ca_location names the mounted file."""
     docs = [d for d in yaml.safe_load_all(_render(CHART / "ci" / "values-sasl.yaml").stdout) if d]
-    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "Job")]
-    assert len(pods) == len(STAGES) + 1  # the stages and the init Job
+    kinds = ("Deployment", "Job", "StatefulSet")
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in kinds]
+    assert len(pods) == len(STAGES) + 2  # the stages, the init Job and the catalog
     for pod in pods:
         (container,) = pod["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
@@ -170,12 +165,6 @@ def test_bad_values_fail_at_render(tmp_path: Path) -> None:
     assert short.returncode != 0 and "must exceed config.runner.grace_s" in short.stderr
 
 
-def _docs(values: Path | None, *extra: str) -> list[dict[str, Any]]:
-    rendered = _render(values, *extra)
-    assert rendered.returncode == 0, rendered.stderr
-    return [d for d in yaml.safe_load_all(rendered.stdout) if d]
-
-
 def _of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     """The documents of one kind by their component label (the stage)."""
     return {
@@ -192,7 +181,8 @@ def _config(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_the_charts_stages_are_the_pipelines_in_its_order() -> None:
     docs = _docs(None)
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "ScaledObject"):
-        assert list(_of_kind(docs, kind)) == list(STAGES), kind
+        # The catalog's own Services and budget are checked in test_catalog_chart.py.
+        assert [c for c in _of_kind(docs, kind) if c != "catalog"] == list(STAGES), kind
 
 
 @pytest.mark.parametrize("values", VARIANTS, ids=lambda v: v.stem if v else "defaults")
@@ -298,3 +288,21 @@ def test_network_policy_values_are_checked() -> None:
     assert bare.returncode != 0 and "except" in bare.stderr
     ports = _render(None, "--set", "config.stages.fetch.allowed_ports={http}")
     assert ports.returncode != 0 and "allowed_ports" in ports.stderr
+
+
+def test_the_longest_release_name_still_gives_valid_names() -> None:
+    """helm allows 53 characters; every name must stay a DNS label (63), and a StatefulSet's
+    at most 52, as its pods' controller-revision-hash label appends 11 characters."""
+    release = "r" * 53
+    rendered = subprocess.run(
+        [tool("helm"), "template", release, str(CHART), "--kube-version", KUBE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        assert len(name) <= (52 if doc["kind"] == "StatefulSet" else 63), (doc["kind"], name)
+    assert "StatefulSet" in {d["kind"] for d in docs}

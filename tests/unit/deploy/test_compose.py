@@ -4,6 +4,7 @@ its Prometheus config through promtool, and the wiring between them and Grafana:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from streams.app.settings import Settings
+from streams.config.settings import CatalogSettings, FleetSettings
 from streams.config.topics import STAGES
 from tests.unit.deploy.tools import DEPLOY, tool
 
@@ -91,7 +93,7 @@ def test_workers_reach_kafka_and_minio_the_way_they_are_served(model: dict[str, 
     kafka_env = services["kafka"]["environment"]
     advertised = {a.split("://")[1] for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")}
     minio_env = services["minio"]["environment"]
-    for name in ("init", *STAGES):
+    for name in ("init", "catalog", *STAGES):
         env = services[name]["environment"]
         assert env["PIXELFLEET_KAFKA_BOOTSTRAP"] in advertised
         assert env["PIXELFLEET_S3_ENDPOINT"] == "http://minio:9000"
@@ -120,6 +122,51 @@ def test_prometheus_config_is_valid_and_scrapes_every_worker(model: dict[str, An
     (discovery,) = job["dns_sd_configs"]
     assert sorted(discovery["names"]) == sorted(STAGES)
     assert discovery["port"] == Settings().runner.metrics_port
+    catalog = next(j for j in config["scrape_configs"] if j["job_name"] == "pixelfleet-catalog")
+    (discovery,) = catalog["dns_sd_configs"]
+    port = model["services"]["catalog"]["environment"]["PIXELFLEET_CATALOG_PORT"]
+    assert discovery["names"] == ["catalog"] and discovery["port"] == int(port)
+    assert catalog.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_the_catalog_service(model: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    services = model["services"]
+    catalog = services["catalog"]
+    assert catalog["command"] == ["catalog"] and catalog["profiles"] == ["fleet"]
+    build = catalog["build"]
+    assert (Path(build["context"]) / build["dockerfile"]) == DEPLOY / "docker" / "Dockerfile"
+    assert build["target"] == "cpu"
+    assert catalog["read_only"] and catalog["cap_drop"] == ["ALL"] and "/tmp" in catalog["tmpfs"]
+    assert catalog["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    env = catalog["environment"]
+    # Every variable is a setting the service reads (a misspelt one fails to load).
+    monkeypatch.delenv("PIXELFLEET_CONFIG", raising=False)
+    for name, value in env.items():
+        if name.startswith("PIXELFLEET_CATALOG_"):
+            monkeypatch.setenv(name, value)
+    settings = FleetSettings().catalog
+    assert settings.host == "0.0.0.0" and settings.port == CatalogSettings().port
+    assert settings.advertised_url == f"http://catalog:{settings.port}"
+    # The table on a named volume, the API on the host's loopback, healthy once caught up.
+    (volume,) = catalog["volumes"]
+    assert volume["type"] == "volume" and volume["target"] == str(settings.data_dir)
+    assert volume["source"] in model["volumes"]
+    (port,) = catalog["ports"]
+    assert (port["host_ip"], port["target"], port["published"]) == (
+        "127.0.0.1",
+        settings.port,
+        str(settings.port),
+    )
+    probe = f"http://127.0.0.1:{settings.port}/readyz"
+    assert probe in " ".join(catalog["healthcheck"]["test"])
+    # Every stage calls it by its service name with the key whose digest it accepts.
+    for stage in STAGES:
+        client = services[stage]["environment"]
+        assert client["PIXELFLEET_CATALOG_URL"] == f"http://catalog:{settings.port}"
+        key = client["PIXELFLEET_CATALOG_API_KEY"].encode()
+        assert hashlib.sha256(key).hexdigest() in settings.accepted_key_hashes()
+        assert "catalog" in services[stage]["depends_on"]
+    assert not [n for n in services["init"]["environment"] if "CATALOG" in n]
 
 
 def test_grafana_gets_the_charts_dashboard_and_the_prometheus(model: dict[str, Any]) -> None:

@@ -17,7 +17,8 @@ import yaml
 from packaging.requirements import Requirement
 
 from streams.app.settings import Settings
-from tests.unit.deploy.tools import CHART, DEPLOY, ROOT, tool
+from streams.config.settings import CatalogSettings
+from tests.unit.deploy.tools import CHART, DEPLOY, ROOT, render, tool
 
 DOCKER = DEPLOY / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -96,12 +97,35 @@ def test_targets_and_what_the_chart_relies_on() -> None:
     assert runtime["USER"] == f"{uid[1]}:{gid[1]}"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     port = Settings().runner.metrics_port
-    assert runtime["EXPOSE"] == str(port) == str(values["config"]["runner"]["metrics_port"])
+    assert port == values["config"]["runner"]["metrics_port"]
+    catalog_port = CatalogSettings().port
+    assert catalog_port == values["catalog"]["port"]
+    assert runtime["EXPOSE"].split() == [str(port), str(catalog_port)]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert json.loads(runtime["ENTRYPOINT"]) == ["pixelfleet"] and "pixelfleet" in scripts
     # The chart runs `worker --stage restore` on the CUDA image, the rest on the CPU one.
     assert "torch" in " ".join(rest for _, rest in stages["cuda-env"])
     assert not any("restore" in rest for word, rest in stages["cpu-env"] if word == "RUN")
+    # The CPU image runs `pixelfleet catalog` too, which needs the catalog extra.
+    assert any("[catalog]" in rest for word, rest in stages["cpu-env"] if word == "RUN")
+
+
+def test_the_catalogs_data_directory_is_the_users_in_the_image_chart_and_compose() -> None:
+    """A Docker named volume takes the owner of the image's directory it is mounted on, so
+    that directory must exist and belong to the pods' user; the chart mounts its volume
+    and compose its named volume at the same place."""
+    runtime = dict(_stages()["runtime"])
+    made = re.search(r"install -d -o (\d+) -g (\d+) (\S+)", runtime["RUN"])
+    assert made, "the runtime stage must create the catalog's data directory"
+    assert runtime["USER"] == f"{made[1]}:{made[2]}"
+    chart = render(None, "--show-only", "templates/catalog/statefulset.yaml")
+    assert chart.returncode == 0, chart.stderr
+    (container,) = yaml.safe_load(chart.stdout)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["catalog"]
+    assert env["PIXELFLEET_CATALOG_DATA_DIR"] == made[3]
+    assert compose["environment"]["PIXELFLEET_CATALOG_DATA_DIR"] == made[3]
+    assert any(v.endswith(f":{made[3]}") for v in compose["volumes"])
 
 
 def test_base_image_is_pinned_to_the_python_ci_tests() -> None:
@@ -137,6 +161,7 @@ def test_lock_pins_every_runtime_and_build_requirement() -> None:
     wanted = [
         *project["project"]["dependencies"],
         *project["project"]["optional-dependencies"]["restore"],
+        *project["project"]["optional-dependencies"]["catalog"],
         *project["build-system"]["requires"],
     ]
     pins = _pins()

@@ -1,13 +1,18 @@
-"""Paths and the offline tools the deploy tests share."""
+"""Paths, the offline tools and the chart renderer the deploy tests share."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "pixelfleet"
+KUBE = "1.30.0"
 
 
 def tool(name: str) -> str:
@@ -15,3 +20,18 @@ def tool(name: str) -> str:
     found = shutil.which(name)
     assert found, f"{name} is needed: run bash .ci/test-deps.sh (or make test), which installs it"
     return found
+
+
+def render(values: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`helm template` of the chart as release `t`, with a values file and more flags."""
+    args = [tool("helm"), "template", "t", str(CHART), "--kube-version", KUBE]
+    if values is not None:
+        args += ["-f", str(values)]
+    return subprocess.run([*args, *extra], capture_output=True, text=True, check=False)
+
+
+def manifests(values: Path | None, *extra: str) -> list[dict[str, Any]]:
+    """The rendered documents; a render that fails fails the test."""
+    rendered = render(values, *extra)
+    assert rendered.returncode == 0, rendered.stderr
+    return [d for d in yaml.safe_load_all(rendered.stdout) if d]

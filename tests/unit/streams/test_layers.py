@@ -27,7 +27,7 @@ LAYERS = {
     "runner": 2,
     "stages": 3,
     "devstack": 3,
-    "catalog": 3,
+    "catalog": 5,
     "app": 4,
     "demo": 5,
     "cli": 6,

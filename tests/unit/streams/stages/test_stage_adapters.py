@@ -33,10 +33,15 @@ def _ctx(settings: StageSettings | None = None) -> StageContext:
     return StageContext(stage="x", buckets=BucketSettings(), params=settings or StageSettings())
 
 
+def _validate_ctx() -> StageContext:
+    params = image_stages.ValidateParams(StageSettings())
+    return StageContext(stage="validate", buckets=BucketSettings(), params=params)
+
+
 def test_validate_records_facts_plans_the_route_and_writes_a_deterministic_intermediate() -> None:
     data = encode(big_photo("coffee", 2400), "JPEG", quality=90)
-    first = image_stages.validate_stage(_envelope(), data, _ctx())
-    again = image_stages.validate_stage(_envelope(), data, _ctx())
+    first = image_stages.validate_stage(_envelope(), data, _validate_ctx())
+    again = image_stages.validate_stage(_envelope(), data, _validate_ctx())
     env = first.envelope
     assert env.route == ["validate", "categorize", "enhance", "compress"]
     assert env.record.original is not None and env.record.original["width"] == 2400
@@ -49,7 +54,7 @@ def test_validate_records_facts_plans_the_route_and_writes_a_deterministic_inter
 
 def test_validate_rejections_are_permanent_errors_with_the_reason() -> None:
     with pytest.raises(PermanentError) as caught:
-        image_stages.validate_stage(_envelope(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, _ctx())
+        image_stages.validate_stage(_envelope(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, _validate_ctx())
     assert caught.value.reason_class == "corrupt_header"
 
 

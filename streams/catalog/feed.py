@@ -1,0 +1,118 @@
+"""Feeds the whole metadata topic into a CatalogIndex, from a thread of the catalog process.
+
+Every replica reads every partition (no consumer group: nothing is committed, the index is
+rebuilt from the topic's start at each start), read_committed so that aborted batches of a
+stage never show. The compacted topic holds one record per image, so a start costs one read
+of the images that exist, not of their history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams.catalog.index import CatalogIndex
+from streams.config.settings import FleetSettings
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.io.topic_reader import topic_end_offsets
+from streams.observe import metrics
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000  # records per consume call
+WAIT_S = 0.25  # how long one consume call waits when the topic is quiet
+LAG_EVERY_S = 2.0  # how often the records-behind gauge is refreshed
+
+
+class IndexFeed:
+    """Start with start(); `caught_up` is set once the index holds the topic as it was then."""
+
+    def __init__(self, settings: FleetSettings, index: CatalogIndex) -> None:
+        self.settings = settings
+        self.index = index
+        self.topic = Topics(settings.topic_prefix).metadata
+        self.caught_up = threading.Event()
+        self.behind = -1  # unknown until the first end offsets are read
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="catalog-index-feed", daemon=True)
+        self._position: dict[int, int] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        consumer = clients.consumer(
+            self.settings.kafka,
+            f"{self.settings.catalog.app_id}-index-unused",  # assign() only: never joins it
+            **{"isolation.level": "read_committed", "enable.auto.commit": False},
+        )
+        try:
+            self._follow(consumer)
+        except Exception:  # the feed is the replica's view: a dead feed must be visible
+            log.exception("the catalog index feed stopped")
+            metrics.CATALOG_READY.set(0)
+            raise
+        finally:
+            consumer.close()
+
+    def _follow(self, consumer: Consumer) -> None:
+        ends = self._wait_for_topic(consumer)
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
+        targets = {p: high for p, (_, high) in ends.items()}
+        self._position = {p: low for p, (low, _) in ends.items()}
+        checked = 0.0
+        while not self._stop.is_set():
+            messages = consumer.consume(BATCH, WAIT_S)
+            batch = []
+            for msg in messages:
+                if msg.error() is not None:
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("index feed: %s", msg.error())
+                    continue
+                batch.append((msg.key(), msg.value()))
+                self._position[msg.partition()] = msg.offset() + 1  # type: ignore[operator]
+            if batch:
+                self.index.apply_many(batch)
+                metrics.CATALOG_RECORDS_APPLIED.labels("index").inc(len(batch))
+                metrics.CATALOG_IMAGES.set(len(self.index))
+            now = time.monotonic()
+            if not self.caught_up.is_set() or now - checked > LAG_EVERY_S:
+                checked = now
+                self._measure(consumer, targets)
+
+    def _measure(self, consumer: Consumer, targets: dict[int, int]) -> None:
+        """Records behind the end; the first time the end offsets of the start are reached
+        (positions pass transaction markers too) the feed counts as caught up."""
+        positions = consumer.position([TopicPartition(self.topic, p) for p in targets])
+        behind = 0
+        for tp in positions:
+            if tp.offset >= 0:
+                self._position[tp.partition] = max(self._position.get(tp.partition, 0), tp.offset)
+        if self.caught_up.is_set():
+            ends = {p: high for p, (_, high) in topic_end_offsets(consumer, self.topic).items()}
+        else:
+            ends = targets
+        for p, end in ends.items():
+            behind += max(0, end - self._position.get(p, 0))
+        self.behind = behind
+        metrics.CATALOG_RECORDS_BEHIND.labels("index").set(behind)
+        if not self.caught_up.is_set() and behind == 0:
+            self.caught_up.set()
+            log.info("catalog index caught up: %d images", len(self.index))
+
+    def _wait_for_topic(self, consumer: Consumer) -> dict[int, tuple[int, int]]:
+        while not self._stop.is_set():
+            ends = topic_end_offsets(consumer, self.topic)
+            if ends:
+                return ends
+            log.warning("waiting for topic %s (run `pixelfleet init`)", self.topic)
+            self._stop.wait(2.0)
+        return {}

@@ -1,0 +1,76 @@
+"""What every catalog request goes through: errors as JSON, API keys, metrics.
+
+aiohttp middlewares, installed through faust's `web_application_options`, so they wrap the
+faust web server's own routes as well as ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from streams.observe import metrics
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Answered without a key: probes, scrapes and the description of the API itself.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/docs"})
+API_KEY_HEADER = "X-API-Key"
+# Set on a request one replica passes to another, so it is never passed on twice.
+ROUTED_HEADER = "X-Pixelfleet-Routed"
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    """Every 4xx and 5xx of the API: a stable code for programs, a sentence for people."""
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def auth_middleware(accepted: frozenset[str]) -> Any:
+    @web.middleware
+    async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS or not request.path.startswith("/v1/"):
+            return await handler(request)
+        key = request.headers.get(API_KEY_HEADER, "")
+        if not key:
+            bearer = request.headers.get("Authorization", "")
+            key = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+        if not key:
+            return error(401, "unauthorized", f"send an API key in the {API_KEY_HEADER} header")
+        digest = key_hash(key)
+        # Compared in constant time, each of them, so timing says nothing about the keys.
+        if not any([hmac.compare_digest(digest, h) for h in accepted]):
+            return error(403, "forbidden", "this API key is not accepted")
+        return await handler(request)
+
+    return check_key
+
+
+def _template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Times every request by its route template and turns aiohttp's errors into JSON."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge as exc:
+        response = error(413, "too_large", exc.text or "the request body is too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    route = _template(request)
+    metrics.CATALOG_REQUESTS.labels(route, str(response.status)).inc()
+    metrics.CATALOG_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+    return response

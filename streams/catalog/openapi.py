@@ -1,0 +1,163 @@
+"""The OpenAPI 3.1 description of the catalog API, and a page that shows it to people.
+
+Written out rather than generated: the API is small, and the description is the contract
+clients code against, so a change to it should be a change someone reads.
+"""
+
+from __future__ import annotations
+
+import html
+from functools import cache
+from typing import Any
+
+from schemas.events import ImageRecord
+
+_ID = {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ERROR = {
+    "description": "An error: a stable code and a sentence",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+            }
+        }
+    },
+}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = {"description": description}
+    if schema is not None:
+        body["content"] = {"application/json": {"schema": schema}}  # type: ignore[assignment]
+    return body
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": {"type": kind}}
+
+
+@cache
+def openapi() -> dict[str, Any]:
+    import msgspec
+
+    (record_schema,), components = msgspec.json.schema_components(
+        [ImageRecord], ref_template="#/components/schemas/{name}"
+    )
+    errors = {"401": _ERROR, "403": _ERROR}
+    paths: dict[str, Any] = {
+        "/v1/images": {
+            "post": {
+                "summary": "Submit an image: a multipart `file` (with an optional JSON `meta` "
+                "part holding hints and request), or JSON with `url`, `hints`, `request`. "
+                "Honours Idempotency-Key. `?force=true` processes known content again.",
+                "parameters": [
+                    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+                    _query("force", "process it even if the same content is done", "boolean"),
+                ],
+                "responses": {
+                    "202": _ok("Accepted; Location names the image"),
+                    "200": _ok("The same content is already done: the existing image"),
+                    "400": _ERROR,
+                    "413": _ERROR,
+                    "415": _ERROR,
+                    "422": _ERROR,
+                    **errors,
+                },
+            },
+            "get": {
+                "summary": "The images whose original content has this sha256",
+                "parameters": [_query("sha256", "64 hex digits")],
+                "responses": {"200": _ok("image ids"), "400": _ERROR, **errors},
+            },
+        },
+        "/v1/images/{image_id}": {
+            "get": {
+                "summary": "The image's latest metadata record",
+                "parameters": [_ID],
+                "responses": {"200": _ok("the record", record_schema), "404": _ERROR, **errors},
+            }
+        },
+        "/v1/images/{image_id}/variants": {
+            "get": {
+                "summary": "Each variant with a presigned download URL, made fresh per request",
+                "parameters": [_ID],
+                "responses": {"200": _ok("variants"), "404": _ERROR, **errors},
+            }
+        },
+        "/v1/images/{image_id}/similar": {
+            "get": {
+                "summary": "Images whose perceptual hash is within max_distance bits",
+                "parameters": [
+                    _ID,
+                    _query("max_distance", "Hamming distance", "integer"),
+                    _query("limit", "at most this many (1-1000)", "integer"),
+                ],
+                "responses": {"200": _ok("nearest first"), "404": _ERROR, **errors},
+            }
+        },
+        "/v1/lookup": {
+            "get": {
+                "summary": "Before doing work: the finished image of this content under these "
+                "settings, and near-duplicates of a perceptual hash",
+                "parameters": [
+                    _query("sha256", "content hash"),
+                    _query("fingerprint", "settings fingerprint"),
+                    _query("phash", "16 hex digits"),
+                    _query("max_distance", "Hamming distance", "integer"),
+                    _query("exclude", "an image id to leave out"),
+                ],
+                "responses": {"200": _ok("duplicate_of and near_duplicates"), **errors},
+            }
+        },
+        "/v1/stats": {
+            "get": {
+                "summary": "Counts by status, stage, category and route; quality and time "
+                "distributions; the success rate",
+                "responses": {"200": _ok("stats"), **errors},
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok("alive")}}},
+        "/readyz": {
+            "get": {
+                "summary": "Ready once caught up with the metadata topic",
+                "responses": {"200": _ok("ready"), "503": _ok("catching up")},
+            }
+        },
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": _ok("text")}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "pixelfleet catalog", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": paths,
+    }
+
+
+def docs_page() -> str:
+    """Every operation, its parameters and answers, as one plain HTML page (no scripts, so
+    it works where nothing can be downloaded)."""
+    rows = []
+    for path, operations in openapi()["paths"].items():
+        for method, op in operations.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []))
+            codes = ", ".join(sorted(op["responses"]))
+            rows.append(
+                f"<tr><td><code>{method.upper()} {html.escape(path)}</code></td>"
+                f"<td>{html.escape(op['summary'])}</td><td>{html.escape(params)}</td>"
+                f"<td>{codes}</td></tr>"
+            )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>pixelfleet catalog API</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{border-bottom:1px solid #ddd;"
+        "padding:.4em;text-align:left;vertical-align:top}</style></head><body>"
+        "<h1>pixelfleet catalog API, v1</h1><p>Send the key in <code>X-API-Key</code>. "
+        "The machine-readable description: <a href='/v1/openapi.json'>openapi.json</a>.</p>"
+        "<table><tr><th>operation</th><th>what it does</th><th>parameters</th>"
+        f"<th>answers</th></tr>{''.join(rows)}</table></body></html>"
+    )

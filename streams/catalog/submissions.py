@@ -1,0 +1,148 @@
+"""Submissions through the API: checked, deduplicated, stored and published.
+
+Runs in a worker thread of the web server (the S3 put and Kafka produce block). The answer
+is data, `Outcome`, which the handler turns into a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from processors.sniff import sniff
+from schemas.events import Hints, Request
+from streams.app.settings import Settings
+from streams.app.submit import Submitter, content_image_id
+from streams.catalog.index import CatalogIndex
+from streams.stages.fingerprint import fingerprint
+
+# Idempotency keys are remembered this long, and this many at most, per replica.
+IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_MAX = 100_000
+
+
+@dataclass
+class Outcome:
+    status: int = 202
+    image_id: str = ""
+    duplicate_of: str | None = None
+    problem: tuple[int, str, str] | None = None  # (status, code, message)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "image_id": self.image_id,
+            "location": f"/v1/images/{self.image_id}",
+        }
+        if self.duplicate_of:
+            body["duplicate_of"] = self.duplicate_of
+        return {**body, **self.extra}
+
+
+def _problem(status: int, code: str, message: str) -> Outcome:
+    return Outcome(status=status, problem=(status, code, message))
+
+
+class Submissions:
+    def __init__(self, settings: Settings, index: CatalogIndex) -> None:
+        self.settings = settings
+        self.index = index
+        self._submitter: Submitter | None = None
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, tuple[float, str, Outcome]] = OrderedDict()
+
+    @property
+    def submitter(self) -> Submitter:
+        with self._lock:
+            if self._submitter is None:
+                self._submitter = Submitter(self.settings)
+            return self._submitter
+
+    def submit_bytes(
+        self,
+        data: bytes,
+        name: str,
+        meta: dict[str, Any],
+        file_type: str | None,
+        *,
+        idempotency: str | None,
+        force: bool,
+    ) -> Outcome:
+        body_hash = hashlib.sha256(data + msgspec.json.encode(meta)).hexdigest()
+        return self._once(idempotency, body_hash, lambda: self._upload(data, name, meta, force))
+
+    def submit_url(self, body: Any, *, idempotency: str | None, force: bool) -> Outcome:
+        body_hash = hashlib.sha256(msgspec.json.encode(body)).hexdigest()
+        return self._once(idempotency, body_hash, lambda: self._url(body))
+
+    def _once(self, key: str | None, body_hash: str, work: Any) -> Outcome:
+        """The first answer to an Idempotency-Key again; the same key with another body is
+        a client's mistake, said as such."""
+        if key is None:
+            result: Outcome = work()
+            return result
+        now = time.monotonic()
+        with self._lock:
+            while self._seen and (
+                len(self._seen) > IDEMPOTENCY_MAX
+                or next(iter(self._seen.values()))[0] < now - IDEMPOTENCY_TTL_S
+            ):
+                self._seen.popitem(last=False)
+            seen = self._seen.get(key)
+        if seen is not None:
+            if seen[1] != body_hash:
+                return _problem(
+                    422, "idempotency_key_reused", "this Idempotency-Key came with another body"
+                )
+            return seen[2]
+        result = work()
+        if result.problem is None:
+            with self._lock:
+                self._seen[key] = (now, body_hash, result)
+        return result
+
+    def _upload(self, data: bytes, name: str, meta: dict[str, Any], force: bool) -> Outcome:
+        if not data:
+            return _problem(400, "empty_file", "the file part is empty")
+        if sniff(data) is None:
+            return _problem(
+                415, "not_an_image", f"{name!r} is not in an image format pixelfleet reads"
+            )
+        try:
+            hints = msgspec.convert(meta.get("hints") or {}, Hints)
+            request = msgspec.convert(meta.get("request") or {}, Request)
+        except msgspec.ValidationError as exc:
+            return _problem(422, "bad_meta", f"meta: {exc}")
+        if hints.file_name is None:
+            hints = msgspec.structs.replace(hints, file_name=name)
+        sha = hashlib.sha256(data).hexdigest()
+        done = self.index.done_with(sha, fingerprint(self.settings.stages, request))
+        if done is not None and not force:
+            # The same bytes under the same settings: the work exists, nothing is published.
+            return Outcome(status=200, image_id=done, duplicate_of=done)
+        event = self.submitter.upload_bytes_and_submit(
+            data, name, image_id=content_image_id(data), hints=hints, request=request
+        )
+        self.submitter.flush(30)
+        return Outcome(status=202, image_id=event.image_id, extra={"sha256": sha})
+
+    def _url(self, body: Any) -> Outcome:
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            return _problem(400, "missing_url", 'send {"url": "https://...", ...}')
+        try:
+            hints = msgspec.convert(body.get("hints") or {}, Hints)
+            request = msgspec.convert(body.get("request") or {}, Request)
+        except msgspec.ValidationError as exc:
+            return _problem(422, "bad_body", str(exc))
+        url = body["url"]
+        if not url.startswith(("http://", "https://")) or len(url) > 4096:
+            return _problem(422, "bad_url", "url is an http(s) URL of at most 4096 characters")
+        event = self.submitter.submit_url(url, hints=hints, request=request)
+        self.submitter.flush(30)
+        return Outcome(status=202, image_id=event.image_id)
