@@ -57,6 +57,7 @@ class CatalogService:
             "index_behind": self.feed.behind,
             "index_caught_up": self.feed.caught_up.is_set(),
             "images": len(self.index),
+            "partitions": sorted(tp.partition for tp in self.table.assigned()),
         }
         ok = self.feed.caught_up.is_set() and await self.table.caught_up()
         metrics.CATALOG_READY.set(1 if ok else 0)

@@ -142,7 +142,7 @@ class CatalogTable:
 
     async def _on_recover(self) -> None:
         self.progress.recovered = True
-        log.info("catalog table recovered: %d partitions", len(self._assigned()))
+        log.info("catalog table recovered: %d partitions", len(self.assigned()))
 
     async def _apply(self, stream: AsyncIterable[Any]) -> None:
         """The agent: each record is its image's latest state; a tombstone deletes it."""
@@ -166,7 +166,7 @@ class CatalogTable:
         self.progress.last_batch = time.monotonic()
         metrics.CATALOG_RECORDS_APPLIED.labels("table").inc(len(events))
 
-    def _assigned(self) -> list[TP]:
+    def assigned(self) -> list[TP]:
         return [tp for tp in self.app.consumer.assignment() if tp.topic == self.topic_name]
 
     async def behind(self) -> int | None:
@@ -178,7 +178,7 @@ class CatalogTable:
         """
         if not self.progress.recovered or not self.app.consumer:
             return None
-        assigned = self._assigned()
+        assigned = self.assigned()
         highwaters = await self.app.consumer.highwaters(*assigned) if assigned else {}
         total = 0
         for tp in assigned:

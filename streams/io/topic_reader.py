@@ -132,13 +132,16 @@ def topic_messages(settings: FleetSettings, topic: str, timeout_s: float = 60) -
 
 
 def latest_records(settings: FleetSettings) -> dict[str, ImageRecord]:
-    """The newest committed metadata record of every image (what compaction keeps)."""
+    """The newest committed metadata record of every image (what compaction keeps); an
+    image whose newest record is a tombstone is gone."""
     decode = decoder(ImageRecord).decode
     latest: dict[str, ImageRecord] = {}
     for message in topic_messages(settings, Topics(settings.topic_prefix).metadata):
-        value = message.value()
+        value, key = message.value(), (message.key() or b"").decode()
         if value:
-            latest[(message.key() or b"").decode()] = decode(value)
+            latest[key] = decode(value)
+        else:
+            latest.pop(key, None)
     return latest
 
 

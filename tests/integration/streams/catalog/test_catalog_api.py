@@ -1,0 +1,148 @@
+"""The catalog's HTTP API against a real replica, broker and MinIO: keys, limits, errors,
+submissions and presigned downloads."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+
+import httpx
+import msgspec
+import pytest
+
+from schemas.events import ImageSubmitted, ObjectRef, Variant, decoder
+from streams.app.settings import Settings
+from streams.app.submit import content_image_id
+from streams.config.topics import Topics
+from streams.io import clients
+from tests.integration.streams.catalog.conftest import Launch
+from tests.integration.streams.runner.fleet import read_topic
+from tests.support.catalog_kit import HEADERS, fake_record, publish
+from tests.support.photos import encode, photo
+
+pytestmark = pytest.mark.integration
+LIMIT = 300_000
+
+
+def test_keys_limits_and_errors_are_answered_clearly(catalog_fleet: Settings, launch: Launch) -> None:
+    catalog = launch(catalog_fleet, max_body_bytes=LIMIT)
+    with httpx.Client(base_url=catalog.url, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/metrics").status_code == 200
+        assert http.get("/v1/openapi.json").json()["openapi"].startswith("3.1")
+        assert "/v1/images/{image_id}/variants" in http.get("/v1/docs").text
+        missing = http.get("/v1/stats")
+        assert (missing.status_code, missing.json()["error"]) == (401, "unauthorized")
+        wrong = http.get("/v1/stats", headers={"X-API-Key": "not-it"})
+        assert (wrong.status_code, wrong.json()["error"]) == (403, "forbidden")
+        bearer = {"Authorization": f"Bearer {HEADERS['X-API-Key']}"}
+        assert http.get("/v1/stats", headers=bearer).status_code == 200
+
+        unknown = http.get("/v1/images/no-such-image", headers=HEADERS)
+        assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
+        big = http.post(
+            "/v1/images", headers=HEADERS, files={"file": ("big.jpg", b"\xff\xd8" * LIMIT)}
+        )
+        assert (big.status_code, big.json()["error"]) == (413, "too_large")
+        text = http.post("/v1/images", headers=HEADERS, content=b"hello")
+        assert text.status_code == 415
+        not_image = http.post(
+            "/v1/images", headers=HEADERS, files={"file": ("notes.txt", b"just some text")}
+        )
+        assert (not_image.status_code, not_image.json()["error"]) == (415, "not_an_image")
+        no_url = http.post("/v1/images", headers=HEADERS, json={"link": "x"})
+        assert (no_url.status_code, no_url.json()["error"]) == (400, "missing_url")
+        bad_url = http.post("/v1/images", headers=HEADERS, json={"url": "ftp://x/y.jpg"})
+        assert bad_url.status_code == 422
+        bad_query = http.get("/v1/images?sha256=xyz", headers=HEADERS)
+        assert bad_query.status_code == 400
+        too_far = http.get("/v1/lookup?phash=0000000000000000&max_distance=99", headers=HEADERS)
+        assert too_far.status_code == 400
+    # Nothing of the refused requests reached the fleet.
+    assert read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest) == []
+
+
+def test_an_upload_is_stored_and_published_once_per_idempotency_key(
+    catalog_fleet: Settings, launch: Launch
+) -> None:
+    catalog = launch(catalog_fleet)
+    data = encode(photo("coffee"), "JPEG", quality=90)
+    meta = {"hints": {"title": "espresso cup"}, "request": {"formats": ["webp"]}}
+    form = {"meta": (None, json.dumps(meta), "application/json")}
+    with httpx.Client(base_url=catalog.url, timeout=30, headers=HEADERS) as http:
+        answers = [
+            http.post(
+                "/v1/images",
+                files={"file": ("cup.jpg", data, "image/jpeg"), **form},
+                headers={"Idempotency-Key": "order-17"},
+            )
+            for _ in range(2)
+        ]
+        reused = http.post(
+            "/v1/images",
+            files={"file": ("cup.jpg", data + b"\x00", "image/jpeg")},
+            headers={"Idempotency-Key": "order-17"},
+        )
+        by_url = http.post(
+            "/v1/images", json={"url": "https://images.example/a/cup.jpg", "hints": {"title": "c"}}
+        )
+    image_id = content_image_id(data)
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].json()["image_id"] == image_id
+    assert answers[0].headers["Location"] == f"/v1/images/{image_id}"
+    assert (reused.status_code, reused.json()["error"]) == (422, "idempotency_key_reused")
+    assert by_url.status_code == 202 and by_url.json()["image_id"].startswith("url-")
+
+    events = read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest)
+    assert Counter(e.key for e in events) == {image_id: 1, by_url.json()["image_id"]: 1}
+    submitted = decoder(ImageSubmitted).decode(next(e.value for e in events if e.key == image_id))
+    assert submitted.hints.title == "espresso cup" and submitted.request.formats == ["webp"]
+    source = submitted.source.object
+    assert source is not None
+    stored = clients.read_object(clients.s3(catalog_fleet.s3), source.bucket, source.key)
+    assert stored == data
+
+
+def test_variants_come_with_fresh_presigned_urls_that_download_the_bytes(
+    catalog_fleet: Settings, launch: Launch
+) -> None:
+    s3 = clients.s3(catalog_fleet.s3)
+    bucket = catalog_fleet.buckets.images
+    body = encode(photo("rocket"), "WEBP", quality=80)
+    key = "rings/web/pic-1.webp"
+    s3.put_object(bucket, key, io.BytesIO(body), len(body), content_type="image/webp")
+    rng = random.Random(3)
+    record = fake_record("pic-1", rng)
+    variant = Variant(
+        variant="web", format="webp", width=512, height=512, bytes=len(body),
+        object=ObjectRef(bucket=bucket, key=key, size=len(body)),
+    )  # fmt: skip
+    near = msgspec.structs.replace(
+        fake_record("pic-2", rng),
+        original={**(record.original or {}), "phash": _flip(record.original, 3), "sha256": "0" * 64},
+    )
+    far = msgspec.structs.replace(
+        fake_record("pic-3", rng), original={**(record.original or {}), "phash": _flip(record.original, 30)}
+    )
+    publish(catalog_fleet, [msgspec.structs.replace(record, variants=[variant]), near, far])
+    catalog = launch(catalog_fleet, presign_expiry_s=120)
+    with httpx.Client(base_url=catalog.url, timeout=10, headers=HEADERS) as http:
+        listed = http.get("/v1/images/pic-1/variants").json()
+        similar = http.get("/v1/images/pic-1/similar?max_distance=8").json()
+        stats = http.get("/v1/stats").json()
+    (only,) = listed["variants"]
+    assert (only["variant"], only["expires_in_s"]) == ("web", 120)
+    assert "X-Amz-Signature" in only["url"]
+    assert httpx.get(only["url"], timeout=10).content == body  # no key: the URL is the grant
+    assert similar["similar"] == [{"image_id": "pic-2", "distance": 3}]
+    assert stats["images"] == 3 and stats["by_status"] == {"done": 3}
+
+
+def _flip(original: dict | None, bits: int) -> str:  # type: ignore[type-arg]
+    value = int((original or {})["phash"], 16)
+    for bit in range(bits):
+        value ^= 1 << (bit * 2)
+    return f"{value:016x}"
