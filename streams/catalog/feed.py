@@ -73,12 +73,13 @@ class IndexFeed:
             messages = consumer.consume(BATCH, WAIT_S)
             batch = []
             for msg in messages:
-                if msg.error() is not None:
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("index feed: %s", msg.error())
+                problem = msg.error()
+                if problem is not None:
+                    if problem.code() != KafkaError._PARTITION_EOF:
+                        log.warning("index feed: %s", problem)
                     continue
                 batch.append((msg.key(), msg.value()))
-                self._position[msg.partition()] = msg.offset() + 1  # type: ignore[operator]
+                self._position[msg.partition() or 0] = (msg.offset() or 0) + 1
             if batch:
                 self.index.apply_many(batch)
                 metrics.CATALOG_RECORDS_APPLIED.labels("index").inc(len(batch))

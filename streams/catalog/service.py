@@ -47,8 +47,8 @@ class CatalogService:
         self.api = CatalogApi(
             settings, self.table, self.index, self.ready, Submissions(settings, self.index)
         )
-        self.api.install(self.app.web.web_app)
-        self.app.on_after_configured  # noqa: B018 (touch: configure before the worker runs)
+        # faust's aiohttp driver; routes are added before its server starts.
+        self.api.install(self.app.web.web_app)  # type: ignore[attr-defined]
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         behind = await self.table.behind()

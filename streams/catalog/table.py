@@ -149,7 +149,7 @@ class CatalogTable:
         async for events in stream.take_events(TAKE, within=TAKE_WITHIN_S):  # type: ignore[attr-defined]
             self.apply_events(events)
 
-    def apply_events(self, events: list[EventT]) -> None:
+    def apply_events(self, events: list[EventT[Any]]) -> None:
         table, applied = self.table, self.progress.applied
         for event in events:
             # faust finds a write's partition (store and changelog) through the event being

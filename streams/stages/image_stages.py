@@ -63,8 +63,8 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
         notes += [verdict.note] if verdict.note else []
         if verdict.duplicate_of is not None:
             dedup.mark_duplicate(envelope, verdict.duplicate_of)
-            detail = f"duplicate of {verdict.duplicate_of.image_id}"
-            return StageResult(envelope, detail="; ".join([detail, *notes]))
+            said = f"duplicate of {verdict.duplicate_of.image_id}"
+            return StageResult(envelope, detail="; ".join([said, *notes]))
     data = png_bytes(result.image, result.exif)
     key = work_key("validate", envelope, "v1")
     record.current = ref(ctx.buckets.work, key, data, PNG)

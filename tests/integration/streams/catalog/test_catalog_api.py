@@ -3,22 +3,28 @@ submissions and presigned downloads."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
-from schemas.events import ImageSubmitted, ObjectRef, Variant, decoder
+from schemas.events import ImageSubmitted, ObjectRef, Request, Variant, decoder
 from streams.app.settings import Settings
 from streams.app.submit import content_image_id
 from streams.config.topics import Topics
 from streams.io import clients
+from streams.stages.fingerprint import fingerprint
 from tests.integration.streams.catalog.conftest import Launch
-from tests.integration.streams.runner.fleet import read_topic
+from tests.integration.streams.runner.fleet import read_topic, settings_env
 from tests.support.catalog_kit import HEADERS, fake_record, publish
 from tests.support.photos import encode, photo
 
@@ -26,7 +32,9 @@ pytestmark = pytest.mark.integration
 LIMIT = 300_000
 
 
-def test_keys_limits_and_errors_are_answered_clearly(catalog_fleet: Settings, launch: Launch) -> None:
+def test_keys_limits_and_errors_are_answered_clearly(
+    catalog_fleet: Settings, launch: Launch
+) -> None:
     catalog = launch(catalog_fleet, max_body_bytes=LIMIT)
     with httpx.Client(base_url=catalog.url, timeout=10) as http:
         assert http.get("/healthz").status_code == 200
@@ -122,10 +130,15 @@ def test_variants_come_with_fresh_presigned_urls_that_download_the_bytes(
     )  # fmt: skip
     near = msgspec.structs.replace(
         fake_record("pic-2", rng),
-        original={**(record.original or {}), "phash": _flip(record.original, 3), "sha256": "0" * 64},
+        original={
+            **(record.original or {}),
+            "phash": _flip(record.original, 3),
+            "sha256": "0" * 64,
+        },
     )
     far = msgspec.structs.replace(
-        fake_record("pic-3", rng), original={**(record.original or {}), "phash": _flip(record.original, 30)}
+        fake_record("pic-3", rng),
+        original={**(record.original or {}), "phash": _flip(record.original, 30)},
     )
     publish(catalog_fleet, [msgspec.structs.replace(record, variants=[variant]), near, far])
     catalog = launch(catalog_fleet, presign_expiry_s=120)
@@ -146,3 +159,47 @@ def _flip(original: dict | None, bits: int) -> str:  # type: ignore[type-arg]
     for bit in range(bits):
         value ^= 1 << (bit * 2)
     return f"{value:016x}"
+
+
+def test_the_cli_asks_the_catalog_before_submitting_and_for_status(
+    catalog_fleet: Settings, launch: Launch, tmp_path: Path
+) -> None:
+    data = encode(photo("coffee"), "JPEG", quality=85)
+    upload = tmp_path / "cup.jpg"
+    upload.write_bytes(data)
+    finished = msgspec.structs.replace(
+        fake_record("cup-done", random.Random(5)),
+        original={"sha256": hashlib.sha256(data).hexdigest(), "phash": "00ff00ff00ff00ff"},
+        fingerprint=fingerprint(catalog_fleet.stages, Request()),
+    )
+    publish(catalog_fleet, [finished])
+    catalog = launch(catalog_fleet)
+    env = {
+        **os.environ,
+        **settings_env(catalog_fleet),
+        "PIXELFLEET_CATALOG_URL": catalog.url,
+        "PIXELFLEET_CATALOG_API_KEY": HEADERS["X-API-Key"],
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "streams.cli", *args]
+        return subprocess.run(
+            command, check=False, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    known = cli("submit", str(upload))
+    assert known.returncode == 0, known.stderr
+    assert known.stdout.split() == ["cup-done"]
+    assert "already done as cup-done" in known.stderr
+    ingest = Topics(catalog_fleet.topic_prefix).ingest
+    assert read_topic(catalog_fleet, ingest) == []
+    forced = cli("submit", "--force", str(upload))
+    assert forced.returncode == 0, forced.stderr
+    assert [r.key for r in read_topic(catalog_fleet, ingest)] == [content_image_id(data)]
+
+    status = cli("status", "cup-done")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["fingerprint"] == finished.fingerprint
+    missing = cli("status", "no-such-image")
+    assert missing.returncode == 1
+    assert "no record for no-such-image in the catalog" in missing.stderr

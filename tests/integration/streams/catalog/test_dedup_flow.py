@@ -48,7 +48,9 @@ def _done(settings: Settings, count: Counter[str], timeout: float = 180) -> dict
         if all(len(seen.get(k, [])) >= n for k, n in count.items()):
             return seen
         time.sleep(0.5)
-    raise AssertionError(f"done events {Counter({k: len(v) for k, v in seen.items()})}, wanted {count}")
+    raise AssertionError(
+        f"done events {Counter({k: len(v) for k, v in seen.items()})}, wanted {count}"
+    )
 
 
 def _catalog_record(http: httpx.Client, image_id: str, field: str, want: object) -> dict:  # type: ignore[type-arg]
@@ -81,7 +83,11 @@ def test_known_content_is_not_processed_again_and_near_duplicates_are_recorded(
     init_fleet(fleet)
     catalog = launch(fleet)
     linked = fleet.model_copy(
-        update={"catalog": fleet.catalog.model_copy(update={"url": catalog.url, "api_key": SecretStr(API_KEY)})}
+        update={
+            "catalog": fleet.catalog.model_copy(
+                update={"url": catalog.url, "api_key": SecretStr(API_KEY)}
+            )
+        }
     )
     original = big_photo("coffee", 1400)
     data = encode(original, "JPEG", quality=90)
@@ -106,7 +112,9 @@ def test_known_content_is_not_processed_again_and_near_duplicates_are_recorded(
             assert Counter(r.key for r in ingest)[image_id] == 1
 
             # The same bytes behind a URL: fetched and validated, then stopped.
-            by_url = http.post("/v1/images", json={"url": server.url("/shop/cup.jpg"), "request": FAST})
+            by_url = http.post(
+                "/v1/images", json={"url": server.url("/shop/cup.jpg"), "request": FAST}
+            )
             url_id = by_url.json()["image_id"]
             (url_done,) = _done(linked, Counter({url_id: 1}))[url_id]
             assert url_done["duplicate_of"] == image_id
