@@ -78,26 +78,39 @@ def _hamming(a: str, b: str) -> int:
 
 
 def duplicate_groups(records: dict[str, ImageRecord]) -> list[list[str]]:
-    """Images whose perceptual hashes are within DUPLICATE_DISTANCE bits of each other."""
+    """Images whose perceptual hashes are within DUPLICATE_DISTANCE bits of each other, joined
+    with what the catalog recorded on them (near_duplicates, duplicate_of), among `records`."""
     hashes = {
         image_id: str(r.original["phash"])
         for image_id, r in sorted(records.items())
         if r.original and r.original.get("phash")
     }
-    groups: list[list[str]] = []
-    placed: set[str] = set()
-    for image_id, phash in hashes.items():
-        if image_id in placed:
-            continue
-        group = [
-            other
-            for other, theirs in hashes.items()
-            if other not in placed and _hamming(phash, theirs) <= DUPLICATE_DISTANCE
-        ]
-        placed.update(group)
-        if len(group) > 1:
-            groups.append(group)
-    return groups
+    parent = {image_id: image_id for image_id in records}
+
+    def root(image_id: str) -> str:
+        while parent[image_id] != image_id:
+            parent[image_id] = parent[parent[image_id]]
+            image_id = parent[image_id]
+        return image_id
+
+    def join(a: str, b: str) -> None:
+        if a in parent and b in parent:
+            parent[max(root(a), root(b))] = min(root(a), root(b))
+
+    ordered = list(hashes.items())
+    for index, (image_id, phash) in enumerate(ordered):
+        for other, theirs in ordered[index + 1 :]:
+            if _hamming(phash, theirs) <= DUPLICATE_DISTANCE:
+                join(image_id, other)
+    for image_id, record in records.items():
+        for near in record.near_duplicates:
+            join(image_id, near.image_id)
+        if record.duplicate_of:
+            join(image_id, record.duplicate_of)
+    groups: dict[str, list[str]] = {}
+    for image_id in sorted(records):
+        groups.setdefault(root(image_id), []).append(image_id)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def summarize(

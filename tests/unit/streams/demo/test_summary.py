@@ -3,6 +3,7 @@ from __future__ import annotations
 from schemas.events import (
     DeadLetter,
     ImageRecord,
+    NearDuplicate,
     ObjectRef,
     StageState,
     Variant,
@@ -87,3 +88,16 @@ def test_duplicates_need_close_hashes() -> None:
         "y": _record("y", "done", "00000000ffffffff", 1),
     }
     assert duplicate_groups(far) == []
+
+
+def test_duplicates_include_what_the_catalog_recorded() -> None:
+    # Hashes far apart, but the catalog saw them as near-duplicates (or one as a copy).
+    records = {
+        "x": _record("x", "done", "ffffffff00000000", 1),
+        "y": _record("y", "done", "00000000ffffffff", 1),
+        "z": _record("z", "done", "0f0f0f0f0f0f0f0f", 1),
+        "w": _record("w", "done", "f0f0f0f0f0f0f0f0", 1),
+    }
+    records["y"].near_duplicates = [NearDuplicate(image_id="x", distance=6)]
+    records["w"].duplicate_of = "z"
+    assert duplicate_groups(records) == [["w", "z"], ["x", "y"]]
