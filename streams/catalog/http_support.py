@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from streams.observe import metrics
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Answered without a key: probes, scrapes and the description of the API itself.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/docs"})
@@ -70,6 +72,9 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    except Exception:  # a bug: logged with its traceback, answered and counted as a 500
+        log.exception("%s %s failed", request.method, request.path)
+        response = error(500, "internal", "the catalog failed on this request; see its log")
     route = _template(request)
     metrics.CATALOG_REQUESTS.labels(route, str(response.status)).inc()
     metrics.CATALOG_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)

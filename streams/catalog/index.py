@@ -11,6 +11,7 @@ topic's key and value bytes, and the feed that calls it owns the consumer.
 from __future__ import annotations
 
 import bisect
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ QUALITY_EDGES: dict[str, tuple[float, ...]] = {
     "sharpness": (10, 50, 100, 250, 500, 1000, 2500, 5000),
     "noise": (1, 2, 3, 5, 8, 12, 20),
 }
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 SECONDS_EDGES = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -82,7 +84,10 @@ def _label(index: int, edges: tuple[float, ...]) -> str:
 def _entry(slim: _Slim) -> tuple[_Entry, str | None]:
     original = slim.original or {}
     sha_hex = original.get("sha256")
-    sha = bytes.fromhex(sha_hex) if isinstance(sha_hex, str) and len(sha_hex) == 64 else None
+    # A record is data from the topic: a malformed hash is absent, never an exception.
+    sha = (
+        bytes.fromhex(sha_hex) if isinstance(sha_hex, str) and _SHA256.fullmatch(sha_hex) else None
+    )
     quality = slim.quality or {}
     buckets = tuple(
         (name, _bucket(float(quality[name]), edges))
@@ -135,13 +140,16 @@ class CatalogIndex:
         self.apply_many([(key, value)])
 
     def apply_many(self, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-        added: list[tuple[str, str]] = []
+        # The hashes to index, by image: a later record of the same image in this batch
+        # replaces (or, without a hash, withdraws) an earlier one.
+        added: dict[str, str] = {}
         with self._lock:
             for key, value in records:
                 if key is None:
                     continue
                 image_id = key.decode("utf-8", "replace")
                 self._forget(image_id)
+                added.pop(image_id, None)
                 if value is None:
                     continue
                 try:
@@ -153,12 +161,12 @@ class CatalogIndex:
                 self._remember(image_id, entry)
                 if phash:
                     self._phash[image_id] = phash
-                    added.append((image_id, phash))
+                    added[image_id] = phash
         if added:
             try:
-                self.near.add_many(added)
+                self.near.add_many(list(added.items()))
             except ValueError:  # one malformed hash: index the others one by one
-                for image_id, phash in added:
+                for image_id, phash in added.items():
                     try:
                         self.near.add(image_id, phash)
                     except ValueError:
@@ -177,6 +185,11 @@ class CatalogIndex:
                     del self._by_sha[old.sha]
         if old.done_key is not None and self._done.get(old.done_key) == image_id:
             del self._done[old.done_key]
+            # Another finished image of the same content and settings answers from now on.
+            others = self._by_sha.get(old.done_key[0], ())
+            heirs = [i for i in others if self._entries[i].done_key == old.done_key]
+            if heirs:
+                self._done[old.done_key] = min(heirs)
         if self._phash.pop(image_id, None) is not None:
             self.near.remove(image_id)
 

@@ -9,6 +9,7 @@ pixel, so they are left out.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import msgspec
 
@@ -18,6 +19,8 @@ from streams.stages.settings import StageSettings
 
 def fingerprint(settings: StageSettings, request: Request) -> str:
     """16 hex digits; equal exactly when the settings and the request are."""
-    shaping = settings.model_dump_json(exclude={"fetch"}, by_alias=True)
-    asked = msgspec.json.encode(msgspec.structs.replace(request, force=False))
-    return hashlib.sha256(shaping.encode() + b"\x00" + asked).hexdigest()[:16]
+    # Keys sorted: settings equal to pydantic (mappings written in another order) are equal.
+    shaping = settings.model_dump(mode="json", exclude={"fetch"}, by_alias=True)
+    asked = msgspec.to_builtins(msgspec.structs.replace(request, force=False))
+    text = json.dumps([shaping, asked], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -54,7 +54,9 @@ def test_validate_records_facts_plans_the_route_and_writes_a_deterministic_inter
 
 def test_validate_rejections_are_permanent_errors_with_the_reason() -> None:
     with pytest.raises(PermanentError) as caught:
-        image_stages.validate_stage(_envelope(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, _validate_ctx())
+        image_stages.validate_stage(
+            _envelope(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, _validate_ctx()
+        )
     assert caught.value.reason_class == "corrupt_header"
 
 
