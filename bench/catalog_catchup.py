@@ -21,16 +21,12 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.app import admin
-from streams.app.settings import Settings
 from streams.devstack.stack import stack_for_tools
-from streams.io import clients
-from tests.support.catalog_kit import CatalogProcess, fake_record, publish
+from tests.support.catalog_kit import CatalogProcess, fake_record, fresh_fleet, publish
 
 TARGET_PER_S = 2000.0
 
@@ -44,20 +40,15 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="catalog-bench-") as tmp,
         stack_for_tools(Path(tmp) / "stack") as local,
     ):
-        prefix = f"catbench{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            kafka=local.kafka,
-            s3=local.s3,
-            topic_prefix=prefix,
-            topics={"partitions": args.partitions},  # type: ignore[arg-type]
-        )
-        admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
+        settings = fresh_fleet(local, "catbench", args.partitions)
         rng = random.Random(7)
         started = time.monotonic()
         written = publish(settings, (fake_record(f"img-{i:08d}", rng) for i in range(args.records)))
         print(f"wrote {written:,} records in {time.monotonic() - started:.1f} s")
 
-        replica = CatalogProcess(settings, Path(tmp) / "data", app_id=f"{prefix}-catalog")
+        replica = CatalogProcess(
+            settings, Path(tmp) / "data", app_id=f"{settings.topic_prefix}-catalog"
+        )
         replica.start()
         try:
             seconds = replica.wait_ready(timeout=1800)
@@ -75,7 +66,10 @@ def main() -> None:
         more = max(1, args.records // 100)
         publish(settings, (fake_record(f"new-{i:08d}", rng) for i in range(more)))
         again = CatalogProcess(
-            settings, Path(tmp) / "data", app_id=f"{prefix}-catalog", port=replica.port
+            settings,
+            Path(tmp) / "data",
+            app_id=f"{settings.topic_prefix}-catalog",
+            port=replica.port,
         )
         again.start()
         try:

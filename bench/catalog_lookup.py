@@ -30,7 +30,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.app import admin
-from streams.app.settings import Settings
 from streams.devstack.stack import stack_for_tools
-from streams.io import clients
-from tests.support.catalog_kit import HEADERS, CatalogProcess, fake_record, publish
+from tests.support.catalog_kit import HEADERS, CatalogProcess, fake_record, fresh_fleet, publish
 
 P99_TARGET_MS = 25.0
 UNKNOWN_SHARE = 0.05
@@ -171,14 +167,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="catalog-lookup-") as tmp,
         stack_for_tools(Path(tmp) / "stack") as local,
     ):
-        prefix = f"catlookup{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            kafka=local.kafka,
-            s3=local.s3,
-            topic_prefix=prefix,
-            topics={"partitions": args.partitions},  # type: ignore[arg-type]
-        )
-        admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
+        settings = fresh_fleet(local, "catlookup", args.partitions)
         rng = random.Random(args.seed)
         records = [fake_record(f"img-{i:08d}", rng) for i in range(args.records)]
         ids = [r.image_id for r in records]
@@ -190,7 +179,9 @@ def main() -> None:
 
         # CatalogProcess listens on 127.0.0.1 and names that address in its url: the load
         # never leaves the machine.
-        replica = CatalogProcess(settings, Path(tmp) / "data", app_id=f"{prefix}-catalog")
+        replica = CatalogProcess(
+            settings, Path(tmp) / "data", app_id=f"{settings.topic_prefix}-catalog"
+        )
         replica.start()
         try:
             print(f"replica ready in {replica.wait_ready(timeout=600):.1f} s", flush=True)

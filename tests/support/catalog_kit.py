@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,3 +185,17 @@ def publish(settings: FleetSettings, records: Iterable[ImageRecord | tuple[str, 
             producer.begin_transaction()
     producer.commit_transaction(60)
     return count
+
+
+def fresh_fleet(local: FleetSettings, name: str, partitions: int) -> Settings:
+    """Settings on the given stack with topics and buckets of a new prefix, initialised."""
+    from streams.app import admin
+
+    settings = Settings(
+        kafka=local.kafka,
+        s3=local.s3,
+        topic_prefix=f"{name}{uuid.uuid4().hex[:6]}",
+        topics={"partitions": partitions},  # type: ignore[arg-type]
+    )
+    admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
+    return settings
