@@ -51,7 +51,7 @@ class IndexFeed:
     def _run(self) -> None:
         consumer = clients.consumer(
             self.settings.kafka,
-            f"{self.settings.catalog.app_id}-index-unused",  # assign() only: never joins it
+            f"{self.settings.catalog.app_name(self.settings.topic_prefix)}-index",  # assign() only: never joins it
             **{"isolation.level": "read_committed", "enable.auto.commit": False},
         )
         try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT
 
@@ -38,6 +39,9 @@ TAKE = 1000
 TAKE_WITHIN_S = 0.1
 # With everything fetched, this long without a batch means the stream's buffer is empty.
 QUIET_S = 5 * TAKE_WITHIN_S
+# Fetched to the end, records missing, and no batch for this long: the gap is aborted
+# records and markers, not records still to come.
+QUIET_FALLBACK_S = 10.0
 # Changelog records applied to the store per write batch while recovering.
 RECOVERY_BUFFER = 10_000
 
@@ -56,6 +60,20 @@ class TableProgress:
 # (faust's default, 100, paused catch-up every few milliseconds and logged a warning each
 # time). Only the catalog process runs faust, so the class default is ours to set.
 ProducerBuffer.max_messages = 5000
+
+
+_create_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _read_committed(thread: AIOKafkaConsumerThread, transport: Any) -> Any:
+    """faust reads read_committed only under exactly_once; the catalog always needs it. The
+    aiokafka consumer keeps the level as given until it starts, so it is set in between."""
+    consumer = _create_consumer(thread, transport)
+    consumer._isolation_level = "read_committed"
+    return consumer
+
+
+AIOKafkaConsumerThread._create_worker_consumer = _read_committed  # type: ignore[method-assign,assignment]
 
 
 def kafka_url(settings: FleetSettings) -> str:
@@ -85,14 +103,19 @@ def build_app(settings: FleetSettings, web_options: dict[str, Any]) -> faust.App
     catalog = settings.catalog
     advertised = catalog.advertised_url or f"http://{catalog.host}:{catalog.port}"
     return faust.App(
-        catalog.app_id,
+        catalog.app_name(settings.topic_prefix),
         broker=kafka_url(settings),
         broker_credentials=credentials(settings),
         store="memory://" if catalog.store == "memory" else "rocksdb://",
         datadir=str(catalog.data_dir),
-        # exactly_once is what makes faust read with read_committed: a stage's aborted
-        # batch must never show in the catalog.
-        processing_guarantee="exactly_once",
+        # The table is a view: applying a record twice is harmless, so no transactions
+        # (exactly_once runs a transactional producer per partition and leaves commit
+        # markers in the changelog that stall every recovery). read_committed is set on the
+        # consumer below, so a stage's aborted batch still never shows.
+        processing_guarantee="at_least_once",
+        # A replica that dies without leaving the group holds its partitions this long.
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
         topic_partitions=settings.topics.partitions,
         topic_allow_declare=True,
         # A standby copy of every partition doubles what each replica reads; a replica
@@ -169,30 +192,52 @@ class CatalogTable:
     def assigned(self) -> list[TP]:
         return [tp for tp in self.app.consumer.assignment() if tp.topic == self.topic_name]
 
-    async def behind(self) -> int | None:
-        """Records of this replica's partitions not fetched yet; None while faust is still
-        starting or recovering.
-
-        Offsets count transaction markers, which are never delivered, so the consumer's
-        position (which passes them) is compared with the end, not the last record applied.
-        """
-        if not self.progress.recovered or not self.app.consumer:
+    async def _progress(self) -> list[tuple[int, int, int]] | None:
+        """(end, fetched to, applied to) per partition of this replica; None while faust is
+        still starting or recovering. A partition the agent has seen nothing of since the
+        assignment counts as applied to its committed offset."""
+        consumer = self.app.consumer
+        if not self.progress.recovered or not consumer:
             return None
         assigned = self.assigned()
-        highwaters = await self.app.consumer.highwaters(*assigned) if assigned else {}
-        total = 0
+        highwaters = await consumer.highwaters(*assigned) if assigned else {}
+        committed = getattr(consumer, "_committed_offset", {})
+        found = []
         for tp in assigned:
-            position = await self.app.consumer.position(tp)
-            done = max(self.progress.applied.get(tp.partition, 0), position or 0)
-            total += max(0, (highwaters.get(tp) or 0) - done)
+            position = await consumer.position(tp) or 0
+            applied = self.progress.applied.get(tp.partition, committed.get(tp) or 0)
+            found.append((highwaters.get(tp) or 0, position, applied))
+        return found
+
+    async def behind(self) -> int | None:
+        """Offsets of this replica's partitions not applied yet (a trailing transaction
+        marker counts one); None while faust is still starting or recovering."""
+        progress = await self._progress()
+        if progress is None:
+            return None
+        total = sum(max(0, end - applied) for end, _, applied in progress)
         metrics.CATALOG_RECORDS_BEHIND.labels("table").set(total)
         return total
 
     async def caught_up(self) -> bool:
-        """Everything fetched and no batch for a while (what was fetched is applied), once."""
-        if not self.progress.caught_up:
-            quiet = time.monotonic() - self.progress.last_batch > QUIET_S
-            self.progress.caught_up = quiet and await self.behind() == 0
+        """Whether the table holds its partitions as the topic did at some moment; once true,
+        it stays true.
+
+        Offsets count transaction markers, which are never delivered: a partition is caught
+        up when the consumer has fetched to its end and the records applied reach that
+        position but for the one commit marker that ends every transaction. A tail of
+        aborted records leaves a wider gap; then a quiet stream long enough says the same.
+        """
+        if self.progress.caught_up:
+            return True
+        progress = await self._progress()
+        if progress is None:
+            return False
+        fetched = all(position >= end for end, position, _ in progress)
+        applied = all(applied >= position - 1 for _, position, applied in progress)
+        quiet = time.monotonic() - self.progress.last_batch
+        if fetched and ((applied and quiet > QUIET_S) or quiet > QUIET_FALLBACK_S):
+            self.progress.caught_up = True
         return self.progress.caught_up
 
     def get(self, image_id: str) -> bytes | None:

@@ -142,7 +142,9 @@ class CatalogSettings(SettingsGroup):
     advertised_url: str | None = None
     data_dir: Path = Path(".pixelfleet/catalog")
     store: Literal["rocksdb", "memory"] = "rocksdb"
-    app_id: str = "pixelfleet-catalog"
+    # The faust app id: the consumer group replicas share and the changelog topic's prefix.
+    # Default: "<topic_prefix>-catalog", so two fleets on one broker never share it.
+    app_id: str | None = None
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     # host:port in presigned URLs, when clients reach S3 by another name than the fleet.
@@ -153,6 +155,9 @@ class CatalogSettings(SettingsGroup):
     near_dup_policy: Literal["record", "skip"] = "record"
     # How long a client (CLI, validate) waits for an answer before going on without one.
     client_timeout_s: float = Field(default=2.0, gt=0)
+
+    def app_name(self, topic_prefix: str) -> str:
+        return self.app_id or f"{topic_prefix}-catalog"
 
     def accepted_key_hashes(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.api_key_hashes.split(",") if h.strip())

@@ -9,8 +9,10 @@ import random
 import msgspec
 import pytest
 
-from schemas.events import ImageRecord
+from schemas.events import ImageRecord, encode
 from streams.app.settings import Settings
+from streams.config.topics import Topics
+from streams.io import clients
 from streams.io.topic_reader import latest_records
 from tests.integration.streams.catalog.conftest import Launch
 from tests.support.catalog_kit import CatalogProcess, fake_record, publish
@@ -125,3 +127,27 @@ def test_two_replicas_split_the_partitions_and_route_lookups_to_the_owner(
     # each one passed on to it: about half of them.
     passed_on = served - 2 * len(asked)
     assert 0.2 * len(asked) < passed_on < 1.8 * len(asked), served
+
+
+def test_records_of_an_aborted_transaction_never_show(
+    catalog_fleet: Settings, launch: Launch
+) -> None:
+    catalog = launch(catalog_fleet)
+    producer = clients.transactional_producer(
+        catalog_fleet.kafka, f"{catalog_fleet.topic_prefix}-t"
+    )
+    producer.init_transactions(30)
+    topic = Topics(catalog_fleet.topic_prefix).metadata
+    aborted, committed = _records(2, seed=9)
+    producer.begin_transaction()
+    producer.produce(topic, key=aborted.image_id.encode(), value=encode(aborted))
+    producer.flush(30)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, key=committed.image_id.encode(), value=encode(committed))
+    producer.commit_transaction(30)
+    _wait_for_record(catalog, committed.image_id, "done")
+    assert catalog.get(f"/v1/images/{aborted.image_id}")[0] == 404
+    _wait_for_count(catalog, 1)
+    sha = (aborted.original or {})["sha256"]
+    assert catalog.get(f"/v1/images?sha256={sha}")[1]["images"] == []
