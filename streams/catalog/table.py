@@ -171,6 +171,9 @@ class CatalogTable:
         """The agent: each record is its image's latest state; a tombstone deletes it."""
         async for events in stream.take_events(TAKE, within=TAKE_WITHIN_S):  # type: ignore[attr-defined]
             self.apply_events(events)
+            # faust acks a batch once this body returns, so this commits the batches before
+            # it: a restart then replays one batch, not what faust's timer left behind.
+            await self.app.consumer.commit()
 
     def apply_events(self, events: list[EventT[Any]]) -> None:
         table, applied = self.table, self.progress.applied
