@@ -12,6 +12,11 @@ so time spent queueing (in the replica or in this client) counts. Ids are drawn 
 among those written, plus 5% unknown ids that must answer 404. One aiohttp client session
 with keep-alive connections; only 127.0.0.1 is contacted.
 
+The baseline, measured first in the same run: the same schedule of GET /v1/images/{id}
+against a bare aiohttp server in its own process that answers every request with one
+fixed record (no table, no routing, no middlewares): the cost of HTTP on this machine.
+The catalog's lookup line ends with its p99 over the baseline's.
+
 It prints, per endpoint: requests, the achieved rate (answers / seconds from the first
 scheduled send to the last answer), p50/p95/p99/max latency in ms, errors (a status other
 than the expected one, or no answer within 10 s), the p99 target (25 ms for a lookup on the
@@ -27,6 +32,8 @@ import argparse
 import asyncio
 import math
 import random
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +45,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from schemas.events import encode
+from streams.devstack.procs import free_port
 from streams.devstack.stack import stack_for_tools
 from tests.support.catalog_kit import HEADERS, CatalogProcess, fake_record, fresh_fleet, publish
 
@@ -59,6 +68,11 @@ class Figures:
     errors: int
     elapsed_s: float
 
+    @property
+    def p99(self) -> float:
+        done = sorted(self.latencies_ms)
+        return done[max(0, math.ceil(0.99 * len(done)) - 1)] if done else math.nan
+
     def line(self) -> str:
         done = sorted(self.latencies_ms)
         if not done:
@@ -67,7 +81,7 @@ class Figures:
         def at(q: float) -> float:  # nearest rank
             return done[max(0, math.ceil(q * len(done)) - 1)]
 
-        p99 = at(0.99)
+        p99 = self.p99
         return (
             f"{self.name}: {len(done):,} requests at {self.rate:g}/s for {self.seconds:g} s; "
             f"achieved {len(done) / self.elapsed_s:,.1f}/s; p50 {at(0.50):.1f} ms, "
@@ -116,6 +130,16 @@ async def drive(
     return Figures(name, rate, seconds, latencies, errors, time.perf_counter() - start)
 
 
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the baseline server did not listen on {port}")
+
+
 def flip_bits(phash: str, rng: random.Random) -> str:
     code = int(phash, 16)
     for bit in rng.sample(range(64), rng.randint(0, 4)):
@@ -123,7 +147,32 @@ def flip_bits(phash: str, rng: random.Random) -> str:
     return f"{code:016x}"
 
 
-async def measure(url: str, ids: list[str], phashes: list[str], args: argparse.Namespace) -> None:
+def serve_bare(port: int, body: bytes) -> None:
+    """The baseline server: one fixed answer for every image id."""
+    from aiohttp import web
+
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/images/{image_id}", answer)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def baseline(url: str, ids: list[str], args: argparse.Namespace) -> Figures:
+    def image(rng: random.Random) -> tuple[str, int]:
+        return f"/v1/images/{rng.choice(ids)}", 200
+
+    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s:
+        rng = random.Random(args.seed)
+        await drive(s, "warm-up", image, rate=args.rate, seconds=WARM_UP / args.rate, rng=rng)
+        name = "baseline: bare aiohttp GET"
+        return await drive(s, name, image, rate=args.rate, seconds=args.seconds, rng=rng)
+
+
+async def measure(
+    url: str, ids: list[str], phashes: list[str], args: argparse.Namespace, floor: Figures
+) -> None:
     def image(rng: random.Random) -> tuple[str, int]:
         if rng.random() < UNKNOWN_SHARE:
             return f"/v1/images/unknown-{rng.getrandbits(40):010x}", 404
@@ -150,7 +199,10 @@ async def measure(url: str, ids: list[str], phashes: list[str], args: argparse.N
         ]
         for name, pick, rate, seconds in runs:
             figures = await drive(session, name, pick, rate=rate, seconds=seconds, rng=rng)
-            print(figures.line(), flush=True)
+            line = figures.line()
+            if pick is image:
+                line += f"; p99 over the bare-HTTP baseline {figures.p99 / floor.p99:.2f}"
+            print(line, flush=True)
 
 
 def main() -> None:
@@ -162,7 +214,11 @@ def main() -> None:
     parser.add_argument("--slow-seconds", type=float, default=5.0)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--serve-bare", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare, encode(fake_record("img-00000000", random.Random(0))))
+        return
     with (
         tempfile.TemporaryDirectory(prefix="catalog-lookup-") as tmp,
         stack_for_tools(Path(tmp) / "stack") as local,
@@ -177,6 +233,16 @@ def main() -> None:
         print(f"wrote {written:,} records in {time.monotonic() - started:.1f} s", flush=True)
         del records
 
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(bare_port)])
+        try:
+            wait_for_port(bare_port)
+            floor = asyncio.run(baseline(f"http://127.0.0.1:{bare_port}", ids, args))
+        finally:
+            bare.terminate()
+            bare.wait(10)
+        print(floor.line(), flush=True)
+
         # CatalogProcess listens on 127.0.0.1 and names that address in its url: the load
         # never leaves the machine.
         replica = CatalogProcess(
@@ -185,7 +251,7 @@ def main() -> None:
         replica.start()
         try:
             print(f"replica ready in {replica.wait_ready(timeout=600):.1f} s", flush=True)
-            asyncio.run(measure(replica.url, ids, phashes, args))
+            asyncio.run(measure(replica.url, ids, phashes, args, floor))
         finally:
             replica.stop()
 
