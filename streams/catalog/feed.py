@@ -49,9 +49,10 @@ class IndexFeed:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        # assign() only: the group id is required, but the group is never joined.
         consumer = clients.consumer(
             self.settings.kafka,
-            f"{self.settings.catalog.app_name(self.settings.topic_prefix)}-index",  # assign() only: never joins it
+            f"{self.settings.catalog.app_name(self.settings.topic_prefix)}-index",
             **{"isolation.level": "read_committed", "enable.auto.commit": False},
         )
         try:
