@@ -96,6 +96,9 @@ class RunnerSettings(SettingsGroup):
     # An upper bound; the time budget shrinks batches of slow stages well below it. Large
     # batches spread the cost of a transaction commit (tens of ms) over many messages.
     batch_max: int = Field(default=5000, ge=1)
+    # The input blobs one batch holds in memory at most, by their recorded sizes (a batch
+    # always takes its first message, however large). Blobs are up to tens of MB each.
+    batch_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     # The time one batch may take, processing through commit. Kept well under the poll
     # interval; the batch size adapts to it.
     batch_budget_s: float = Field(default=20.0, gt=0)

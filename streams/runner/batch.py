@@ -9,7 +9,7 @@ from confluent_kafka import Message, TopicPartition
 from schemas.events import Envelope, ObjectRef, StageState
 from streams.config.topics import Topics
 from streams.runner import records
-from streams.runner.blobs import BlobStore
+from streams.runner.blobs import BlobStore, input_ref
 from streams.runner.executor import Failure, Outcome, Timed, WorkItem
 from streams.runner.records import Origin, OutMessage
 from streams.runner.stage import Admit, BlobWrite, PermanentError, StageResult
@@ -53,6 +53,23 @@ def make_slots(batch: list[Message], inbox: str, topics: Topics) -> list[Slot]:
             slot.outcome = Failure("permanent", exc.reason_class, exc.reason)
         slots.append(slot)
     return slots
+
+
+# What an input of unknown size counts for (an object referenced without its size).
+UNKNOWN_BLOB_BYTES = 8 * 1024 * 1024
+
+
+def within_bytes(slots: list[Slot], limit: int) -> int:
+    """How many slots, from the first, fit their input blobs in `limit` bytes; at least one,
+    so no input is ever too large to be processed."""
+    total = 0
+    for index, slot in enumerate(slots):
+        ref = input_ref(slot.envelope) if slot.envelope is not None else None
+        size = 0 if ref is None else UNKNOWN_BLOB_BYTES if ref.size is None else ref.size
+        if index and total + size > limit:
+            return index
+        total += size
+    return len(slots)
 
 
 def attach_inputs(

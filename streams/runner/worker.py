@@ -49,6 +49,7 @@ from streams.runner.batch import (
     next_offsets,
     records_of,
     upload_results,
+    within_bytes,
 )
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
@@ -380,8 +381,11 @@ class StageWorker:
 
     def _process(self, batch: list[Message], started: float) -> list[Slot]:
         """One batch, steps 1-4 of the module docstring; the slots it finished."""
-        # 1. decode, fetch blobs
+        # 1. decode, fetch blobs (as many as fit the byte budget: the rest is carried over
+        # below, like work the deadline cut off)
         slots = make_slots(batch, self.inbox, self.topics)
+        if self.spec.reads_blob:
+            slots = slots[: within_bytes(slots, self.settings.runner.batch_max_bytes)]
         attach_inputs(slots, self.blobs, self.spec.reads_blob, self.spec.admit)
         # 2. run the stage until the deadline; a prefix of the batch is finished
         items = [s.item for s in slots if s.item is not None]

@@ -9,6 +9,7 @@ from confluent_kafka import Message
 from schemas.events import DeadLetter, Envelope, ObjectRef, decoder
 from streams.config.topics import Topics
 from streams.runner.batch import (
+    UNKNOWN_BLOB_BYTES,
     Quarantined,
     Slot,
     attach_inputs,
@@ -17,6 +18,7 @@ from streams.runner.batch import (
     next_offsets,
     records_of,
     upload_results,
+    within_bytes,
 )
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Failure, Timed, WorkItem
@@ -179,3 +181,23 @@ def test_records_of_turns_each_outcome_into_its_records() -> None:
     assert [d.quarantined for d in letters] == [kept[id(done[2])], None, None]
     plain = decoder(Envelope).decode(out[2].value).record.stages["enhance"]
     assert (plain.outcome, plain.started_at, plain.attempts) == ("skipped", NOW, 1)
+
+
+def _sized(image_id: str, size: int | None) -> Slot:
+    slot = _slot(INBOX, 0, 1, image_id)
+    assert slot.envelope is not None
+    slot.envelope.record.current = ObjectRef(bucket="work", key=image_id, size=size)
+    return slot
+
+
+def test_within_bytes_keeps_the_inputs_that_fit_and_always_the_first() -> None:
+    mb = 1024 * 1024
+    slots = [_sized("a", 40 * mb), _sized("b", 50 * mb), _sized("c", 20 * mb)]
+    assert within_bytes(slots, 100 * mb) == 2  # c would make 110 MB
+    assert within_bytes(slots, 110 * mb) == 3
+    assert within_bytes([_sized("huge", 900 * mb), *slots], 100 * mb) == 1
+    # An input of unknown size counts for UNKNOWN_BLOB_BYTES; no input counts for nothing.
+    unknown = [_sized(f"u{i}", None) for i in range(20)]
+    assert within_bytes(unknown, 10 * UNKNOWN_BLOB_BYTES) == 10
+    garbage = Slot(origin=Origin(INBOX, 0, 9, b"g", b""), started_at=NOW)
+    assert within_bytes([garbage] * 5, 1) == 5

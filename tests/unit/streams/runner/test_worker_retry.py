@@ -232,3 +232,22 @@ def test_an_aborted_batch_does_not_count_its_failures_twice(rig: Rig) -> None:
     assert w.stats.retries == 1
     w._run_batch(w._next_batch())  # only 3 messages in a row failed: no halt at 5
     assert (w.stats.committed, w.stats.dead_lettered) == (3, 3)
+
+
+def test_a_batch_takes_only_the_inputs_its_byte_budget_holds_and_carries_the_rest(
+    rig: Rig,
+) -> None:
+    batch, _ = _messages()
+    w, producer = rig.worker, rig.producer
+    # Inputs without a recorded size count 8 MiB each: two fit in 16 MiB, the third waits.
+    runner = w.settings.runner.model_copy(update={"batch_max_bytes": 16 * 1024 * 1024})
+    w.settings = w.settings.model_copy(update={"runner": runner})
+
+    w._run_batch(_batch(*batch))
+
+    assert _send_offsets(producer) == [[(INBOX, 0, 6), (INBOX, 1, 3)]]
+    assert [id(m) for m in w._carry] == [id(batch[2])]
+    assert rig.store.fetched == [["img-a", "img-b"]]
+    w._run_batch(w._next_batch())
+    assert _send_offsets(producer)[1] == [(INBOX, 0, 7)]
+    assert w.stats.committed == 3 and w._carry == []

@@ -1,0 +1,181 @@
+"""The whole fleet against the same work done by its processors in a loop.
+
+    python bench/fleet_vs_loop.py [--folder PHOTOS] [--count 16] [--processes 2]
+
+On real photographs (--folder: every JPEG, PNG or WebP in it; default: a generated set of
+--count photos of 3 to 24 megapixels, made from scikit-image's samples), restore off:
+
+* loop: validate -> categorize -> enhance -> compress called on each file by --processes
+  processes (a multiprocessing pool), the images handed from one function to the next in
+  memory, every output encoded as the stages encode it; nothing is stored.
+* fleet: the local stack (the environment's, or a throwaway one) with one `pixelfleet
+  worker` per stage, as `pixelfleet demo` runs them, on a fresh prefix. The clock starts at
+  the first upload (`Submitter.upload_and_submit`, as `pixelfleet submit` does) and stops
+  when every image is on the done topic; the workers are started, and ready, before.
+
+It prints images/s and megapixels/s of both, the ratio fleet/loop (target 0.9), and per
+stage the seconds the stage's function spent (pixelfleet_processing_seconds) against the
+batch wall time (pixelfleet_batch_seconds), to show where the fleet's time goes. It
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from processors.categorize import Hints, categorize
+from processors.compress import compress
+from processors.enhance import choose_profile, enhance
+from processors.validate import png_bytes, validate
+from schemas.events import Request
+from streams.app.settings import Settings
+from streams.config.topics import Topics
+from streams.demo.workers import WorkerProcesses
+from streams.devstack.stack import stack_for_tools
+from streams.stages.settings import StageSettings
+from tests.integration.streams.runner.fleet import read_topic, settings_env
+from tests.support.catalog_kit import fresh_fleet
+from tests.support.photos import big_photo
+
+TARGET = 0.9
+STAGES = ["validate", "categorize", "enhance", "compress"]
+WIDTHS = (2000, 2600, 3200, 3800, 4400, 5000, 5600)  # 3 to 24 MP at 4:3
+SCENES = ("coffee", "chelsea", "astronaut", "rocket")
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(count):
+        path = folder / f"photo-{i:02d}.jpg"
+        big_photo(SCENES[i % len(SCENES)], WIDTHS[i % len(WIDTHS)]).save(path, quality=92)
+        files.append(path)
+    return files
+
+
+def megapixels(files: list[Path]) -> float:
+    total = 0
+    for path in files:
+        with Image.open(path) as image:
+            total += image.width * image.height
+    return total / 1e6
+
+
+def one_in_a_loop(path: Path) -> int:
+    """The four stages' work on one file, as the stage functions do it; outputs made."""
+    settings = StageSettings()
+    data = path.read_bytes()
+    checked = validate(data, settings.validate_, "none", declared_name=path.name)
+    found = categorize(Hints(file_name=path.name), settings.categorize)
+    profile = choose_profile(None, found.category, settings.enhance)
+    enhanced = enhance(checked.image, profile, settings.enhance)
+    pixels = png_bytes(enhanced.image, checked.exif)  # compress takes encoded bytes
+    return len(compress(pixels, settings.compress))
+
+
+def loop_side(files: list[Path], processes: int) -> float:
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        outputs = pool.map(one_in_a_loop, files, chunksize=1)
+    assert all(outputs), "every file made its outputs"
+    return time.perf_counter() - started
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """(metric sample name, stage) -> value of one worker's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "stage" in sample.labels:
+                found[(sample.name, sample.labels["stage"])] = sample.value
+    return found
+
+
+def fleet_side(local: Settings, files: list[Path], logs: Path) -> tuple[float, list[str]]:
+    settings = fresh_fleet(local, "fvl", 12)
+    workers = WorkerProcesses(STAGES, settings_env(settings), logs)
+    workers.start()
+    try:
+        for worker in workers.workers:  # ready: joined its group, probes answering
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(
+                        f"http://127.0.0.1:{worker.metrics_port}/readyz", timeout=2
+                    )
+                    break
+                except OSError:
+                    time.sleep(0.5)
+        from streams.app.submit import Submitter
+
+        submitter = Submitter(settings)
+        started = time.perf_counter()
+        for path in files:
+            submitter.upload_and_submit(path, request=Request(restore="none"))
+        submitter.flush()
+        done_topic = Topics(settings.topic_prefix).done
+        while len({r.key for r in read_topic(settings, done_topic)}) < len(files):
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        lines = []
+        for worker in workers.workers:
+            got = scrape(worker.metrics_port)
+            busy = got.get(("pixelfleet_processing_seconds_sum", worker.stage), 0.0)
+            wall = got.get(("pixelfleet_batch_seconds_sum", worker.stage), 0.0)
+            batches = got.get(("pixelfleet_batch_seconds_count", worker.stage), 0.0)
+            lines.append(
+                f"  {worker.stage:<10} function {busy:7.1f} s   batches {wall:7.1f} s "
+                f"in {batches:.0f}   other {max(0.0, wall - busy):6.1f} s"
+            )
+        return seconds, lines
+    finally:
+        workers.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, default=None)
+    parser.add_argument("--count", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleet-vs-loop-") as tmp:
+        if args.folder:
+            files = sorted(
+                p
+                for p in args.folder.iterdir()
+                if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
+            )
+        else:
+            files = make_photos(Path(tmp) / "photos", args.count)
+        mp = megapixels(files)
+        print(f"{len(files)} photos, {mp:.0f} MP in all; {args.processes} processes", flush=True)
+        loop_s = loop_side(files, args.processes)
+        print(
+            f"loop:  {loop_s:6.1f} s  {len(files) / loop_s:5.2f} images/s  {mp / loop_s:5.1f} MP/s"
+        )
+        with stack_for_tools(Path(tmp) / "stack") as local:
+            fleet_s, lines = fleet_side(
+                Settings(kafka=local.kafka, s3=local.s3), files, Path(tmp) / "logs"
+            )
+        rate = len(files) / fleet_s
+        print(f"fleet: {fleet_s:6.1f} s  {rate:5.2f} images/s  {mp / fleet_s:5.1f} MP/s")
+        print(f"ratio fleet/loop {loop_s / fleet_s:.2f} (target {TARGET})")
+        print("where the fleet's time went (per stage, summed over its batches):")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
