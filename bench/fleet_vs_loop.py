@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from processors import intermediate
 from processors.categorize import Hints, categorize
 from processors.compress import compress
 from processors.enhance import choose_profile, enhance
-from processors.validate import png_bytes, validate
+from processors.validate import validate
 from schemas.events import Request
 from streams.app.settings import Settings
 from streams.config.topics import Topics
@@ -81,7 +82,8 @@ def one_in_a_loop(path: Path) -> int:
     found = categorize(Hints(file_name=path.name), settings.categorize)
     profile = choose_profile(None, found.category, settings.enhance)
     enhanced = enhance(checked.image, profile, settings.enhance)
-    pixels = png_bytes(enhanced.image, checked.exif)  # compress takes encoded bytes
+    # compress takes encoded bytes: the same intermediate the stages hand it
+    pixels, _ = intermediate.encode(enhanced.image, checked.exif)
     return len(compress(pixels, settings.compress))
 
 

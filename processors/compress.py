@@ -17,6 +17,7 @@ from pillow_jxl import JpegXLImagePlugin  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors import exif as exif_tags
+from processors import intermediate
 
 # jxl is off by default (no browser but Safari shows it yet); ask for it per variant or
 # per request.
@@ -126,6 +127,8 @@ _RESAMPLE = {
 
 def decode_for(data: bytes, largest: int) -> Image.Image:
     """Decode once; JPEG's DCT scaling skips the work for pixels we would throw away."""
+    if intermediate.is_framed(data):
+        return intermediate.decode(data)
     image = Image.open(io.BytesIO(data))
     if image.format == "JPEG" and max(image.size) > 2 * largest:
         scale = largest / max(image.size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -210,11 +209,3 @@ def _extension_fits(name: str, fmt: str) -> bool:
     if "." not in lower.rsplit("/", 1)[-1]:
         return True
     return lower.endswith(_EXTENSIONS.get(fmt, ()))
-
-
-def png_bytes(image: Image.Image, exif: bytes | None = None) -> bytes:
-    """Lossless, fast-to-write intermediate for the next stages (the work bucket expires it)."""
-    out = io.BytesIO()
-    params: dict[str, Any] = {"exif": exif} if exif else {}
-    image.save(out, "PNG", compress_level=1, **params)
-    return out.getvalue()

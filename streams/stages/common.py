@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable
 from typing import TypeVar
 
 from PIL import Image
 
+from processors import intermediate
 from processors.errors import InputRejectedError
 from schemas.events import Envelope, ObjectRef
 from streams.config.topics import route
@@ -26,12 +26,11 @@ def rejected_as_permanent(call: Callable[[], T]) -> T:
 
 
 def open_intermediate(blob: bytes | None, stage: str) -> Image.Image:
-    """The lossless PNG a previous stage left in the work bucket."""
+    """The lossless image a previous stage left in the work bucket (processors.intermediate)."""
     if blob is None:
         raise PermanentError("missing_input", f"{stage} needs the previous stage's image")
     try:
-        image = Image.open(io.BytesIO(blob))
-        image.load()
+        image = intermediate.decode(blob)
     except Exception as exc:  # our own intermediate: anything wrong here is corruption
         raise PermanentError("corrupt_intermediate", f"{stage}: {exc}") from exc
     return image
@@ -42,7 +41,8 @@ def work_key(stage: str, envelope: Envelope, *parts: object) -> str:
     source = envelope.record.current or envelope.submitted.source.object
     identity = f"{source.bucket}/{source.key}" if source else envelope.submitted.image_id
     digest = hashlib.sha256("|".join(map(str, (identity, stage, *parts))).encode()).hexdigest()[:16]
-    return f"{stage}/{envelope.record.image_id}/{digest}.png"
+    # No extension: the object is a framed QOI or a PNG, as its content type says.
+    return f"{stage}/{envelope.record.image_id}/{digest}"
 
 
 def ref(bucket: str, key: str, data: bytes, content_type: str) -> ObjectRef:

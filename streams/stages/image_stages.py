@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import importlib
-import io
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from PIL import Image
 
+from processors import intermediate
 from processors.categorize import Hints, ImageClassifier, categorize
 from processors.compress import compress
 from processors.enhance import choose_profile, enhance
-from processors.validate import png_bytes, validate
+from processors.validate import validate
 from schemas.events import Category, Envelope, Variant
 from streams.config.topics import route
 from streams.runner.stage import BlobWrite, PermanentError, StageContext, StageResult, StageSpec
@@ -65,11 +65,11 @@ def validate_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
             dedup.mark_duplicate(envelope, verdict.duplicate_of)
             said = f"duplicate of {verdict.duplicate_of.image_id}"
             return StageResult(envelope, detail="; ".join([said, *notes]))
-    data = png_bytes(result.image, result.exif)
-    key = work_key("validate", envelope, "v1")
-    record.current = ref(ctx.buckets.work, key, data, PNG)
+    data, kind = intermediate.encode(result.image, result.exif)
+    key = work_key("validate", envelope, "v2")
+    record.current = ref(ctx.buckets.work, key, data, kind)
     detail = "; ".join(notes) or None
-    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=detail)
+    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, kind)], detail=detail)
 
 
 def categorize_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
@@ -111,10 +111,10 @@ def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
         return StageResult(
             envelope, outcome="skipped", detail=result.kept_original or "profile none"
         )
-    data = png_bytes(result.image, image.info.get("exif"))
-    key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json())
-    envelope.record.current = ref(ctx.buckets.work, key, data, PNG)
-    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, PNG)], detail=profile)
+    data, kind = intermediate.encode(result.image, image.info.get("exif"))
+    key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json(), "v2")
+    envelope.record.current = ref(ctx.buckets.work, key, data, kind)
+    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, kind)], detail=profile)
 
 
 @cache
@@ -171,9 +171,11 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
         )
     if settings.compress.keep_original:
         key = f"{category}/original/{record.image_id}.png"
+        image = intermediate.decode(blob)
+        width, height = image.size
+        if intermediate.is_framed(blob):  # a QOI frame is ours alone: ship a PNG
+            blob = intermediate.png_bytes(image, image.info.get("exif"))
         writes.append(BlobWrite(ctx.buckets.images, key, blob, PNG))
-        with Image.open(io.BytesIO(blob)) as image:
-            width, height = image.size
         made.append(
             Variant(
                 variant="original",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from processors import intermediate
 from processors.restore.engine import Engine, pick_device
 from processors.restore.models import ModelError, load_model
 from processors.restore.restore import restore
 from processors.restore.settings import RestoreSettings
-from processors.validate import png_bytes
 from schemas.events import Envelope
 from streams.observe import metrics
 from streams.runner.stage import (
@@ -112,10 +112,11 @@ def restore_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
             writes.append(BlobWrite(ctx.buckets.quarantine, key, blob, PNG))
             record.restore["quarantined"] = f"{ctx.buckets.quarantine}/{key}"
         return StageResult(envelope, writes, outcome="skipped", detail=result.outcome)
-    data = png_bytes(result.image, image.info.get("exif"))
-    key = work_key(STAGE, envelope, result.model, settings.restore.models[result.model or ""])
-    record.current = ref(ctx.buckets.work, key, data, PNG)
-    write = BlobWrite(ctx.buckets.work, key, data, PNG)
+    data, kind = intermediate.encode(result.image, image.info.get("exif"))
+    model = settings.restore.models[result.model or ""]
+    key = work_key(STAGE, envelope, result.model, model, "v2")
+    record.current = ref(ctx.buckets.work, key, data, kind)
+    write = BlobWrite(ctx.buckets.work, key, data, kind)
     return StageResult(envelope, [write], detail=result.outcome)
 
 

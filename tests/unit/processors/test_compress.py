@@ -119,7 +119,8 @@ def test_unknown_profile_is_a_clear_error() -> None:
 
 
 def test_exif_travels_from_validate_to_the_outputs_only_when_asked() -> None:
-    from processors.validate import ValidateSettings, png_bytes, validate
+    from processors.intermediate import png_bytes
+    from processors.validate import ValidateSettings, validate
 
     exif = Image.Exif()
     exif[0x010F] = "Acme"

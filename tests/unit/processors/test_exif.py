@@ -12,7 +12,8 @@ from processors import exif
 from processors.categorize import CategorizeSettings, Hints, categorize
 from processors.compress import CompressSettings, compress
 from processors.enhance import EnhanceSettings, enhance
-from processors.validate import ValidateSettings, png_bytes, validate
+from processors.intermediate import png_bytes
+from processors.validate import ValidateSettings, validate
 from tests.support.exif_damage import cases, tiff
 from tests.support.photos import encode, photo
 

@@ -13,8 +13,9 @@ from PIL import Image, ImageCms
 
 from processors.compress import CompressSettings, VariantSpec, compress
 from processors.errors import InputRejectedError
+from processors.intermediate import png_bytes
 from processors.sniff import gif_frames, jxl_size, sniff
-from processors.validate import ValidateSettings, png_bytes, validate
+from processors.validate import ValidateSettings, validate
 from tests.support.photos import encode, photo
 
 S = ValidateSettings()

@@ -14,7 +14,8 @@ from PIL import Image, ImageCms
 
 from processors.compress import CompressSettings, compress
 from processors.errors import InputRejectedError
-from processors.validate import ValidateSettings, png_bytes, validate
+from processors.intermediate import png_bytes
+from processors.validate import ValidateSettings, validate
 from streams.config.topics import route
 from tests.support.photos import big_photo, encode, noisy, photo
 

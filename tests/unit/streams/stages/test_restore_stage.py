@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from processors import intermediate
 from processors.restore.settings import RestoreSettings
 from schemas.events import Envelope, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
 from streams.app import registry
@@ -63,7 +63,8 @@ def test_upscaled_image_is_written_to_work_and_becomes_current(
     result = restore_stage.restore_stage(_envelope("upscale"), blob, _ctx(restore_settings))
     [write] = result.blobs
     assert write.bucket == "pixelfleet-work" and write.key.startswith("restore/img-1/")
-    assert Image.open(io.BytesIO(write.data)).size == (400, 600)
+    assert write.content_type == intermediate.CONTENT_TYPE
+    assert intermediate.decode(write.data).size == (400, 600)
     record = result.envelope.record
     assert record.current is not None and record.current.key == write.key
     assert record.restore is not None

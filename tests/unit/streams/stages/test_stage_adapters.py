@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from PIL import Image
 
+from processors import intermediate
 from schemas.events import Envelope, Hints, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
 from streams.config.settings import BucketSettings
 from streams.runner.stage import PermanentError, StageContext
@@ -49,7 +48,9 @@ def test_validate_records_facts_plans_the_route_and_writes_a_deterministic_inter
     assert blob.bucket == "pixelfleet-work" and blob.key.startswith("validate/img-1/")
     assert blob.key == again.blobs[0].key  # a replay overwrites the same object
     assert env.record.current is not None and env.record.current.key == blob.key
-    assert Image.open(io.BytesIO(blob.data)).format == "PNG"
+    # The intermediate: QOI in pixelfleet's frame, the same pixels as the decoded input.
+    assert blob.content_type == intermediate.CONTENT_TYPE
+    assert intermediate.decode(blob.data).size == (2400, 1600)
 
 
 def test_validate_rejections_are_permanent_errors_with_the_reason() -> None:
