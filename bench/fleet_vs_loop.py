@@ -15,20 +15,26 @@ On real photographs (--folder: every JPEG, PNG or WebP in it; default: a generat
 
 It prints images/s and megapixels/s of both, the ratio fleet/loop (target 0.9), and per
 stage the seconds the stage's function spent (pixelfleet_processing_seconds) against the
-batch wall time (pixelfleet_batch_seconds), to show where the fleet's time goes. It
-asserts nothing.
+batch wall time (pixelfleet_batch_seconds), to show where the fleet's time goes. Then,
+with the same workers, --steady images one every 2 s: per hop, the time from the end of
+one stage's function to the start of the next stage's batch, p50/p99 (target p99 250 ms),
+from the stages' own timestamps in the metadata records. It asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,12 +51,15 @@ from streams.app.settings import Settings
 from streams.config.topics import Topics
 from streams.demo.workers import WorkerProcesses
 from streams.devstack.stack import stack_for_tools
+from streams.io.topic_reader import latest_records
 from streams.stages.settings import StageSettings
 from tests.integration.streams.runner.fleet import read_topic, settings_env
 from tests.support.catalog_kit import fresh_fleet
 from tests.support.photos import big_photo
 
 TARGET = 0.9
+HOP_TARGET_MS = 250.0
+STEADY_EVERY_S = 2.0
 STAGES = ["validate", "categorize", "enhance", "compress"]
 WIDTHS = (2000, 2600, 3200, 3800, 4400, 5000, 5600)  # 3 to 24 MP at 4:3
 SCENES = ("coffee", "chelsea", "astronaut", "rocket")
@@ -106,7 +115,50 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
-def fleet_side(local: Settings, files: list[Path], logs: Path) -> tuple[float, list[str]]:
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def steady_hops(settings: Settings, submitter: Any, path: Path, count: int) -> list[str]:
+    """One image every STEADY_EVERY_S, then per hop the time from the end of the previous
+    stage's function to the start of the next stage's batch (which holds that one image)."""
+    ids = []
+    for i in range(count):
+        due = time.perf_counter() + STEADY_EVERY_S
+        event = submitter.upload_and_submit(
+            path, image_id=f"steady-{i}", request=Request(restore="none")
+        )
+        submitter.flush()
+        ids.append(event.image_id)
+        time.sleep(max(0.0, due - time.perf_counter()))
+    done_topic = Topics(settings.topic_prefix).done
+    while not set(ids) <= {r.key for r in read_topic(settings, done_topic)}:
+        time.sleep(0.2)
+    latest = latest_records(settings)
+    gaps: dict[str, list[float]] = {}
+    for image_id in ids:
+        states = latest[image_id].stages
+        for before, after in itertools.pairwise(STAGES):
+            end = _instant(states[before].started_at) + states[before].seconds
+            gaps.setdefault(f"{before} -> {after}", []).append(
+                (_instant(states[after].started_at) - end) * 1000
+            )
+    lines = [
+        f"hop latency, one image every {STEADY_EVERY_S:g} s, {count} images (p50 / p99 / max):"
+    ]
+    for hop, values in gaps.items():
+        values.sort()
+        p99 = values[max(0, -(-99 * len(values) // 100) - 1)]
+        lines.append(
+            f"  {hop:<24} {statistics.median(values):6.0f} / {p99:6.0f} / {values[-1]:6.0f} ms"
+            f"   (target p99 {HOP_TARGET_MS:g} ms)"
+        )
+    return lines
+
+
+def fleet_side(
+    local: Settings, files: list[Path], logs: Path, steady: int = 0
+) -> tuple[float, list[str]]:
     settings = fresh_fleet(local, "fvl", 12)
     workers = WorkerProcesses(STAGES, settings_env(settings), logs)
     workers.start()
@@ -132,17 +184,19 @@ def fleet_side(local: Settings, files: list[Path], logs: Path) -> tuple[float, l
         while len({r.key for r in read_topic(settings, done_topic)}) < len(files):
             time.sleep(0.2)
         seconds = time.perf_counter() - started
-        lines = []
+        # Scraped before the steady run, so the figures are the throughput run's alone.
+        spent = ["where the fleet's time went (per stage, summed over its batches):"]
         for worker in workers.workers:
             got = scrape(worker.metrics_port)
             busy = got.get(("pixelfleet_processing_seconds_sum", worker.stage), 0.0)
             wall = got.get(("pixelfleet_batch_seconds_sum", worker.stage), 0.0)
             batches = got.get(("pixelfleet_batch_seconds_count", worker.stage), 0.0)
-            lines.append(
+            spent.append(
                 f"  {worker.stage:<10} function {busy:7.1f} s   batches {wall:7.1f} s "
                 f"in {batches:.0f}   other {max(0.0, wall - busy):6.1f} s"
             )
-        return seconds, lines
+        hops = steady_hops(settings, submitter, files[0], steady) if steady else []
+        return seconds, spent + hops
     finally:
         workers.stop()
 
@@ -152,6 +206,9 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--steady", type=int, default=10, help="images for the hop latency run (0: none)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleet-vs-loop-") as tmp:
         if args.folder:
@@ -170,12 +227,11 @@ def main() -> None:
         )
         with stack_for_tools(Path(tmp) / "stack") as local:
             fleet_s, lines = fleet_side(
-                Settings(kafka=local.kafka, s3=local.s3), files, Path(tmp) / "logs"
+                Settings(kafka=local.kafka, s3=local.s3), files, Path(tmp) / "logs", args.steady
             )
         rate = len(files) / fleet_s
         print(f"fleet: {fleet_s:6.1f} s  {rate:5.2f} images/s  {mp / fleet_s:5.1f} MP/s")
         print(f"ratio fleet/loop {loop_s / fleet_s:.2f} (target {TARGET})")
-        print("where the fleet's time went (per stage, summed over its batches):")
         print("\n".join(lines))
 
 
