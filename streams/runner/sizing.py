@@ -22,10 +22,13 @@ MIN_SECONDS_PER_MESSAGE = 1e-6
 
 @dataclass
 class BatchSizer:
-    """The adaptive batch size of one worker, between 1 and `batch_max`."""
+    """The adaptive batch size of one worker, between `minimum` and `batch_max`."""
 
     budget_s: float
     batch_max: int
+    # The smallest batch: a stage with a pool of n processes needs n messages to use them
+    # all, however slow each is (batches of one kept a two-process pool half idle).
+    minimum: int = 1
     size: int = field(init=False)
     seconds_per_message: float = field(default=0.0, init=False)
 
@@ -43,5 +46,6 @@ class BatchSizer:
             else (1 - NEWEST_WEIGHT) * self.seconds_per_message + NEWEST_WEIGHT * latest
         )
         rate = max(self.seconds_per_message, MIN_SECONDS_PER_MESSAGE)
-        self.size = max(1, min(self.batch_max, int(self.budget_s * BUDGET_SHARE / rate)))
+        fits = int(self.budget_s * BUDGET_SHARE / rate)
+        self.size = max(1, min(self.batch_max, max(self.minimum, fits)))
         return self.size

@@ -66,8 +66,9 @@ POLL_INTERVAL_SHARE = 0.5
 # The stage function stops starting new messages at this share of the budget; the rest is
 # left for the uploads and the transaction.
 RUN_SHARE = 0.6
-# consume() waits this long for a first message, less when the batch already has some.
-CONSUME_WAIT_S, TOP_UP_WAIT_S = 0.5, 0.2
+# How long a worker waits for a first message before its loop goes round again.
+CONSUME_WAIT_S = 0.5
+FETCH_WAIT_MAX_MS = 100
 # Pausing the partitions costs a fetch round trip, so only batches running this long do it.
 PAUSE_AFTER_S = 1.0
 # Liveness: a loop may take three budgets (a batch, its retry, a rebalance) plus a minute.
@@ -94,7 +95,8 @@ class StageWorker:
             spec.batch_budget_s or runner.batch_budget_s,
             runner.max_poll_interval_ms / 1000 * POLL_INTERVAL_SHARE,
         )
-        self.sizer = BatchSizer(self.budget_s, runner.batch_max)
+        processes = default_processes(runner.pool_workers) if spec.cpu_bound else 0
+        self.sizer = BatchSizer(self.budget_s, runner.batch_max, max(1, processes, spec.threads))
         self.backoff = Backoff(runner.backoff_initial_s, runner.backoff_max_s)
         self.ledger = Ledger(self.stage, HaltPolicy(runner.halt_after_failures))
         self.stats = self.ledger.stats
@@ -110,7 +112,7 @@ class StageWorker:
         self.executor = Executor(
             spec.fn,
             ctx,
-            processes=default_processes(runner.pool_workers) if spec.cpu_bound else 0,
+            processes=processes,
             threads=spec.threads,
             crash_attempts=runner.crash_attempts,
             message_timeout_s=runner.message_timeout_s,
@@ -131,6 +133,9 @@ class StageWorker:
                 ),
                 "enable.auto.offset.store": False,
                 "client.id": f"{self.group}.{runner.replica_id}",
+                # The broker answers a fetch at once when records are there; this bounds
+                # how long it holds one that waits for a transaction to commit.
+                "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             },
         )
         producer_conf = {
@@ -266,8 +271,18 @@ class StageWorker:
         batch, self._carry = self._carry[:size], self._carry[size:]
         want = size - len(batch)
         if want > 0 and not self._stop.is_set():
-            wait = TOP_UP_WAIT_S if batch else CONSUME_WAIT_S
-            for msg in self.consumer.consume(num_messages=want, timeout=wait):
+            # consume(n, t) waits for n messages or t seconds, so on a quiet inbox one
+            # message waited the whole timeout. poll() returns with the first one; what is
+            # already fetched then tops the batch up without waiting.
+            if not batch:
+                first = self.consumer.poll(CONSUME_WAIT_S)
+                messages = [] if first is None else [first]
+                want -= len(messages)
+            else:
+                messages = []
+            if messages or batch:
+                messages += self.consumer.consume(num_messages=want, timeout=0) if want else []
+            for msg in messages:
                 error = msg.error()
                 if error is None:
                     batch.append(msg)

@@ -191,10 +191,20 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
     return StageResult(envelope, writes, detail=f"{len(made)} outputs")
 
 
+# Seconds of work per batch for the stages that take seconds per image: a batch is only
+# seen downstream once committed, so short batches let the stages work side by side
+# instead of in turns (a commit costs tens of milliseconds).
+IMAGE_BATCH_BUDGET_S = 4.0
+
+
 def stage_specs(
     settings: StageSettings, catalog: CatalogLink | None = None
 ) -> dict[str, StageSpec]:
-    spec_args: dict[str, Any] = {"cpu_bound": True, "params": settings}
+    spec_args: dict[str, Any] = {
+        "cpu_bound": True,
+        "params": settings,
+        "batch_budget_s": IMAGE_BATCH_BUDGET_S,
+    }
     return {
         "validate": StageSpec(
             "validate",
@@ -203,6 +213,7 @@ def stage_specs(
             admit=admit_url,
             cpu_bound=True,
             params=ValidateParams(settings, catalog),
+            batch_budget_s=IMAGE_BATCH_BUDGET_S,
         ),
         # Hints only unless a classifier is configured: then it needs the pixels too.
         "categorize": StageSpec(

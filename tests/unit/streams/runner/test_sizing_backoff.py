@@ -77,3 +77,9 @@ def test_a_success_resets_the_backoff() -> None:
     assert wait.delay() == 1.0
     wait.succeeded()
     assert (wait.failures_in_a_row, wait.delay(), wait.failed()) == (0, 0.25, 0.5)
+
+
+def test_a_pool_gets_at_least_one_message_per_process_however_slow() -> None:
+    sizer = BatchSizer(budget_s=4.0, batch_max=5000, minimum=2)
+    assert sizer.observe(1, 6.0) == 2  # 6 s a message would fit none in 2 s
+    assert BatchSizer(budget_s=4.0, batch_max=1, minimum=2).observe(1, 6.0) == 1
