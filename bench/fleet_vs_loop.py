@@ -96,6 +96,14 @@ def one_in_a_loop(path: Path) -> int:
     return len(compress(pixels, settings.compress))
 
 
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far, from /proc/stat (Linux)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
 def loop_side(files: list[Path], processes: int) -> float:
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
@@ -176,7 +184,7 @@ def fleet_side(
         from streams.app.submit import Submitter
 
         submitter = Submitter(settings)
-        started = time.perf_counter()
+        started, before = time.perf_counter(), machine_busy_s()
         for path in files:
             submitter.upload_and_submit(path, request=Request(restore="none"))
         submitter.flush()
@@ -184,8 +192,12 @@ def fleet_side(
         while len({r.key for r in read_topic(settings, done_topic)}) < len(files):
             time.sleep(0.2)
         seconds = time.perf_counter() - started
+        busy, idle = (b - a for a, b in zip(before, machine_busy_s(), strict=True))
         # Scraped before the steady run, so the figures are the throughput run's alone.
-        spent = ["where the fleet's time went (per stage, summed over its batches):"]
+        spent = [
+            f"fleet: the machine's CPUs busy {busy:.1f} s, idle {idle:.1f} s",
+            "where the fleet's time went (per stage, summed over its batches):",
+        ]
         for worker in workers.workers:
             got = scrape(worker.metrics_port)
             busy = got.get(("pixelfleet_processing_seconds_sum", worker.stage), 0.0)
@@ -221,7 +233,9 @@ def main() -> None:
             files = make_photos(Path(tmp) / "photos", args.count)
         mp = megapixels(files)
         print(f"{len(files)} photos, {mp:.0f} MP in all; {args.processes} processes", flush=True)
+        before = machine_busy_s()
         loop_s = loop_side(files, args.processes)
+        loop_cpu = [b - a for a, b in zip(before, machine_busy_s(), strict=True)]
         print(
             f"loop:  {loop_s:6.1f} s  {len(files) / loop_s:5.2f} images/s  {mp / loop_s:5.1f} MP/s"
         )
@@ -232,6 +246,7 @@ def main() -> None:
         rate = len(files) / fleet_s
         print(f"fleet: {fleet_s:6.1f} s  {rate:5.2f} images/s  {mp / fleet_s:5.1f} MP/s")
         print(f"ratio fleet/loop {loop_s / fleet_s:.2f} (target {TARGET})")
+        print(f"loop: the machine's CPUs busy {loop_cpu[0]:.1f} s, idle {loop_cpu[1]:.1f} s")
         print("\n".join(lines))
 
 
