@@ -27,7 +27,8 @@ class BatchSizer:
     budget_s: float
     batch_max: int
     # The smallest batch: a stage with a pool of n processes needs n messages to use them
-    # all, however slow each is (batches of one kept a two-process pool half idle).
+    # all, however slow each is; the worker asks for 2n, so that the images of one batch
+    # even out and a pool process seldom waits for the batch's slowest image.
     minimum: int = 1
     size: int = field(init=False)
     seconds_per_message: float = field(default=0.0, init=False)
