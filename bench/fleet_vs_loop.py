@@ -13,12 +13,14 @@ On real photographs (--folder: every JPEG, PNG or WebP in it; default: a generat
   the first upload (`Submitter.upload_and_submit`, as `pixelfleet submit` does) and stops
   when every image is on the done topic; the workers are started, and ready, before.
 
-It prints images/s and megapixels/s of both, the ratio fleet/loop (target 0.9), and per
-stage the seconds the stage's function spent (pixelfleet_processing_seconds) against the
-batch wall time (pixelfleet_batch_seconds), to show where the fleet's time goes. Then,
-with the same workers, --steady images one every 2 s: per hop, the time from the end of
-one stage's function to the start of the next stage's batch, p50/p99 (target p99 250 ms),
-from the stages' own timestamps in the metadata records. It asserts nothing.
+It prints images/s and megapixels/s of both, the ratio fleet/loop (target 0.9), the
+machine's busy and idle CPU seconds on each side, and per stage the seconds the stage's
+function spent (pixelfleet_processing_seconds) against the batch wall time
+(pixelfleet_batch_seconds), and each worker's peak RSS (the worker, and its pool
+processes' peaks added up; target 1.5 GiB). Then, with the same workers, --steady
+images one every 2 s: per hop, the time from the end of one stage's function to the start
+of the next stage's batch, p50/p99 (target p99 250 ms), from the stages' own timestamps in
+the metadata records. It asserts nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from tests.support.photos import big_photo
 
 TARGET = 0.9
 HOP_TARGET_MS = 250.0
+RSS_TARGET_MB = 1536.0  # per worker, its pool included
 STEADY_EVERY_S = 2.0
 STAGES = ["validate", "categorize", "enhance", "compress"]
 WIDTHS = (2000, 2600, 3200, 3800, 4400, 5000, 5600)  # 3 to 24 MP at 4:3
@@ -110,6 +113,35 @@ def loop_side(files: list[Path], processes: int) -> float:
         outputs = pool.map(one_in_a_loop, files, chunksize=1)
     assert all(outputs), "every file made its outputs"
     return time.perf_counter() - started
+
+
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    """(the process's peak RSS, its descendants' peaks added up) in MB, from /proc (Linux)."""
+
+    def hwm(process: int) -> float:
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except OSError:
+            return 0.0
+        line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+        return int(line.split()[1]) / 1024
+
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    # Every descendant: a pool started by forkserver hangs below the forkserver process.
+    family, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    children = sum(hwm(member) for member in family - {pid})
+    return hwm(pid), children
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:
@@ -203,9 +235,11 @@ def fleet_side(
             busy = got.get(("pixelfleet_processing_seconds_sum", worker.stage), 0.0)
             wall = got.get(("pixelfleet_batch_seconds_sum", worker.stage), 0.0)
             batches = got.get(("pixelfleet_batch_seconds_count", worker.stage), 0.0)
+            main_mb, pool_mb = peak_rss_mb(worker.process.pid)
             spent.append(
                 f"  {worker.stage:<10} function {busy:7.1f} s   batches {wall:7.1f} s "
-                f"in {batches:.0f}   other {max(0.0, wall - busy):6.1f} s"
+                f"in {batches:.0f}   peak RSS {main_mb:5.0f} MB + pool {pool_mb:5.0f} MB "
+                f"(target {RSS_TARGET_MB:.0f} MB)"
             )
         hops = steady_hops(settings, submitter, files[0], steady) if steady else []
         return seconds, spent + hops

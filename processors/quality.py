@@ -24,14 +24,18 @@ def _center_crop(gray: NDArray[np.float64], size: int = _CROP) -> NDArray[np.flo
     return gray[top : top + size, left : left + size]
 
 
+def laplacian(gray: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The 4-neighbour Laplacian of the interior (two rows and columns fewer)."""
+    return (
+        gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * gray[1:-1, 1:-1]
+    )
+
+
 def laplacian_variance(gray: NDArray[np.float64]) -> float:
     """Variance of the 4-neighbour Laplacian: high for crisp edges, low for blur."""
     if min(gray.shape) < 3:
         return 0.0
-    lap = (
-        gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * gray[1:-1, 1:-1]
-    )
-    return float(lap.var())
+    return float(laplacian(gray).var())
 
 
 def noise_sigma(gray: NDArray[np.float64]) -> float:
