@@ -11,12 +11,20 @@ a throwaway local one. Both sides read the same small ImageSubmitted events:
   envelope and a full metadata record produced per event (two records out per event),
   and the consumed offsets committed inside one Kafka transaction.
 
-It prints both rates and their ratio; it asserts nothing.
+* quix (unless --no-quix): a quix-streams Application with
+  processing_guarantee="exactly-once" doing the same work (decode the JSON, produce two
+  records per event), from bench/quix_passthrough.py in a virtual environment of its own
+  (.venv-quix, made with `pip install quixstreams==QUIX_VERSION` on first use: quix-streams
+  pins older confluent-kafka and pydantic than ours).
+
+It prints the rates and the ratios runner/raw and runner/quix; it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -110,6 +118,38 @@ def runner_rate(settings: Settings, events: int) -> float:
     return (events - first) / elapsed
 
 
+QUIX_VERSION = "3.28.1"
+ROOT = Path(__file__).resolve().parents[1]
+QUIX_VENV = ROOT / ".venv-quix"
+
+
+def quix_python() -> Path:
+    """The interpreter of .venv-quix, made (once) with quix-streams installed."""
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"]
+        subprocess.run(pip, check=True)
+    return python
+
+
+def quix_rate(settings: Settings, events: int) -> float:
+    topics = Topics(settings.topic_prefix)
+    command = [
+        str(quix_python()),
+        str(ROOT / "bench" / "quix_passthrough.py"),
+        settings.kafka.bootstrap,
+        topics.ingest,
+        topics.inbox("categorize"),
+        topics.metadata,
+        str(events),
+        f"{settings.topic_prefix}.quix",
+    ]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("events/s "))
+    return float(line.split()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,6 +157,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-max", type=int, default=None, help="default: the settings'")
+    parser.add_argument("--no-quix", action="store_true", help="skip the quix-streams side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, stack_for_tools(Path(tmp) / "stack") as base:
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -144,6 +185,10 @@ def main() -> None:
         ours = runner_rate(settings, args.events)
         print(f"pixelfleet runner, transactional    : {ours:10,.0f} events/s")
         print(f"ratio runner/raw                    : {ours / raw:10.2f}")
+        if not args.no_quix:
+            quix = quix_rate(settings, args.events)
+            print(f"quix-streams {QUIX_VERSION}, exactly-once : {quix:10,.0f} events/s")
+            print(f"ratio runner/quix                   : {ours / quix:10.2f} (target 1.5)")
 
 
 if __name__ == "__main__":
