@@ -65,6 +65,16 @@ def _catalog_record(http: httpx.Client, image_id: str, field: str, want: object)
     raise AssertionError(f"{image_id}: {field} is not {want!r} in {body}")
 
 
+def _wait_known(http: httpx.Client, record: dict, image_id: str) -> None:  # type: ignore[type-arg]
+    query = {"sha256": record["original"]["sha256"], "fingerprint": record["fingerprint"]}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if http.get("/v1/lookup", params=query).json()["duplicate_of"] == image_id:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the index never answered {image_id} for its content")
+
+
 def _upload(http: httpx.Client, name: str, data: bytes, request: dict) -> httpx.Response:  # type: ignore[type-arg]
     meta = json.dumps({"request": request})
     return http.post(
@@ -104,6 +114,8 @@ def test_known_content_is_not_processed_again_and_near_duplicates_are_recorded(
             image_id = first.json()["image_id"]
             _done(linked, Counter({image_id: 1}))
             done_record = _catalog_record(http, image_id, "status", "done")
+            # The index that answers for content is fed apart from the table: wait for it.
+            _wait_known(http, done_record, image_id)
 
             # The same bytes again: answered with the finished image, nothing published.
             again = _upload(http, "cup-copy.jpg", data, FAST)
