@@ -169,7 +169,7 @@ class CatalogApi:
         return web.json_response({"image_id": image_id, "phash": phash, "similar": matches})
 
     def _query(self, phash: str, distance: int, limit: int, exclude: str | None) -> list[Any]:
-        top = self.index.near._max  # the index answers up to the distance it was built for
+        top = self.index.near.max_distance
         if not 0 <= distance <= top:
             raise web.HTTPBadRequest(text=f"max_distance is 0 to {top}, not {distance}")
         if not 1 <= limit <= 1000:

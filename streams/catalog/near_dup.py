@@ -157,6 +157,11 @@ class NearDupIndex:
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def max_distance(self) -> int:
+        """The largest distance a query may ask for: what the chunking was planned for."""
+        return self._max
+
     def add(self, image_id: str, phash_hex: str) -> None:
         """Index an image's hash, replacing the one it had."""
         self.add_many([(image_id, phash_hex)])
