@@ -166,6 +166,8 @@ class CatalogTable:
         app.agent(self.source)(catalog_apply)
 
     async def _on_recover(self) -> None:
+        # Quiet is counted from here: before any batch, a stream has not been quiet, only new.
+        self.progress.last_batch = time.monotonic()
         self.progress.recovered = True
         log.info("catalog table recovered: %d partitions", len(self.assigned()))
 
