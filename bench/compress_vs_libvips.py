@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from processors import intermediate
 from processors.categorize import CategorizeSettings, Hints, categorize
 from processors.compress import DEFAULT_VARIANTS, CompressSettings, compress
 from processors.enhance import EnhanceSettings, enhance
@@ -46,16 +47,31 @@ def make_photos(folder: Path) -> list[Path]:
     return paths
 
 
-def ours(blobs: list[bytes], threads: int) -> int:
+def pipeline_inputs(blobs: list[bytes]) -> list[bytes]:
+    """What the compress stage is handed: validate's intermediate (upright RGB pixels and
+    the EXIF it keeps), as enhance passes it on when it keeps the pixels."""
+    vs = ValidateSettings()
+    out = []
+    for blob in blobs:
+        checked = validate(blob, vs)
+        out.append(intermediate.encode(checked.image, checked.exif)[0])
+    return out
+
+
+Made = list[tuple[str, str, bytes]]  # (variant, format, encoded)
+
+
+def ours(blobs: list[bytes], threads: int) -> list[Made]:
     settings = CompressSettings(encoder_threads=threads)
-    return sum(len(compress(blob, settings)) for blob in blobs)
+    return [[(o.variant, o.format, o.data) for o in compress(blob, settings)] for blob in blobs]
 
 
-def libvips(blobs: list[bytes], speed: int) -> int:
+def libvips(blobs: list[bytes], speed: int) -> list[Made]:
     import pyvips
 
-    made = 0
+    made = []
     for blob in blobs:
+        outputs = []
         for spec in DEFAULT_VARIANTS:
             # thumbnail_buffer uses shrink-on-load and never enlarges with size="down".
             image = pyvips.Image.thumbnail_buffer(
@@ -64,17 +80,45 @@ def libvips(blobs: list[bytes], speed: int) -> int:
             # Streamed images can be read once; keep it in memory for the three encoders.
             image = image.copy_memory()
             q = spec.quality
-            image.heifsave_buffer(Q=q["avif"], compression="av1", effort=9 - speed)
-            image.webpsave_buffer(Q=q["webp"], effort=4)
-            image.jpegsave_buffer(Q=q["jpeg"], optimize_coding=True, interlace=True)
-            made += 3
+            avif = image.heifsave_buffer(Q=q["avif"], compression="av1", effort=9 - speed)
+            webp = image.webpsave_buffer(Q=q["webp"], effort=4)
+            jpeg = image.jpegsave_buffer(Q=q["jpeg"], optimize_coding=True, interlace=True)
+            outputs += [(spec.name, "avif", avif), (spec.name, "webp", webp)]
+            outputs.append((spec.name, "jpeg", jpeg))
+        made.append(outputs)
     return made
 
 
-def timed(fn, *args) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
-    count = fn(*args)
-    return time.perf_counter() - started, count
+    fn(*args)
+    return time.perf_counter() - started
+
+
+def quality(originals: list[bytes], made: list[Made]) -> dict[str, tuple[float, float]]:
+    """Per format: mean SSIM (luma) of the outputs against a Lanczos reduction of the
+    original to the output's size, and mean bytes. Only the variants at least 500 px wide
+    count: a thumbnail's SSIM says little."""
+    import numpy as np
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+
+    scores: dict[str, list[tuple[float, int]]] = {}
+    for original, outputs in zip(originals, made, strict=True):
+        source = Image.open(io.BytesIO(original)).convert("L")
+        for _variant, fmt, data in outputs:
+            out = Image.open(io.BytesIO(data)).convert("L")
+            if max(out.size) < 500:
+                continue
+            reference = source.resize(out.size, Image.Resampling.LANCZOS)
+            ssim = structural_similarity(
+                np.asarray(reference), np.asarray(out), data_range=255, gaussian_weights=True
+            )
+            scores.setdefault(fmt, []).append((float(ssim), len(data)))
+    return {
+        fmt: (sum(s for s, _ in v) / len(v), sum(b for _, b in v) / len(v))
+        for fmt, v in sorted(scores.items())
+    }
 
 
 def analysis_rate(blobs: list[bytes]) -> tuple[float, float]:
@@ -96,7 +140,14 @@ def main() -> None:
     )
     parser.add_argument("folder", nargs="?", type=Path)
     parser.add_argument("--threads", type=int, default=1, help="encoder threads for both sides")
-    parser.add_argument("--rounds", type=int, default=2, help="best of N timed rounds per side")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs, each side once a run")
+    parser.add_argument(
+        "--input",
+        choices=("intermediate", "original"),
+        default="intermediate",
+        help="what our side reads: the stage's intermediate (as in the pipeline; default) "
+        "or the original file. libvips always reads the original, with shrink-on-load.",
+    )
     args = parser.parse_args()
     import pyvips
 
@@ -114,18 +165,41 @@ def main() -> None:
             )
             / 1e6
         )
+        inputs = pipeline_inputs(blobs) if args.input == "intermediate" else blobs
         print(
-            f"{len(blobs)} photographs, {megapixels:.0f} MP in all; "
-            f"{args.threads} encoder thread(s)"
+            f"{len(blobs)} photographs, {megapixels:.0f} MP in all; {args.threads} encoder "
+            f"thread(s); ours reads the {args.input}, libvips the original"
         )
         speed = CompressSettings().avif_speed
-        ours(blobs[:1], args.threads)
+        ours(inputs[:1], args.threads)
         libvips(blobs[:1], speed)  # warm both up
-        best_ours = min(timed(ours, blobs, args.threads)[0] for _ in range(args.rounds))
-        best_vips = min(timed(libvips, blobs, speed)[0] for _ in range(args.rounds))
-        print(f"pixelfleet compress : {len(blobs) / best_ours:6.2f} images/s  ({best_ours:.1f} s)")
-        print(f"libvips reference   : {len(blobs) / best_vips:6.2f} images/s  ({best_vips:.1f} s)")
-        print(f"ratio pixelfleet/libvips: {best_vips / best_ours:.2f}")
+        ratios = []
+        for run in range(1, args.runs + 1):
+            # Alternate which side goes first, so neither always meets a warmer machine.
+            if run % 2:
+                mine, theirs = timed(ours, inputs, args.threads), timed(libvips, blobs, speed)
+            else:
+                theirs, mine = timed(libvips, blobs, speed), timed(ours, inputs, args.threads)
+            ratios.append(theirs / mine)
+            print(
+                f"run {run}: pixelfleet {len(blobs) / mine:5.2f} images/s, libvips "
+                f"{len(blobs) / theirs:5.2f} images/s, ratio {theirs / mine:.2f}",
+                flush=True,
+            )
+        ordered = sorted(ratios)
+        print(
+            f"ratio pixelfleet/libvips over {len(ratios)} runs: min {ordered[0]:.2f}, median "
+            f"{ordered[len(ordered) // 2]:.2f}, max {ordered[-1]:.2f} (target >= 1.1 in every run)"
+        )
+        ssim_ours = quality(blobs, ours(inputs, args.threads))
+        ssim_vips = quality(blobs, libvips(blobs, speed))
+        print("output quality, variants >= 500 px (SSIM vs a Lanczos reduction of the original):")
+        for fmt in ssim_ours:
+            (a, a_bytes), (b, b_bytes) = ssim_ours[fmt], ssim_vips[fmt]
+            print(
+                f"  {fmt:<5} pixelfleet SSIM {a:.4f} at {a_bytes / 1024:6.0f} KiB   "
+                f"libvips SSIM {b:.4f} at {b_bytes / 1024:6.0f} KiB"
+            )
         rate, elapsed = analysis_rate(blobs)
         print(f"validate + categorize + enhance: {rate:.1f} MP/s ({elapsed:.1f} s)")
 

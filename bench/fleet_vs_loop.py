@@ -1,6 +1,6 @@
 """The whole fleet against the same work done by its processors in a loop.
 
-    python bench/fleet_vs_loop.py [--folder PHOTOS] [--count 16] [--processes 2]
+    python bench/fleet_vs_loop.py [--folder PHOTOS] [--count 16] [--largest 0] [--processes 2]
 
 On real photographs (--folder: every JPEG, PNG or WebP in it; default: a generated set of
 --count photos of 3 to 24 megapixels, made from scikit-image's samples), restore off:
@@ -47,7 +47,7 @@ from processors import intermediate
 from processors.categorize import Hints, categorize
 from processors.compress import compress
 from processors.enhance import choose_profile, enhance
-from processors.validate import validate
+from processors.validate import ValidateSettings, validate
 from schemas.events import Request
 from streams.app.settings import Settings
 from streams.config.topics import Topics
@@ -76,6 +76,32 @@ def make_photos(folder: Path, count: int) -> list[Path]:
         big_photo(SCENES[i % len(SCENES)], WIDTHS[i % len(WIDTHS)]).save(path, quality=92)
         files.append(path)
     return files
+
+
+def make_largest(folder: Path, count: int) -> list[Path]:
+    """Photos at the largest size validate accepts (its max_side and max_pixels)."""
+    limits = ValidateSettings()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(count):
+        scene = SCENES[i % len(SCENES)]
+        aspect = big_photo(scene, 100).width / big_photo(scene, 100).height
+        width = int(min(limits.max_side, (limits.max_pixels * aspect) ** 0.5))
+        width = int(min(width, limits.max_side * aspect))  # the height within max_side too
+        path = folder / f"largest-{i:02d}.jpg"
+        big_photo(scene, width).save(path, quality=92)
+        files.append(path)
+    return files
+
+
+def photo_set(folder: Path | None, count: int, largest: int, scratch: Path) -> list[Path]:
+    """--folder's photos, or `count` generated ones; plus `largest` at validate's limits."""
+    if folder is not None:
+        suffixes = {".jpg", ".jpeg", ".png", ".webp"}
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    else:
+        files = make_photos(scratch / "photos", count)
+    return files + make_largest(scratch / "largest", largest)
 
 
 def megapixels(files: list[Path]) -> float:
@@ -253,18 +279,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
+        "--largest", type=int, default=0, help="add this many photos at validate's limits"
+    )
+    parser.add_argument(
         "--steady", type=int, default=10, help="images for the hop latency run (0: none)"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleet-vs-loop-") as tmp:
-        if args.folder:
-            files = sorted(
-                p
-                for p in args.folder.iterdir()
-                if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
-            )
-        else:
-            files = make_photos(Path(tmp) / "photos", args.count)
+        files = photo_set(args.folder, args.count, args.largest, Path(tmp))
         mp = megapixels(files)
         print(f"{len(files)} photos, {mp:.0f} MP in all; {args.processes} processes", flush=True)
         before = machine_busy_s()

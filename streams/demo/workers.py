@@ -31,27 +31,46 @@ class WorkerProcesses:
         self.workers: list[WorkerProcess] = []
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         for stage in self.stages:
-            port = free_port()
-            log = self.log_dir / f"{stage}.log"
-            env = {
-                **os.environ,
-                **self.env,
-                "PIXELFLEET_RUNNER_METRICS_PORT": str(port),
-                "PIXELFLEET_RUNNER_REPLICA_ID": f"demo-{stage}",
-            }
-            with log.open("ab") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "streams.cli", "worker", "--stage", stage],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    # Its own process group: a Ctrl-C in the terminal reaches only the demo,
-                    # which then stops the workers in order.
-                    start_new_session=True,
-                )
-            self.workers.append(WorkerProcess(stage, process, port, log))
+            self.add(stage)
+
+    def add(self, stage: str) -> WorkerProcess:
+        """One more worker of `stage`: a replica of its own (transactional id, log, port)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        same = sum(1 for w in self.workers if w.stage == stage)
+        replica = f"demo-{stage}" if same == 0 else f"demo-{stage}-{same}"
+        port = free_port()
+        log = self.log_dir / f"{replica.removeprefix('demo-')}.log"
+        env = {
+            **os.environ,
+            **self.env,
+            "PIXELFLEET_RUNNER_METRICS_PORT": str(port),
+            "PIXELFLEET_RUNNER_REPLICA_ID": replica,
+        }
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--stage", stage],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # Its own process group: a Ctrl-C in the terminal reaches only the demo,
+                # which then stops the workers in order.
+                start_new_session=True,
+            )
+        worker = WorkerProcess(stage, process, port, log)
+        self.workers.append(worker)
+        return worker
+
+    def retire(self, worker: WorkerProcess, grace_s: float = 45.0) -> int:
+        """Stop one worker as a scale-in does: SIGTERM, it commits and leaves its group."""
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            code = worker.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            code = worker.process.wait()
+        self.workers.remove(worker)
+        return code
 
     def dead(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.process.poll() is not None]

@@ -15,7 +15,7 @@ from streams.runner.records import Origin, OutMessage
 from streams.runner.stage import Admit, BlobWrite, PermanentError, StageResult
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """One consumed message on its way through a batch."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -34,16 +34,16 @@ _submitted = decoder(ImageSubmitted)
 _envelope = decoder(Envelope)
 
 
-@dataclass(frozen=True)
-class OutMessage:
+# NamedTuples, not frozen dataclasses: several are built per message, and a frozen
+# dataclass pays object.__setattr__ for each field.
+class OutMessage(NamedTuple):
     topic: str
     key: bytes
     value: bytes
     headers: Headers
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a consumed message came from, for dead letters and logs."""
 
     topic: str
@@ -86,11 +86,17 @@ def decode_input(inbox: str, topics: Topics, value: bytes, now: str) -> Envelope
         raise PermanentError("undecodable", f"not a valid event for {inbox}: {exc}") from exc
 
 
+# The schema header of each kind, built once: headers are made for every record produced.
+_SCHEMA: dict[str, tuple[str, bytes]] = {}
+
+
 def _headers(kind: str, correlation_id: str | None) -> Headers:
-    headers: Headers = [(SCHEMA_HEADER, f"{kind}/{SCHEMA_VERSION}".encode())]
+    schema = _SCHEMA.get(kind)
+    if schema is None:
+        schema = _SCHEMA[kind] = (SCHEMA_HEADER, f"{kind}/{SCHEMA_VERSION}".encode())
     if correlation_id:
-        headers.append((CORRELATION_HEADER, correlation_id.encode()))
-    return headers
+        return [schema, (CORRELATION_HEADER, correlation_id.encode())]
+    return [schema]
 
 
 def _finish_record(record: ImageRecord, stage: str, state: StageState, now: str) -> None:

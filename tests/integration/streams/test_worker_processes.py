@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -136,8 +137,19 @@ def test_a_worker_stopped_while_it_still_loads_its_stage_exits_cleanly(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    time.sleep(0.5)  # the command has started; torch takes seconds more to import
+    # Stop it once it handles SIGTERM (its first act), while torch takes seconds more to
+    # import; on a loaded machine a fixed sleep could signal the interpreter still starting.
+    deadline = time.monotonic() + 20
+    while not _catches_sigterm(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert proc.poll() is None
     code = stop_process(proc)
     assert code == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler installed (Linux: SigCgt in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))

@@ -1,0 +1,217 @@
+"""Scaling one stage out on the same machine: compress with 1 and 2 workers, then 1 -> 3 -> 1.
+
+    python bench/scale_out.py [--folder PHOTOS] [--count 24] [--step-s 20]
+
+On real photographs (--folder, or a generated set of 3 to 24 MP photos as fleet_vs_loop
+makes), restore off, on the local stack (the environment's, or a throwaway one):
+
+1. validate, categorize and enhance run until every image waits in compress's inbox; they
+   are stopped then, so the trials below have the CPUs to themselves.
+2. Each trial rewinds compress's consumer group to the start of its inbox (the group is
+   empty between trials) and times its workers until every image is done again. Outputs
+   have deterministic keys, so a trial overwrites the previous one's objects.
+   * one worker, then two workers on the same cores: images/s and the ratio two/one;
+   * one worker, two more joining after --step-s seconds (1 -> 3), and two of the three
+     stopped with SIGTERM --step-s seconds later (3 -> 1): after each step, the longest
+     time without a committed batch (the rebalance pause a user sees), next to the longest
+     such gap of the steady minute before it. Every image must be done exactly once per
+     trial (counted by key), or the bench says so.
+
+It prints the figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+from bench.fleet_vs_loop import megapixels, photo_set
+from schemas.events import Request
+from streams.app.settings import Settings
+from streams.app.submit import Submitter
+from streams.config.topics import Topics
+from streams.demo.workers import WorkerProcess, WorkerProcesses
+from streams.devstack.stack import stack_for_tools
+from streams.io import clients
+from streams.io.topic_reader import topic_end_offsets, topic_messages
+from tests.integration.streams.runner.fleet import settings_env
+from tests.support.catalog_kit import fresh_fleet
+
+UPSTREAM = ["validate", "categorize", "enhance"]
+STAGE = "compress"
+PARTITIONS = 12
+WAIT_S = 900  # a trial that takes longer than this has failed
+
+
+def wait_ready(worker: WorkerProcess, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/readyz", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{worker.stage} worker never became ready; see {worker.log}")
+
+
+def inbox_waiting(settings: Settings) -> int:
+    """Records in compress's inbox (each image's envelope once; transaction markers aside)."""
+    topic = Topics(settings.topic_prefix).inbox(STAGE)
+    return len(topic_messages(settings, topic, timeout_s=30))
+
+
+def stage_upstream(settings: Settings, files: list[Path], logs: Path) -> None:
+    workers = WorkerProcesses(UPSTREAM, settings_env(settings), logs)
+    workers.start()
+    try:
+        submitter = Submitter(settings)
+        for path in files:
+            submitter.upload_and_submit(path, request=Request(restore="none"))
+        submitter.flush()
+        deadline = time.monotonic() + WAIT_S
+        while inbox_waiting(settings) < len(files):
+            if time.monotonic() > deadline or workers.dead():
+                raise RuntimeError(f"upstream stages did not finish; see {logs}")
+            time.sleep(1.0)
+    finally:
+        workers.stop()
+
+
+def rewind(settings: Settings) -> None:
+    """Compress's group back to the start of its inbox: every image is to be done again."""
+    topics = Topics(settings.topic_prefix)
+    inbox = topics.inbox(STAGE)
+    start = [TopicPartition(inbox, p, 0) for p in range(PARTITIONS)]
+    request = ConsumerGroupTopicPartitions(topics.group(STAGE), start)
+    for future in clients.admin(settings.kafka).alter_consumer_group_offsets([request]).values():
+        future.result(30)
+
+
+class DoneTail:
+    """The done topic from where it ends now: (key, commit time) of each record after."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = Topics(settings.topic_prefix).done
+        self.consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.bench-tail")
+        ends = topic_end_offsets(self.consumer, self.topic)
+        self.consumer.assign([TopicPartition(self.topic, p, hi) for p, (_lo, hi) in ends.items()])
+        self.seen: list[tuple[str, float]] = []
+
+    def read(self) -> None:
+        for msg in self.consumer.consume(1000, timeout=0.5):
+            if msg.error() is None:
+                # The broker's append time is near the commit; what a consumer sees.
+                self.seen.append(((msg.key() or b"").decode(), time.time()))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def trial(
+    settings: Settings,
+    logs: Path,
+    count: int,
+    start: int,
+    steps: list[tuple[float, int]],
+) -> tuple[float, list[tuple[str, float]], dict[str, float]]:
+    """Run compress from a rewound inbox with `start` workers; at each (seconds, delta)
+    add or retire workers. Returns the seconds to done, the done records and when each
+    step happened."""
+    rewind(settings)
+    tail = DoneTail(settings)
+    workers = WorkerProcesses([], settings_env(settings), logs)
+    try:
+        for _ in range(start):
+            wait_ready(workers.add(STAGE))
+        started = time.time()
+        marks: dict[str, float] = {}
+        pending = list(steps)
+        while len({key for key, _ in tail.seen}) < count:
+            if time.time() - started > WAIT_S:
+                raise RuntimeError(f"compress did not finish; see {logs}")
+            if pending and time.time() - started >= pending[0][0]:
+                _, delta = pending.pop(0)
+                before = len(workers.workers)
+                if delta > 0:
+                    for _ in range(delta):
+                        workers.add(STAGE)
+                else:
+                    for worker in workers.workers[delta:]:
+                        workers.retire(worker)
+                marks[f"{before} -> {len(workers.workers)}"] = time.time()
+            tail.read()
+        elapsed = time.time() - started
+        return (
+            elapsed,
+            [(k, t - started) for k, t in tail.seen],
+            {step: t - started for step, t in marks.items()},
+        )
+    finally:
+        workers.stop()
+        tail.close()
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest time between commits (and from `start` to the first) within [start, end]."""
+    inside = sorted(t for t in times if start <= t <= end)
+    if not inside:
+        return end - start
+    points = [start, *inside]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, default=None)
+    parser.add_argument("--count", type=int, default=24)
+    parser.add_argument("--step-s", type=float, default=20.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
+        files = photo_set(args.folder, args.count, 0, Path(tmp))
+        mp = megapixels(files)
+        print(f"{len(files)} photos, {mp:.0f} MP in all", flush=True)
+        with stack_for_tools(Path(tmp) / "stack") as local:
+            settings = fresh_fleet(Settings(kafka=local.kafka, s3=local.s3), "scale", PARTITIONS)
+            logs = Path(tmp) / "logs"
+            stage_upstream(settings, files, logs)
+            print(f"{len(files)} images wait in {STAGE}'s inbox", flush=True)
+            rates = {}
+            for workers in (1, 2):
+                seconds, done, _ = trial(settings, logs, len(files), workers, [])
+                rates[workers] = len(files) / seconds
+                print(
+                    f"{STAGE} x{workers}: {seconds:6.1f} s  {rates[workers]:5.2f} images/s  "
+                    f"{mp / seconds:5.1f} MP/s",
+                    flush=True,
+                )
+            print(f"ratio two workers / one on the same cores: {rates[2] / rates[1]:.2f}")
+            steps = [(args.step_s, +2), (2 * args.step_s, -2)]
+            seconds, done, marks = trial(settings, logs, len(files), 1, steps)
+            per_key = Counter(key for key, _ in done)
+            twice = sum(1 for n in per_key.values() if n > 1)
+            print(
+                f"{STAGE} 1 -> 3 -> 1 (steps every {args.step_s:g} s): {seconds:.1f} s, "
+                f"{len(per_key)} of {len(files)} images done, {twice} done twice"
+            )
+            times = [t for _, t in done]
+            for step, at in marks.items():
+                before = longest_gap(times, max(0.0, at - args.step_s), at)
+                after = longest_gap(times, at, min(seconds, at + args.step_s))
+                print(
+                    f"  {step}: longest time without a commit {after:5.1f} s after the step, "
+                    f"{before:5.1f} s in the {args.step_s:g} s before it"
+                )
+
+
+if __name__ == "__main__":
+    main()
