@@ -45,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from processors import intermediate
 from processors.categorize import Hints, categorize
-from processors.compress import compress
+from processors.compress import compress, largest_side, pre_reduce
 from processors.enhance import choose_profile, enhance
 from processors.validate import ValidateSettings, validate
 from schemas.events import Request
@@ -120,8 +120,10 @@ def one_in_a_loop(path: Path) -> int:
     found = categorize(Hints(file_name=path.name), settings.categorize)
     profile = choose_profile(None, found.category, settings.enhance)
     enhanced = enhance(checked.image, profile, settings.enhance)
-    # compress takes encoded bytes: the same intermediate the stages hand it
-    pixels, _ = intermediate.encode(enhanced.image, checked.exif)
+    # compress takes encoded bytes: the same intermediate the stages hand it, reduced
+    # ahead for its largest variant as enhance does
+    reduced = pre_reduce(enhanced.image, largest_side(settings.compress), settings.compress)
+    pixels, _ = intermediate.encode(reduced, checked.exif)
     return len(compress(pixels, settings.compress))
 
 

@@ -7,9 +7,10 @@ makes), restore off, on the local stack (the environment's, or a throwaway one):
 
 1. validate, categorize and enhance run until every image waits in compress's inbox; they
    are stopped then, so the trials below have the CPUs to themselves.
-2. Each trial rewinds compress's consumer group to the start of its inbox (the group is
-   empty between trials) and times its workers until every image is done again. Outputs
-   have deterministic keys, so a trial overwrites the previous one's objects.
+2. Each trial moves compress's consumer group past its inbox, starts its workers, waits
+   until they hold every partition, then publishes the staged envelopes again and times
+   the workers until every image is done again. Outputs have deterministic keys, so a
+   trial overwrites the previous one's objects.
    * one worker, then two workers on the same cores: images/s and the ratio two/one;
    * one worker, two more joining after --step-s seconds (1 -> 3), and two of the three
      stopped with SIGTERM --step-s seconds later (3 -> 1): after each step, the longest
@@ -24,16 +25,20 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import statistics
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.fleet_vs_loop import megapixels, photo_set
 from schemas.events import Request
@@ -67,7 +72,10 @@ def wait_ready(worker: WorkerProcess, timeout_s: float = 120) -> None:
 def inbox_waiting(settings: Settings) -> int:
     """Records in compress's inbox (each image's envelope once; transaction markers aside)."""
     topic = Topics(settings.topic_prefix).inbox(STAGE)
-    return len(topic_messages(settings, topic, timeout_s=30))
+    try:
+        return len(topic_messages(settings, topic, timeout_s=30))
+    except KafkaException:  # a leader moving (a busy broker): ask again on the next round
+        return 0
 
 
 def stage_upstream(settings: Settings, files: list[Path], logs: Path) -> None:
@@ -87,14 +95,46 @@ def stage_upstream(settings: Settings, files: list[Path], logs: Path) -> None:
         workers.stop()
 
 
-def rewind(settings: Settings) -> None:
-    """Compress's group back to the start of its inbox: every image is to be done again."""
+Staged = list[tuple[bytes, bytes]]  # compress's inbox records: (key, value)
+
+
+def staged_inbox(settings: Settings) -> Staged:
+    topic = Topics(settings.topic_prefix).inbox(STAGE)
+    return [(m.key() or b"", m.value() or b"") for m in topic_messages(settings, topic, 30)]
+
+
+def skip_to_end(settings: Settings) -> None:
+    """Compress's group past everything in its inbox. The group has no members between
+    trials, so a plain commit under its id sets it."""
     topics = Topics(settings.topic_prefix)
-    inbox = topics.inbox(STAGE)
-    start = [TopicPartition(inbox, p, 0) for p in range(PARTITIONS)]
-    request = ConsumerGroupTopicPartitions(topics.group(STAGE), start)
-    for future in clients.admin(settings.kafka).alter_consumer_group_offsets([request]).values():
-        future.result(30)
+    consumer = clients.consumer(settings.kafka, topics.group(STAGE))
+    try:
+        ends = topic_end_offsets(consumer, topics.inbox(STAGE))
+        at_end = [TopicPartition(topics.inbox(STAGE), p, hi) for p, (_lo, hi) in ends.items()]
+        consumer.commit(offsets=at_end, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def publish(settings: Settings, staged: Staged) -> None:
+    """The staged envelopes again, as enhance sent them: the same keys, so the same
+    partitions."""
+    producer = clients.producer(settings.kafka)
+    for key, value in staged:
+        producer.produce(Topics(settings.topic_prefix).inbox(STAGE), key=key, value=value)
+    producer.flush(30)
+
+
+def assigned(workers: WorkerProcesses) -> int:
+    """Partitions the workers hold, from their own gauges."""
+    total = 0.0
+    for worker in workers.workers:
+        url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name == "pixelfleet_assigned_partitions":
+                total += sum(s.value for s in family.samples)
+    return int(total)
 
 
 class DoneTail:
@@ -119,24 +159,29 @@ class DoneTail:
 
 def trial(
     settings: Settings,
+    staged: Staged,
     logs: Path,
-    count: int,
     start: int,
     steps: list[tuple[float, int]],
-) -> tuple[float, list[tuple[str, float]], dict[str, float]]:
+) -> tuple[float, list[tuple[str, float]], dict[str, tuple[float, float]]]:
     """Run compress from a rewound inbox with `start` workers; at each (seconds, delta)
     add or retire workers. Returns the seconds to done, the done records and when each
     step happened."""
-    rewind(settings)
-    tail = DoneTail(settings)
+    skip_to_end(settings)
     workers = WorkerProcesses([], settings_env(settings), logs)
+    tail = DoneTail(settings)
     try:
         for _ in range(start):
             wait_ready(workers.add(STAGE))
+        # Timed from a settled group: the work is published once every partition is held.
+        deadline = time.monotonic() + 60
+        while assigned(workers) < PARTITIONS and time.monotonic() < deadline:
+            time.sleep(0.3)
+        publish(settings, staged)
         started = time.time()
         marks: dict[str, float] = {}
         pending = list(steps)
-        while len({key for key, _ in tail.seen}) < count:
+        while len({key for key, _ in tail.seen}) < len(staged):
             if time.time() - started > WAIT_S:
                 raise RuntimeError(f"compress did not finish; see {logs}")
             if pending and time.time() - started >= pending[0][0]:
@@ -154,7 +199,7 @@ def trial(
         return (
             elapsed,
             [(k, t - started) for k, t in tail.seen],
-            {step: t - started for step, t in marks.items()},
+            {step: (t - started, t) for step, t in marks.items()},
         )
     finally:
         workers.stop()
@@ -168,6 +213,35 @@ def longest_gap(times: list[float], start: float, end: float) -> float:
         return end - start
     points = [start, *inside]
     return max(b - a for a, b in itertools.pairwise(points))
+
+
+def handovers(logs: Path, since: float) -> list[float]:
+    """Per partition that moved after `since` (epoch seconds): the time from its revoke (or
+    loss) at the old owner to its assignment at the new one, from the workers' JSON logs."""
+    events: list[tuple[float, str, int]] = []
+    for log in logs.glob("*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            message = entry.get("msg")
+            if message in ("partitions revoke", "partitions lost"):
+                kind = "off"
+            elif message == "partitions assigned":
+                kind = "on"
+            else:
+                continue
+            at = datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
+            if at >= since:
+                events += [(at, kind, partition) for partition in entry.get("partitions", [])]
+    gaps: list[float] = []
+    off: dict[int, float] = {}
+    for at, kind, partition in sorted(events):
+        if kind == "off":
+            off.setdefault(partition, at)
+        elif partition in off:
+            gaps.append(at - off.pop(partition))
+    return gaps
 
 
 def main() -> None:
@@ -184,10 +258,11 @@ def main() -> None:
             settings = fresh_fleet(Settings(kafka=local.kafka, s3=local.s3), "scale", PARTITIONS)
             logs = Path(tmp) / "logs"
             stage_upstream(settings, files, logs)
-            print(f"{len(files)} images wait in {STAGE}'s inbox", flush=True)
+            staged = staged_inbox(settings)
+            print(f"{len(staged)} images wait in {STAGE}'s inbox", flush=True)
             rates = {}
             for workers in (1, 2):
-                seconds, done, _ = trial(settings, logs, len(files), workers, [])
+                seconds, done, _ = trial(settings, staged, logs, workers, [])
                 rates[workers] = len(files) / seconds
                 print(
                     f"{STAGE} x{workers}: {seconds:6.1f} s  {rates[workers]:5.2f} images/s  "
@@ -196,7 +271,7 @@ def main() -> None:
                 )
             print(f"ratio two workers / one on the same cores: {rates[2] / rates[1]:.2f}")
             steps = [(args.step_s, +2), (2 * args.step_s, -2)]
-            seconds, done, marks = trial(settings, logs, len(files), 1, steps)
+            seconds, done, marks = trial(settings, staged, logs, 1, steps)
             per_key = Counter(key for key, _ in done)
             twice = sum(1 for n in per_key.values() if n > 1)
             print(
@@ -204,12 +279,15 @@ def main() -> None:
                 f"{len(per_key)} of {len(files)} images done, {twice} done twice"
             )
             times = [t for _, t in done]
-            for step, at in marks.items():
+            for step, (at, wall) in marks.items():
                 before = longest_gap(times, max(0.0, at - args.step_s), at)
                 after = longest_gap(times, at, min(seconds, at + args.step_s))
+                moved = handovers(logs, wall - 1.0)
                 print(
                     f"  {step}: longest time without a commit {after:5.1f} s after the step, "
-                    f"{before:5.1f} s in the {args.step_s:g} s before it"
+                    f"{before:5.1f} s in the {args.step_s:g} s before it; "
+                    f"{len(moved)} partitions moved, unowned for at most "
+                    f"{max(moved, default=0.0):.1f} s (mean {statistics.fmean(moved or [0]):.1f} s)"
                 )
 
 

@@ -18,6 +18,7 @@ One batch, in `_process()`:
      records and dead letters, send the consumed offsets, commit.
 A transient failure aborts the batch and keeps its messages in hand to retry after a
 backoff; nothing is committed that was not produced, so nothing is lost or duplicated.
+The consuming side (batches in, heartbeats while one runs, rebalances) is `Intake`.
 """
 
 from __future__ import annotations
@@ -27,17 +28,15 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message
 
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.io import clients
 from streams.observe.metrics import (
-    ASSIGNED_PARTITIONS,
     BATCH_SECONDS,
     BATCH_SIZE,
     IN_FLIGHT,
-    REBALANCES,
     RETRIES,
 )
 from streams.runner.accounting import HaltPolicy, Ledger
@@ -54,6 +53,7 @@ from streams.runner.batch import (
 )
 from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
+from streams.runner.intake import Intake
 from streams.runner.offsets import CommittedOffsets
 from streams.runner.sizing import BatchSizer
 from streams.runner.stage import StageContext, StageSpec, TransientError
@@ -67,14 +67,10 @@ POLL_INTERVAL_SHARE = 0.5
 # The stage function stops starting new messages at this share of the budget; the rest is
 # left for the uploads and the transaction.
 RUN_SHARE = 0.6
-# How long a worker waits for a first message before its loop goes round again.
-CONSUME_WAIT_S = 0.5
 FETCH_WAIT_MAX_MS = 100
 # The smallest batch of a pool, per process (fleet_vs_loop: one a process left the CPUs
 # 23 % idle, two 12 %).
 POOL_MESSAGES_PER_PROCESS = 2
-# Pausing the partitions costs a fetch round trip, so only batches running this long do it.
-PAUSE_AFTER_S = 1.0
 # Liveness: a loop may take three budgets (a batch, its retry, a rebalance) plus a minute.
 LIVENESS_BUDGETS, LIVENESS_SLACK_S = 3, 60
 # Producer: a short linger groups a batch's records per partition; the queue holds the
@@ -108,11 +104,6 @@ class StageWorker:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._heartbeat = time.monotonic()
-        self._carry: list[Message] = []
-        self._revoked: set[tuple[str, int]] = set()
-        self._resume_needed = False
-        self._paused = False
-        self._batch_started = 0.0
         ctx = StageContext(stage=self.stage, buckets=settings.buckets, params=spec.params)
         self.executor = Executor(
             spec.fn,
@@ -157,11 +148,23 @@ class StageWorker:
             self.stage,
         )
         self.committed = CommittedOffsets(self.stage, self.consumer, self.producer)
+        self.intake = Intake(
+            self.consumer,
+            self.stage,
+            self.stats,
+            self.committed,
+            started=self._ready,
+            stop=self._stop,
+            beat=self._beat,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _beat(self) -> None:
+        self._heartbeat = time.monotonic()
 
     def live(self) -> tuple[bool, str]:
         quiet = time.monotonic() - self._heartbeat
@@ -182,12 +185,7 @@ class StageWorker:
         # of the collector's scans, a batch's thousands of short-lived objects no longer
         # make each full collection walk the whole heap (runner_passthrough: +45 % events/s).
         gc.freeze()
-        self.consumer.subscribe(
-            [self.inbox],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self.intake.subscribe(self.inbox)
         self._ready.set()
         log.info(
             "worker started", extra={"stage": self.stage, "topic": self.inbox, "group": self.group}
@@ -214,7 +212,7 @@ class StageWorker:
         if batch:
             self._run_batch(batch)
             return
-        if not self._carry:
+        if not self.intake.carry:
             try:
                 self.committed.commit_past_markers()
             except TransientError as exc:
@@ -234,107 +232,14 @@ class StageWorker:
             self.producer.close()
         log.info("worker stopped", extra={"stage": self.stage, "committed": self.stats.committed})
 
-    # -- rebalance callbacks (run inside poll/consume) ------------------------
-
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.stats.assigned += 1
-        self._resume_needed = True  # the assignment is applied after this callback returns
-        REBALANCES.labels(self.stage, "assign").inc()
-        for tp in partitions:
-            self._revoked.discard((tp.topic, tp.partition))
-        ASSIGNED_PARTITIONS.labels(self.stage).inc(len(partitions))
-        log.info(
-            "partitions assigned",
-            extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
-        )
-
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._ready.is_set():  # close() revokes everything too; that is no rebalance
-            self.stats.revoked += 1
-        self._drop(partitions, "revoke")
-
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.stats.lost += 1
-        self._drop(partitions, "lost")
-
-    def _drop(self, partitions: list[TopicPartition], kind: str) -> None:
-        # Messages of these partitions in hand are not ours to commit any more: the next
-        # owner starts from the committed offset, so dropping them loses nothing.
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._revoked |= gone
-        self._carry = self._still_ours(self._carry)
-        self.committed.forget(gone)
-        REBALANCES.labels(self.stage, kind).inc()
-        ASSIGNED_PARTITIONS.labels(self.stage).dec(len(partitions))
-        log.info(
-            f"partitions {kind}",
-            extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
-        )
-
     # -- batches ---------------------------------------------------------------
 
     def _next_batch(self) -> list[Message]:
-        if self._resume_needed:
-            self._resume()
-        size = self.sizer.size
-        batch, self._carry = self._carry[:size], self._carry[size:]
-        want = size - len(batch)
-        if want > 0 and not self._stop.is_set():
-            # consume(n, t) waits for n messages or t seconds, so on a quiet inbox one
-            # message waited the whole timeout. poll() returns with the first one; what is
-            # already fetched then tops the batch up without waiting.
-            if not batch:
-                first = self.consumer.poll(CONSUME_WAIT_S)
-                messages = [] if first is None else [first]
-                want -= len(messages)
-            else:
-                messages = []
-            if messages or batch:
-                messages += self.consumer.consume(num_messages=want, timeout=0) if want else []
-            for msg in messages:
-                error = msg.error()
-                if error is None:
-                    batch.append(msg)
-                else:
-                    self._consumer_error(error)
-        return batch
-
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._PARTITION_EOF:
-            return
-        if error.fatal():
-            raise FatalKafkaError(f"consumer: {error}")
-        log.warning("consumer error", extra={"stage": self.stage, "error": str(error)})
-
-    def _keepalive(self) -> None:
-        """Called while a batch is processed: serves heartbeats and rebalance callbacks.
-
-        Only once a batch has run for a second: pausing purges librdkafka's prefetched
-        messages, which would cost every fast batch a fetch round trip. Once paused, poll
-        returns no messages; one that still arrives (a partition assigned mid-batch) is
-        kept for the next batch.
-        """
-        now = time.monotonic()
-        if now - self._batch_started < PAUSE_AFTER_S:
-            return
-        self._heartbeat = now
-        if not self._paused:
-            self.consumer.pause(self.consumer.assignment())
-            self._paused = True
-        self._poll_once()
-
-    def _poll_once(self) -> None:
-        msg = self.consumer.poll(0)
-        if msg is not None:
-            error = msg.error()
-            if error is None:
-                self._carry.append(msg)
-            else:
-                self._consumer_error(error)
+        return self.intake.next_batch(self.sizer.size)
 
     def _run_batch(self, batch: list[Message]) -> None:
-        started = self._batch_started = time.monotonic()
-        self._paused = False
+        started = time.monotonic()
+        self.intake.batch_started()
         IN_FLIGHT.labels(self.stage).set(len(batch))
         try:
             done = self._process(batch, started)
@@ -346,8 +251,7 @@ class StageWorker:
             return
         finally:
             IN_FLIGHT.labels(self.stage).set(0)
-            if self._paused:
-                self._resume()
+            self.intake.batch_ended()
         elapsed = time.monotonic() - started
         self.sizer.observe(len(done), elapsed)
         BATCH_SECONDS.labels(self.stage).observe(elapsed)
@@ -356,25 +260,11 @@ class StageWorker:
         self.stats.batch_sizes.append(len(done))
         self.committed.update_lag()
 
-    def _resume(self) -> None:
-        """Nothing stays paused between batches.
-
-        librdkafka keeps a partition's pause flag across a lost-and-reassigned cycle (a broker
-        restart does that), so resuming only what was paused before could leave a
-        re-assigned partition paused forever: resume the whole current assignment.
-        """
-        self._resume_needed = False
-        self._paused = False
-        self._batch_started = 0.0
-        assignment = self.consumer.assignment()
-        if assignment:
-            self.consumer.resume(assignment)
-
     def _retry_later(self, batch: list[Message], kind: str, exc: Exception) -> None:
         """Keep the whole batch in hand and try again after a backoff; the group stays joined."""
         self.stats.retries += 1
         RETRIES.labels(self.stage, kind).inc()
-        self._carry = self._still_ours(batch) + self._carry
+        self.intake.carry = self.intake.still_ours(batch) + self.intake.carry
         delay = self.backoff.failed()
         log.warning(
             "batch aborted, will retry",
@@ -387,19 +277,8 @@ class StageWorker:
         )
         self._sleep_alive(delay)
 
-    def _still_ours(self, messages: list[Message]) -> list[Message]:
-        return [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
-
     def _sleep_alive(self, seconds: float) -> None:
-        self.consumer.pause(self.consumer.assignment())
-        try:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline and not self._stop.is_set():
-                self._heartbeat = time.monotonic()
-                self._poll_once()
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        finally:
-            self._resume()
+        self.intake.sleep_alive(seconds)
 
     # -- one batch ---------------------------------------------------------------
 
@@ -413,9 +292,9 @@ class StageWorker:
         attach_inputs(slots, self.blobs, self.spec.reads_blob, self.spec.admit)
         # 2. run the stage until the deadline; a prefix of the batch is finished
         items = [s.item for s in slots if s.item is not None]
-        timed = self.executor.run(items, started + self.budget_s * RUN_SHARE, self._keepalive)
+        timed = self.executor.run(items, started + self.budget_s * RUN_SHARE, self.intake.keepalive)
         finished = done_prefix(slots, timed)
-        done = [s for s in finished if s.partition_key not in self._revoked]
+        done = [s for s in finished if self.intake.is_ours(s.partition_key)]
         self.ledger.check_streak(done)
         # 3. blobs before the records that reference them
         quarantined = upload_results(done, self.blobs)
@@ -427,7 +306,7 @@ class StageWorker:
         if commit:
             self.producer.commit(messages, commit, self.consumer.consumer_group_metadata())
         # Work cut off by the deadline goes first into the next batch.
-        self._carry = self._still_ours(batch[len(finished) :] + self._carry)
+        self.intake.carry = self.intake.still_ours(batch[len(finished) :] + self.intake.carry)
         self.backoff.succeeded()
         self.committed.record(commit)
         self.ledger.account(done)

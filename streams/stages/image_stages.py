@@ -11,7 +11,7 @@ from PIL import Image
 
 from processors import intermediate
 from processors.categorize import Hints, ImageClassifier, categorize
-from processors.compress import compress
+from processors.compress import compress, largest_side, pre_reduce
 from processors.enhance import choose_profile, enhance
 from processors.validate import validate
 from schemas.events import Category, Envelope, Variant
@@ -106,15 +106,25 @@ def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
     except ValueError as exc:
         raise PermanentError("bad_request", str(exc)) from exc
     envelope.record.enhancement = result.record()
-    if result.kept_original is not None or profile == "none":
+    kept = result.kept_original is not None or profile == "none"
+    out = result.image
+    if "restore" not in envelope.route:  # compress is next: hand it only what it uses
+        request = envelope.submitted.request
+        variants = tuple(request.variants) if request.variants else None
+        out = pre_reduce(out, largest_side(settings.compress, variants), settings.compress)
+    if kept and out is result.image:
         # Nothing changed: the next stage reads the same intermediate.
         return StageResult(
             envelope, outcome="skipped", detail=result.kept_original or "profile none"
         )
-    data, kind = intermediate.encode(result.image, image.info.get("exif"))
-    key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json(), "v2")
+    data, kind = intermediate.encode(out, image.info.get("exif"))
+    key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json(), out.size, "v3")
     envelope.record.current = ref(ctx.buckets.work, key, data, kind)
-    return StageResult(envelope, [BlobWrite(ctx.buckets.work, key, data, kind)], detail=profile)
+    writes = [BlobWrite(ctx.buckets.work, key, data, kind)]
+    if kept:
+        detail = f"{result.kept_original or 'profile none'}; reduced to {out.width}x{out.height}"
+        return StageResult(envelope, writes, outcome="skipped", detail=detail)
+    return StageResult(envelope, writes, detail=profile)
 
 
 @cache

@@ -114,7 +114,7 @@ def _send_offsets(producer: FakeProducer) -> list[list[tuple[str, int, int]]]:
 def test_a_failed_commit_keeps_the_batch_in_hand_and_the_retry_takes_it_first(rig: Rig) -> None:
     batch, carried = _messages()
     w, producer = rig.worker, rig.producer
-    w._carry = _batch(carried)  # e.g. polled during the batch's keepalive
+    w.intake.carry = _batch(carried)  # e.g. polled during the batch's keepalive
     producer.fail["commit"] = [
         KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", txn_requires_abort=True))
     ]
@@ -122,7 +122,7 @@ def test_a_failed_commit_keeps_the_batch_in_hand_and_the_retry_takes_it_first(ri
 
     w._run_batch(_batch(*batch))
 
-    assert [id(m) for m in w._carry] == [id(m) for m in [*batch, carried]]
+    assert [id(m) for m in w.intake.carry] == [id(m) for m in [*batch, carried]]
     assert (w.stats.retries, w.stats.batches, w.stats.committed) == (1, 0, 0)
     assert _retries() - retries_before == 1
     assert w.backoff.failures_in_a_row == 1
@@ -135,7 +135,7 @@ def test_a_failed_commit_keeps_the_batch_in_hand_and_the_retry_takes_it_first(ri
 
     again = w._next_batch()
     assert [id(m) for m in again] == [id(m) for m in [*batch, carried]]
-    assert w._carry == []
+    assert w.intake.carry == []
     assert rig.consumer.calls[-1] == ("consume", 46)  # topped up to the batch size
 
     w._run_batch(again)
@@ -158,19 +158,19 @@ def test_messages_of_a_partition_revoked_during_the_backoff_are_dropped(rig: Rig
     batch, carried = _messages()
     w, consumer = rig.worker, rig.consumer
     w._ready.set()  # running: a revoke now is a rebalance
-    w._carry = _batch(carried)
+    w.intake.carry = _batch(carried)
     rig.producer.fail["send_offsets"] = [
         KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", retriable=True))
     ]
 
     def rebalance() -> None:
         consumer.partitions = [0]
-        w._on_revoke(cast(Consumer, consumer), [TopicPartition(INBOX, 1)])
+        w.intake._on_revoke(cast(Consumer, consumer), [TopicPartition(INBOX, 1)])
 
     consumer.on_poll = rebalance  # the sleep's poll serves the rebalance
     w._run_batch(_batch(*batch))
 
-    assert [(m.partition(), m.offset()) for m in w._carry] == [(0, 5), (0, 6)]
+    assert [(m.partition(), m.offset()) for m in w.intake.carry] == [(0, 5), (0, 6)]
     assert (w.stats.retries, w.stats.revoked) == (1, 1)
     again = w._next_batch()
     w._run_batch(again)
@@ -184,11 +184,11 @@ def test_a_partition_revoked_mid_batch_is_neither_committed_nor_carried(rig: Rig
 
     def revoking(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
         if envelope.record.image_id == "img-a":
-            w._on_revoke(cast(Consumer, consumer), [TopicPartition(INBOX, 1)])
+            w.intake._on_revoke(cast(Consumer, consumer), [TopicPartition(INBOX, 1)])
         return tag(envelope, blob, ctx)
 
     w.executor.fn = revoking
-    w._carry = _batch(message(INBOX, 1, 9, "img-d"))
+    w.intake.carry = _batch(message(INBOX, 1, 9, "img-d"))
     w._run_batch(_batch(*batch))
 
     produced = [(c[1], c[2]) for c in rig.producer.calls if c[0] == "produce"]
@@ -199,7 +199,7 @@ def test_a_partition_revoked_mid_batch_is_neither_committed_nor_carried(rig: Rig
         ("px.metadata", b"img-c"),
     ]
     assert _send_offsets(rig.producer) == [[(INBOX, 0, 7)]]
-    assert w._carry == []
+    assert w.intake.carry == []
     assert (w.stats.committed, w.stats.batch_sizes) == (2, [2])
 
 
@@ -215,7 +215,7 @@ def test_a_transient_stage_error_retries_without_opening_a_transaction(rig: Rig)
     w._run_batch(_batch(*batch))
     w._run_batch(w._next_batch())
     assert rig.producer.calls == []
-    assert [(m.partition(), m.offset()) for m in w._carry] == [(0, 5), (1, 2), (0, 6)]
+    assert [(m.partition(), m.offset()) for m in w.intake.carry] == [(0, 5), (1, 2), (0, 6)]
     assert (w.stats.retries, w.backoff.failures_in_a_row) == (2, 2)
     assert rig.sleeps == [0.02, 0.04]
     assert _retries() - retries_before == 2
@@ -246,8 +246,8 @@ def test_a_batch_takes_only_the_inputs_its_byte_budget_holds_and_carries_the_res
     w._run_batch(_batch(*batch))
 
     assert _send_offsets(producer) == [[(INBOX, 0, 6), (INBOX, 1, 3)]]
-    assert [id(m) for m in w._carry] == [id(batch[2])]
+    assert [id(m) for m in w.intake.carry] == [id(batch[2])]
     assert rig.store.fetched == [["img-a", "img-b"]]
     w._run_batch(w._next_batch())
     assert _send_offsets(producer)[1] == [(INBOX, 0, 7)]
-    assert w.stats.committed == 3 and w._carry == []
+    assert w.stats.committed == 3 and w.intake.carry == []

@@ -87,6 +87,32 @@ def test_enhance_profile_none_is_a_skip_and_keeps_the_input() -> None:
         image_stages.enhance_stage(_envelope(Request(profile="glow")), png, _ctx())
 
 
+def test_enhance_hands_compress_only_the_pixels_its_largest_variant_uses() -> None:
+    blob, _ = intermediate.encode(big_photo("coffee", 5000))  # 5000 x 3333
+
+    def enhanced(request: Request, route: list[str], settings: StageSettings) -> tuple[int, int]:
+        env = _envelope(request)
+        env.route = route
+        result = image_stages.enhance_stage(env, blob, _ctx(settings))
+        [written] = result.blobs
+        assert env.record.current is not None and env.record.current.key == written.key
+        return intermediate.decode(written.data).size
+
+    to_compress = ["validate", "categorize", "enhance", "compress"]
+    defaults = StageSettings()
+    # The largest default variant is 2048 px: a box reduction by 2 leaves 2500 px for it.
+    assert enhanced(Request(), to_compress, defaults) == (2500, 1667)
+    # Kept pixels (profile none) are reduced too, and say so.
+    assert enhanced(Request(profile="none"), to_compress, defaults) == (2500, 1667)
+    # Only a thumbnail asked for: 150 px, so a reduction by 33.
+    assert enhanced(Request(variants=["thumbnail"]), to_compress, defaults) == (152, 101)
+    # Restore comes next, or the original is shipped: every pixel goes on.
+    with_restore = ["validate", "categorize", "enhance", "restore", "compress"]
+    assert enhanced(Request(), with_restore, defaults) == (5000, 3333)
+    keep = StageSettings.model_validate({"compress": {"keep_original": True}})
+    assert enhanced(Request(), to_compress, keep) == (5000, 3333)
+
+
 def test_compress_keys_ratios_and_keep_original() -> None:
     env = _envelope(Request(formats=["webp"], variants=["thumbnail", "preview"]))
     env.record.original = {"bytes": 1_000_000}

@@ -1,0 +1,200 @@
+"""The consuming side of a stage worker: batches in, heartbeats while one runs, rebalances.
+
+`Intake` owns the worker's consumer between transactions. It hands out batches (what was
+carried over first), keeps the group membership alive while a long batch runs (pausing
+the partitions, so polling returns no new messages), and follows rebalances: messages
+of a partition taken away are dropped from hand, since the next owner starts from the
+committed offset. All of it runs on the worker's own thread; the rebalance callbacks run
+inside poll() and consume().
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from streams.observe.metrics import ASSIGNED_PARTITIONS, REBALANCES
+from streams.runner.accounting import WorkerStats
+from streams.runner.offsets import CommittedOffsets
+from streams.runner.transactions import FatalKafkaError
+
+log = logging.getLogger("pixelfleet.runner")
+
+# How long a worker waits for a first message before its loop goes round again.
+CONSUME_WAIT_S = 0.5
+# Pausing the partitions costs a fetch round trip, so only batches running this long do it.
+PAUSE_AFTER_S = 1.0
+
+
+class Intake:
+    def __init__(
+        self,
+        consumer: Consumer,
+        stage: str,
+        stats: WorkerStats,
+        committed: CommittedOffsets,
+        *,
+        started: threading.Event,
+        stop: threading.Event,
+        beat: Callable[[], None],
+    ) -> None:
+        self.consumer = consumer
+        self.stage = stage
+        self.stats = stats
+        self.committed = committed
+        self._started = started  # set once the worker runs: a revoke before it is close()'s
+        self._stop = stop
+        self._beat = beat
+        # Messages in hand: cut off by a batch's deadline or byte budget, or kept from an
+        # aborted batch; they go first into the next batch.
+        self.carry: list[Message] = []
+        self._revoked: set[tuple[str, int]] = set()
+        self._resume_needed = False
+        self._paused = False
+        self._batch_started = 0.0
+
+    def subscribe(self, topic: str) -> None:
+        self.consumer.subscribe(
+            [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def is_ours(self, partition: tuple[str, int]) -> bool:
+        return partition not in self._revoked
+
+    def still_ours(self, messages: list[Message]) -> list[Message]:
+        return [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
+
+    # -- batches -----------------------------------------------------------------
+
+    def next_batch(self, size: int) -> list[Message]:
+        if self._resume_needed:
+            self.resume()
+        batch, self.carry = self.carry[:size], self.carry[size:]
+        want = size - len(batch)
+        if want > 0 and not self._stop.is_set():
+            # consume(n, t) waits for n messages or t seconds, so on a quiet inbox one
+            # message waited the whole timeout. poll() returns with the first one; what is
+            # already fetched then tops the batch up without waiting.
+            if not batch:
+                first = self.consumer.poll(CONSUME_WAIT_S)
+                messages = [] if first is None else [first]
+                want -= len(messages)
+            else:
+                messages = []
+            if messages or batch:
+                messages += self.consumer.consume(num_messages=want, timeout=0) if want else []
+            for msg in messages:
+                error = msg.error()
+                if error is None:
+                    batch.append(msg)
+                else:
+                    self._consumer_error(error)
+        return batch
+
+    def batch_started(self) -> None:
+        self._batch_started = time.monotonic()
+        self._paused = False
+
+    def batch_ended(self) -> None:
+        if self._paused:
+            self.resume()
+
+    def keepalive(self) -> None:
+        """Called while a batch is processed: serves heartbeats and rebalance callbacks.
+
+        Only once a batch has run for a second: pausing purges librdkafka's prefetched
+        messages, which would cost every fast batch a fetch round trip. Once paused, poll
+        returns no messages; one that still arrives (a partition assigned mid-batch) is
+        kept for the next batch.
+        """
+        now = time.monotonic()
+        if now - self._batch_started < PAUSE_AFTER_S:
+            return
+        self._beat()
+        if not self._paused:
+            self.consumer.pause(self.consumer.assignment())
+            self._paused = True
+        self._poll_once()
+
+    def sleep_alive(self, seconds: float) -> None:
+        """Wait (a retry's backoff) while staying in the group, the partitions paused."""
+        self.consumer.pause(self.consumer.assignment())
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not self._stop.is_set():
+                self._beat()
+                self._poll_once()
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        finally:
+            self.resume()
+
+    def resume(self) -> None:
+        """Nothing stays paused between batches.
+
+        librdkafka keeps a partition's pause flag across a lost-and-reassigned cycle (a broker
+        restart does that), so resuming only what was paused before could leave a
+        re-assigned partition paused forever: resume the whole current assignment.
+        """
+        self._resume_needed = False
+        self._paused = False
+        self._batch_started = 0.0
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.resume(assignment)
+
+    def _poll_once(self) -> None:
+        msg = self.consumer.poll(0)
+        if msg is not None:
+            error = msg.error()
+            if error is None:
+                self.carry.append(msg)
+            else:
+                self._consumer_error(error)
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise FatalKafkaError(f"consumer: {error}")
+        log.warning("consumer error", extra={"stage": self.stage, "error": str(error)})
+
+    # -- rebalance callbacks (run inside poll/consume) ------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.assigned += 1
+        self._resume_needed = True  # the assignment is applied after this callback returns
+        REBALANCES.labels(self.stage, "assign").inc()
+        for tp in partitions:
+            self._revoked.discard((tp.topic, tp.partition))
+        ASSIGNED_PARTITIONS.labels(self.stage).inc(len(partitions))
+        log.info(
+            "partitions assigned",
+            extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
+        )
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._started.is_set():  # close() revokes everything too; that is no rebalance
+            self.stats.revoked += 1
+        self._drop(partitions, "revoke")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.lost += 1
+        self._drop(partitions, "lost")
+
+    def _drop(self, partitions: list[TopicPartition], kind: str) -> None:
+        # Messages of these partitions in hand are not ours to commit any more: the next
+        # owner starts from the committed offset, so dropping them loses nothing.
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._revoked |= gone
+        self.carry = self.still_ours(self.carry)
+        self.committed.forget(gone)
+        REBALANCES.labels(self.stage, kind).inc()
+        ASSIGNED_PARTITIONS.labels(self.stage).dec(len(partitions))
+        log.info(
+            f"partitions {kind}",
+            extra={"stage": self.stage, "partitions": [tp.partition for tp in partitions]},
+        )
