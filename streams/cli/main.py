@@ -20,6 +20,7 @@ COMMANDS = {
     "status": "streams.cli.fleet:status",
     "demo": "streams.cli.demo:demo",
     "catalog": "streams.cli.catalog:catalog",
+    "notify": "streams.cli.notify:notify",
 }
 
 

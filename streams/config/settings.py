@@ -27,6 +27,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from streams.config.notify import NotifySettings
+
 CONFIG_ENV = "PIXELFLEET_CONFIG"
 
 
@@ -209,6 +211,7 @@ class FleetSettings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,31 +1,48 @@
-"""The fetch stage's only HTTP client: downloads a crawler-submitted URL without ever
-reaching inside our network.
+"""The fleet's only outbound HTTP client: the fetch stage downloads crawler-submitted URLs
+with `get`, the notify worker delivers webhooks with `post`; neither ever reaches inside our
+network.
 
 Every hop (the first URL and each redirect) is checked by `streams.io.netguard` before any
 socket is opened; the host is resolved once per hop, every address is vetted, and the
 connection goes to a vetted IP (with the SNI and certificate check still on the host name),
 so DNS rebinding cannot switch the target between the check and the connect. Bodies are
 streamed, never decoded (a gzip bomb is refused, not inflated), and bounded in bytes and time.
+A POST follows no redirect at all: its body would have to be sent to a second destination.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import socket
 import ssl
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
 from streams.io.netguard import NetPolicy, Refused, Target, check_url, resolve_redirect, vet
 from streams.io.safe_http_errors import Clock, FetchError, Kind, from_status, from_urllib3_error
+from streams.io.safe_http_response import (
+    HttpLimits,
+    PostResult,
+    Response,
+    content_length,
+    discard,
+    read_answer,
+)
 
-__all__ = ["FetchError", "HttpLimits", "Resolver", "Response", "SafeFetcher", "system_resolver"]
+__all__ = [
+    "FetchError",
+    "HttpLimits",
+    "PostResult",
+    "Resolver",
+    "Response",
+    "SafeFetcher",
+    "system_resolver",
+]
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -38,104 +55,6 @@ def system_resolver(host: str, port: int) -> list[str]:
     """The host's addresses from getaddrinfo, each once, in the order the system gave them."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    max_bytes: int = 50 * 1024 * 1024
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 15.0  # waiting for the first byte, and between bytes
-    total_timeout_s: float = 60.0  # the whole fetch, redirects included
-    max_redirects: int = 5
-    user_agent: str = "pixelfleet-fetch/0.1"
-    ca_file: str | None = None  # an extra CA bundle, trusted on top of the system's
-
-
-class Response:
-    """An open, streamed body. `read` counts and hashes what it returns and enforces the
-    byte and time limits; the fetcher's context manager closes it."""
-
-    def __init__(
-        self,
-        raw: urllib3.BaseHTTPResponse,
-        *,
-        url: str,
-        redirects: list[str],
-        address: str,
-        declared_length: int | None,
-        limits: HttpLimits,
-        clock: Clock,
-    ) -> None:
-        self.url = url
-        self.status = raw.status
-        self.content_type: str | None = raw.headers.get("content-type")
-        self.declared_length = declared_length
-        self.redirects = redirects
-        self.address = address
-        self.bytes_read = 0
-        self._raw = raw
-        self._limits = limits
-        self._clock = clock
-        self._hash = hashlib.sha256()
-        self._done = False
-        self._error: FetchError | None = None
-
-    def sha256(self) -> str:
-        """The hex digest of the bytes read so far (the whole body once `read` gave b"")."""
-        return self._hash.hexdigest()
-
-    def read(self, size: int = 65536) -> bytes:
-        """Up to `size` bytes (fewer when that is what one socket read gave), b"" at the end."""
-        if self._error is not None:
-            # Never let a caller mistake a broken body for a complete one.
-            raise self._error
-        if self._done or size == 0:
-            return b""
-        try:
-            return self._read(size)
-        except FetchError as exc:
-            self._fail(exc)
-            raise
-
-    def _read(self, size: int) -> bytes:
-        wait = self._clock.wait(self._limits.read_timeout_s, self.url)
-        conn = self._raw.connection
-        sock = getattr(conn, "sock", None) if conn is not None else None
-        if isinstance(sock, socket.socket):
-            # The socket's timeout bounds each recv: the read timeout, cut to the time left.
-            sock.settimeout(wait)
-        # One byte past the limit is enough to know the body is too large.
-        allowed = self._limits.max_bytes + 1 - self.bytes_read
-        want = allowed if size < 0 else min(size, allowed)
-        try:
-            data = self._raw.read1(want, decode_content=False)
-        except HTTPError as exc:
-            raise from_urllib3_error(exc, self._clock, self.url, in_body=True) from exc
-        if not data:
-            if self.declared_length is not None and self.bytes_read < self.declared_length:
-                missing = self.declared_length - self.bytes_read
-                reason = f"body ended {missing} bytes short of its Content-Length"
-                raise FetchError("transient", "reset", reason, url=self.url)
-            self._done = True
-            return b""
-        self.bytes_read += len(data)
-        if self.bytes_read > self._limits.max_bytes:
-            reason = f"body exceeds {self._limits.max_bytes} bytes"
-            raise FetchError("permanent", "too_large", reason, url=self.url)
-        self._hash.update(data)
-        return data
-
-    def _fail(self, exc: FetchError) -> None:
-        self._error = exc
-        self.close()
-
-    def close(self) -> None:
-        """Closes the connection unless the whole body was read (then it is kept alive)."""
-        if not self._done:
-            self._raw.close()
-            self._done = True
-        # Always hand the connection back, or the pool loses that slot for good.
-        self._raw.release_conn()
 
 
 class SafeFetcher:
@@ -179,6 +98,24 @@ class SafeFetcher:
         finally:
             response.close()
 
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        deadline: float | None = None,
+        answer_bytes: int = 1024,
+    ) -> PostResult:
+        """POSTs `body` to `url` under the same rules as `get` and returns the answer, any
+        status; raises FetchError when the URL is refused or no answer came (connect, timeout,
+        reset). A redirect is returned, not followed."""
+        start = time.monotonic()
+        clock = Clock(self.limits.total_timeout_s, deadline)
+        target = self._check(url)
+        raw, address = self._request(target, url, clock, method="POST", body=body, extra=headers)
+        return read_answer(raw, clock, self.limits, answer_bytes, address=address, start=start)
+
     def close(self) -> None:
         with self._lock:
             pools = list(self._pools.values())
@@ -196,7 +133,7 @@ class SafeFetcher:
             status = raw.status
             if status in REDIRECT_STATUSES and raw.headers.get("location"):
                 location = raw.headers["location"]
-                _discard(raw)
+                discard(raw)
                 if len(redirects) >= self.limits.max_redirects:
                     reason = f"more than {self.limits.max_redirects} redirects"
                     raise FetchError("permanent", "redirects", reason, url=current, status=status)
@@ -209,7 +146,7 @@ class SafeFetcher:
                 continue
             if 200 <= status < 300:
                 return self._response(raw, current, redirects, address, clock)
-            _discard(raw)
+            discard(raw)
             raise from_status(raw.status, raw.headers.get("retry-after"), current)
 
     def _check(self, url: str) -> Target:
@@ -240,10 +177,18 @@ class SafeFetcher:
         return [str(address) for address in vetted]
 
     def _request(
-        self, target: Target, url: str, clock: Clock
+        self,
+        target: Target,
+        url: str,
+        clock: Clock,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> tuple[urllib3.BaseHTTPResponse, str]:
         addresses = self._addresses(target, url, clock)
-        headers = {**self._headers_base, "Host": target.host_header}
+        # The Host header is ours, whatever the caller passed: it names the vetted target.
+        headers = {**self._headers_base, **(extra or {}), "Host": target.host_header}
         failures: list[str] = []
         for address in addresses:
             pool = self._pool(target, address)
@@ -253,8 +198,9 @@ class SafeFetcher:
             )
             try:
                 raw = pool.urlopen(
-                    "GET",
+                    method,
                     target.path,
+                    body=body,
                     headers=headers,
                     retries=False,
                     redirect=False,
@@ -326,16 +272,16 @@ class SafeFetcher:
         transfer = raw.headers.get("transfer-encoding", "").strip().lower()
         if encoding not in ("", "identity") or transfer not in ("", "chunked", "identity"):
             # Refused unread: the body is never inflated, so a compression bomb costs nothing.
-            _discard(raw)
+            discard(raw)
             reason = f"encoded body (Content-Encoding {encoding!r}, Transfer-Encoding {transfer!r})"
             raise FetchError("permanent", "content_encoding", reason, url=url, status=raw.status)
         try:
-            declared = _content_length(raw)
+            declared = content_length(raw)
         except ValueError as exc:
-            _discard(raw)
+            discard(raw)
             raise FetchError("permanent", "bad_response", str(exc), url=url) from exc
         if declared is not None and declared > self.limits.max_bytes:
-            _discard(raw)
+            discard(raw)
             reason = f"Content-Length {declared} exceeds {self.limits.max_bytes} bytes"
             raise FetchError("permanent", "too_large", reason, url=url, status=raw.status)
         return Response(
@@ -347,22 +293,3 @@ class SafeFetcher:
             limits=self.limits,
             clock=clock,
         )
-
-
-def _content_length(raw: urllib3.BaseHTTPResponse) -> int | None:
-    if "chunked" in raw.headers.get("transfer-encoding", "").lower():
-        return None  # a chunked body's length header is meaningless (RFC 9112 6.3)
-    value = raw.headers.get("content-length")
-    if value is None:
-        return None
-    # Repeated headers arrive joined by commas; they must agree.
-    values = {part.strip() for part in value.split(",")}
-    if len(values) != 1 or not all(v.isascii() and v.isdigit() for v in values):
-        raise ValueError(f"bad Content-Length {value!r}")
-    return int(values.pop())
-
-
-def _discard(raw: urllib3.BaseHTTPResponse) -> None:
-    """Drops a response unread: its connection is closed, then its pool slot handed back."""
-    raw.close()
-    raw.release_conn()

@@ -146,3 +146,47 @@ CATALOG_REQUEST_SECONDS = Histogram(
     ["route"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+# The notify worker (`pixelfleet notify`): webhooks, labelled by the subscription's name
+# (`endpoint`), which the config file bounds; never by URL.
+NOTIFY_DELIVERED = Counter(
+    "pixelfleet_notify_delivered_total",
+    "Webhook events a receiver accepted (2xx), by endpoint and event type.",
+    ["endpoint", "event"],
+)
+NOTIFY_FAILED = Counter(
+    "pixelfleet_notify_failed_total",
+    "Failed delivery attempts, by endpoint and reason (http_500, timeout, connect, ssrf, "
+    "breaker_open, ...); most are retried.",
+    ["endpoint", "reason"],
+)
+NOTIFY_DEAD_LETTERS = Counter(
+    "pixelfleet_notify_dead_letters_total",
+    "Webhook events given up on and written to <prefix>.webhooks.dlq, by endpoint and reason "
+    "(retries_exhausted, budget_exhausted, rejected, refused, backlog_full).",
+    ["endpoint", "reason"],
+)
+NOTIFY_DROPPED = Counter(
+    "pixelfleet_notify_dropped_total",
+    "Events not sent because the receiver ended the subscription with HTTP 410.",
+    ["endpoint"],
+)
+NOTIFY_BREAKER_STATE = Gauge(
+    "pixelfleet_notify_breaker_state",
+    "The endpoint's circuit breaker: 0 closed, 1 half-open (probing), 2 open (skipped).",
+    ["endpoint"],
+)
+NOTIFY_DISABLED = Gauge(
+    "pixelfleet_notify_subscription_disabled",
+    "1 once the endpoint answered 410 Gone: no more events go there until a restart.",
+    ["endpoint"],
+)
+NOTIFY_PENDING = Gauge(
+    "pixelfleet_notify_pending", "Events waiting for or in delivery, per endpoint.", ["endpoint"]
+)
+NOTIFY_SECONDS = Histogram(
+    "pixelfleet_notify_request_seconds",
+    "Time of one delivery attempt that got an answer, by endpoint.",
+    ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

@@ -27,9 +27,11 @@ LAYERS = {
     "runner": 2,
     "stages": 3,
     "devstack": 3,
+    "notify": 3,
     "catalog": 5,
     "app": 4,
     "demo": 5,
+    "ops": 5,
     "cli": 6,
 }
 # Modules a layer may reach above itself. devstack/settings is the dev stack's section of

@@ -1,0 +1,1 @@
+"""The `notify` consumer group: webhooks for done, rejected and duplicate images."""

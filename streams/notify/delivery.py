@@ -1,0 +1,273 @@
+"""One webhook endpoint: its queue, its own delivery thread, its circuit breaker, retries.
+
+Each endpoint delivers on a thread of its own, one event at a time and in the order read,
+so a dead or slow receiver holds up nobody but itself: its queue fills, and past
+`max_pending` its new events go to the webhook DLQ at once rather than wait. Every attempt
+is bounded by the request timeout, and an event by its attempts and its retry budget,
+cool-downs included; so every event handed to an endpoint is finished (delivered, dead-
+lettered or dropped) within a bounded time, and its offset can be committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import pybreaker
+
+from processors import webhooks
+from processors.webhooks import WebhookEvent
+from streams.config.notify import NotifySettings, WebhookSubscription
+from streams.io.safe_http import FetchError, PostResult, SafeFetcher
+from streams.notify.breaker import EndpointBreaker
+from streams.notify.ledger import Ticket
+from streams.observe.metrics import (
+    NOTIFY_DELIVERED,
+    NOTIFY_DISABLED,
+    NOTIFY_FAILED,
+    NOTIFY_PENDING,
+    NOTIFY_SECONDS,
+)
+
+log = logging.getLogger("pixelfleet.notify")
+
+
+@dataclass
+class Delivery:
+    event: WebhookEvent
+    ticket: Ticket
+    started: float = 0.0  # on the endpoint's clock, when it was queued
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Literal["delivered", "dead", "dropped"]
+    reason: str = ""
+
+
+# (endpoint name, delivery, outcome): the worker dead-letters, counts and releases the offset.
+Finish = Callable[[str, Delivery, Outcome], None]
+
+
+class _RetryableError(Exception):
+    """An attempt that may succeed later: the breaker counts it as a failure."""
+
+    def __init__(self, reason_class: str, error: str, status: int | None, after: float | None):
+        super().__init__(error)
+        self.reason_class = reason_class
+        self.error = error
+        self.status = status
+        self.retry_after_s = after
+
+
+class Endpoint:
+    def __init__(
+        self,
+        subscription: WebhookSubscription,
+        settings: NotifySettings,
+        fetcher: SafeFetcher,
+        finish: Finish,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = subscription.name
+        self.subscription = subscription
+        self._secret = subscription.secret_bytes()
+        self._settings = settings
+        self._fetcher = fetcher
+        self._finish = finish
+        self._clock = clock
+        self._wall = wall
+        self._jitter = jitter
+        self.breaker = EndpointBreaker(
+            self.name, settings.breaker_failures, settings.breaker_reset_s, clock
+        )
+        self._queue: deque[Delivery] = deque()
+        self._cond = threading.Condition()
+        self._closing = threading.Event()  # no new events; finish those in hand
+        self._halt = threading.Event()  # stop now; what is in hand stays unfinished
+        self.disabled = False
+        self._pending = NOTIFY_PENDING.labels(self.name)
+        self._pending.set(0)
+        NOTIFY_DISABLED.labels(self.name).set(0)
+        self._thread = threading.Thread(target=self._run, name=f"notify-{self.name}", daemon=True)
+
+    # --- the consumer's side ------------------------------------------------------------
+
+    def wants(self, event: WebhookEvent) -> bool:
+        sub = self.subscription
+        return webhooks.matches(event, sub.events, sub.categories)
+
+    def offer(self, event: WebhookEvent, ticket: Ticket) -> None:
+        """Queues the event, or finishes it at once: dropped when the receiver ended the
+        subscription, dead-lettered when this endpoint already holds `max_pending`."""
+        delivery = Delivery(event, ticket, started=self._clock())
+        with self._cond:
+            if not self.disabled and len(self._queue) < self._settings.max_pending:
+                self._queue.append(delivery)
+                self._pending.set(len(self._queue))
+                self._cond.notify()
+                return
+            disabled = self.disabled
+        if disabled:
+            self._finish(self.name, delivery, Outcome("dropped", "gone"))
+        else:
+            delivery.last_error = f"{self._settings.max_pending} events already waiting"
+            self._finish(self.name, delivery, Outcome("dead", "backlog_full"))
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def halt(self) -> None:
+        """End now: waits and retries are cut, an attempt under way ends by its timeout."""
+        self._halt.set()
+        self.close()
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.ident is None:
+            return True  # never started
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- the endpoint's thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing.is_set():
+                    self._cond.wait()
+                if not self._queue or self._halt.is_set():
+                    return
+                delivery = self._queue[0]
+            try:
+                outcome = self._deliver(delivery)
+            except Exception:
+                # A bug must not silently stop this endpoint while the others go on.
+                log.exception(f"webhook endpoint {self.name}: delivery failed unexpectedly")
+                delivery.last_error = "internal error (see the log)"
+                outcome = Outcome("dead", "internal_error")
+            if outcome is None:
+                return
+            with self._cond:
+                self._queue.popleft()
+                self._pending.set(len(self._queue))
+            self._finish(self.name, delivery, outcome)
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._halt.wait(seconds)
+
+    def _deliver(self, delivery: Delivery) -> Outcome | None:
+        settings = self._settings
+        while not self._halt.is_set():
+            if self.disabled:
+                return Outcome("dropped", "gone")
+            left = delivery.started + settings.retry_budget_s - self._clock()
+            if left <= 0:
+                return Outcome("dead", "budget_exhausted")
+            wait = self.breaker.wait_s()
+            if wait > 0:
+                # Skipped while the breaker cools down; the wait is not an attempt.
+                delivery.last_error = delivery.last_error or "circuit breaker open"
+                self._pause(min(wait, left))
+                continue
+            delivery.attempts += 1
+            try:
+                answer = self.breaker.call(lambda: self._attempt(delivery))
+            except pybreaker.CircuitBreakerError:
+                continue
+            except _RetryableError as failed:
+                delivery.last_status, delivery.last_error = failed.status, failed.error
+                NOTIFY_FAILED.labels(self.name, failed.reason_class).inc()
+                if delivery.attempts >= settings.max_attempts:
+                    return Outcome("dead", "retries_exhausted")
+                self._pause(min(self._backoff(delivery.attempts, failed), left))
+                continue
+            return self._judge(delivery, answer)
+        return None
+
+    def _backoff(self, attempts: int, failed: _RetryableError) -> float:
+        settings = self._settings
+        return webhooks.backoff_s(
+            attempts,
+            initial_s=settings.backoff_initial_s,
+            max_s=settings.backoff_max_s,
+            jitter=self._jitter(),
+            retry_after_s=failed.retry_after_s,
+            retry_after_max_s=settings.retry_after_max_s,
+        )
+
+    def _attempt(self, delivery: Delivery) -> PostResult | FetchError:
+        """One POST. Raises _RetryableError for what the breaker counts as the endpoint failing;
+        returns a refusal by our own SSRF rules, which is not the endpoint's doing."""
+        event = delivery.event
+        headers = webhooks.headers(event, self._secret, int(self._wall()))
+        try:
+            result = self._fetcher.post(self.subscription.url, event.body, headers)
+        except FetchError as exc:
+            if exc.kind == "refused":
+                return exc
+            # Timeouts, refused connections, resets, but also DNS and TLS errors: the
+            # endpoint is what is broken, not the event, and it may be mended.
+            raise _RetryableError(
+                exc.reason_class, str(exc), exc.status, exc.retry_after_s
+            ) from exc
+        NOTIFY_SECONDS.labels(self.name).observe(result.seconds)
+        if webhooks.verdict(result.status) == "retry":
+            error = f"HTTP {result.status}"
+            raise _RetryableError(
+                f"http_{result.status}", error, result.status, result.retry_after_s
+            )
+        return result
+
+    def _judge(self, delivery: Delivery, answer: PostResult | FetchError) -> Outcome:
+        if isinstance(answer, FetchError):
+            delivery.last_error = str(answer)
+            NOTIFY_FAILED.labels(self.name, "ssrf").inc()
+            log.error(
+                f"webhook endpoint {self.name}: destination refused: {answer}",
+                extra={"endpoint": self.name},
+            )
+            return Outcome("dead", "refused")
+        delivery.last_status = answer.status
+        kind = webhooks.verdict(answer.status)
+        if kind == "delivered":
+            NOTIFY_DELIVERED.labels(self.name, delivery.event.type).inc()
+            return Outcome("delivered")
+        if kind == "gone":
+            self._disable()
+            return Outcome("dropped", "gone")
+        delivery.last_error = f"HTTP {answer.status}: {answer.answer[:200]!r}"
+        NOTIFY_FAILED.labels(self.name, f"http_{answer.status}").inc()
+        return Outcome("dead", "rejected")
+
+    def _disable(self) -> None:
+        with self._cond:
+            self.disabled = True
+        NOTIFY_DISABLED.labels(self.name).set(1)
+        log.warning(
+            f"webhook endpoint {self.name} answered 410 Gone: subscription disabled, its "
+            "events are dropped until this worker restarts; remove it from notify.subscriptions",
+            extra={"endpoint": self.name},
+        )

@@ -1,0 +1,325 @@
+"""The `notify` consumer group: reads `<prefix>.done` and `<prefix>.dlq`, hands each event to
+the endpoints that subscribed to it, commits what they finished.
+
+The consumer never waits on an endpoint: it polls every half second whatever the endpoints
+do (so the group never takes it for dead and rebalances), pauses its partitions while too
+many events are in hand, and commits each partition up to its oldest unfinished event.
+Delivery is at least once: a crash, or a partition moving to another replica, sends the
+unfinished events again, with the same event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from processors import webhooks
+from processors.webhooks import NotAnEventError, WebhookEvent
+from streams.config.settings import FleetSettings
+from streams.config.topics import Topics
+from streams.io import clients
+from streams.io.netguard import NetPolicy, Refused, check_url
+from streams.io.safe_http import HttpLimits, SafeFetcher, system_resolver
+from streams.notify.delivery import Delivery, Endpoint, Outcome
+from streams.notify.ledger import Ledger
+from streams.observe.metrics import NOTIFY_DEAD_LETTERS, NOTIFY_DROPPED
+
+log = logging.getLogger("pixelfleet.notify")
+
+POLL_S = 0.5
+BATCH = 500
+DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+def webhooks_dlq(prefix: str) -> str:
+    return f"{prefix}.webhooks.dlq"
+
+
+def group(prefix: str) -> str:
+    return f"{prefix}.notify"
+
+
+class NotifySetupError(Exception):
+    """The worker cannot start: a subscription's URL, secret or the network rules."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_fetcher(settings: FleetSettings) -> SafeFetcher:
+    notify = settings.notify
+    try:
+        policy = NetPolicy.from_settings(
+            schemes=("http", "https"),
+            ports=notify.allowed_ports,
+            allow_networks=notify.allow_networks,
+            allow_hosts=notify.allow_hosts,
+            deny_hosts=notify.deny_hosts,
+        )
+    except ValueError as exc:
+        raise NotifySetupError(f"notify: {exc}") from exc
+    limits = HttpLimits(
+        max_bytes=64 * 1024,  # only the answer's first bytes are ever read
+        connect_timeout_s=notify.connect_timeout_s,
+        read_timeout_s=notify.read_timeout_s,
+        total_timeout_s=notify.request_timeout_s,
+        max_redirects=0,
+        user_agent=notify.user_agent,
+        ca_file=notify.ca_file,
+    )
+    # One connection per endpoint is all its single delivery thread uses.
+    return SafeFetcher(policy, limits, system_resolver, connections_per_host=1)
+
+
+class NotifyWorker:
+    def __init__(
+        self,
+        settings: FleetSettings,
+        *,
+        fetcher: SafeFetcher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.dlq_topic = webhooks_dlq(settings.topic_prefix)
+        self.fetcher = fetcher or build_fetcher(settings)
+        self.ledger = Ledger()
+        self.endpoints = self._endpoints(clock)
+        self._stop = threading.Event()
+        self._heartbeat = time.monotonic()
+        self._assigned: list[TopicPartition] = []
+        self._paused = False
+        self.revocations = 0  # partitions taken away (a rebalance), for logs and tests
+        # Made by `run`: building the worker checks the settings and connects to nothing.
+        self._producer: Producer
+        self._consumer: Consumer
+
+    def _endpoints(self, clock: Callable[[], float]) -> list[Endpoint]:
+        made = []
+        for sub in self.settings.notify.subscriptions:
+            try:
+                # Checked now so a typo or a refused address stops the start, not each event
+                # (names are resolved and vetted again at every attempt).
+                check_url(sub.url, self.fetcher.policy)
+                endpoint = Endpoint(
+                    sub, self.settings.notify, self.fetcher, self._finish, clock=clock
+                )
+            except Refused as exc:
+                raise NotifySetupError(f"subscription {sub.name}: {exc}") from exc
+            except ValueError as exc:  # the secret
+                raise NotifySetupError(str(exc)) from exc
+            made.append(endpoint)
+        return made
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def live(self) -> tuple[bool, str]:
+        age = time.monotonic() - self._heartbeat
+        ok = age < 60
+        return ok, f"last poll {age:.1f}s ago"
+
+    def ready(self) -> tuple[bool, str]:
+        return True, f"{len(self._assigned)} partitions, {self.ledger.in_hand()} events in hand"
+
+    def ensure_dlq_topic(self) -> None:
+        """Creates `<prefix>.webhooks.dlq` when it is missing (like `pixelfleet init` would)."""
+        admin = clients.admin(self.settings.kafka)
+        topic = NewTopic(
+            self.dlq_topic,
+            num_partitions=self.settings.topics.partitions,
+            replication_factor=-1,  # the broker's default, as `pixelfleet init` does
+            config={"retention.ms": str(DLQ_RETENTION_MS)},
+        )
+        future = admin.create_topics([topic])[self.dlq_topic]
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def run(self) -> None:
+        """Consumes until `stop`; then drains (up to `notify.drain_s`), commits, leaves."""
+        if not self.endpoints:
+            log.warning("no webhook subscriptions in notify.subscriptions: nothing to deliver")
+        self.ensure_dlq_topic()
+        kafka, runner = self.settings.kafka, self.settings.runner
+        self._producer = clients.producer(kafka, **{"linger.ms": 5})
+        self._consumer = clients.consumer(
+            kafka,
+            group(self.settings.topic_prefix),
+            **{
+                "max.poll.interval.ms": runner.max_poll_interval_ms,
+                "session.timeout.ms": runner.session_timeout_ms,
+            },
+        )
+        for endpoint in self.endpoints:
+            endpoint.start()
+        self._consumer.subscribe(
+            [self.topics.done, self.topics.dlq],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info(
+            "notify worker consuming",
+            extra={"group": group(self.settings.topic_prefix), "endpoints": len(self.endpoints)},
+        )
+        last_commit = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._heartbeat = time.monotonic()
+                for message in self._consumer.consume(BATCH, POLL_S):
+                    self._handle(message)
+                self._throttle()
+                self._producer.poll(0)
+                if time.monotonic() - last_commit >= self.settings.notify.commit_interval_s:
+                    self._commit()
+                    last_commit = time.monotonic()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        end = time.monotonic() + self.settings.notify.drain_s
+        for endpoint in self.endpoints:
+            endpoint.close()
+        for endpoint in self.endpoints:
+            endpoint.join(max(end - time.monotonic(), 0))
+        for endpoint in self.endpoints:
+            endpoint.halt()
+        self._commit()
+        self._consumer.close()
+        self._producer.flush(10)
+        for endpoint in self.endpoints:
+            # An attempt under way ends within its request timeout.
+            endpoint.join(self.settings.notify.request_timeout_s + 1)
+        self.fetcher.close()
+        log.info("notify worker stopped")
+
+    # --- consuming ----------------------------------------------------------------------
+
+    def _handle(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning(f"consumer error: {error}")
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or partition is None or offset is None:
+            return  # only error events lack them
+        event = self._event(topic, message.value() or b"")
+        targets = [e for e in self.endpoints if event is not None and e.wants(event)]
+        ticket = self.ledger.add((topic, partition), offset, len(targets))
+        for endpoint in targets:
+            assert event is not None
+            endpoint.offer(event, ticket)
+
+    def _event(self, topic: str, value: bytes) -> WebhookEvent | None:
+        try:
+            if topic == self.topics.dlq:
+                return webhooks.from_dead_letter(value)
+            return webhooks.from_done(value)
+        except NotAnEventError as exc:
+            # Not ours to fix and nobody to tell: the stages wrote it; skip it.
+            log.warning(f"skipping a record of {topic}: {exc}", extra={"topic": topic})
+            return None
+
+    def _throttle(self) -> None:
+        """Pauses every partition while too many events are in hand; polling goes on."""
+        in_hand = self.ledger.in_hand()
+        limit = self.settings.notify.max_in_flight
+        if not self._paused and in_hand >= limit and self._assigned:
+            self._consumer.pause(self._assigned)
+            self._paused = True
+        elif self._paused and in_hand < limit // 2:
+            self._consumer.resume(self._assigned)
+            self._paused = False
+        self.revocations = 0  # partitions taken away (a rebalance), for logs and tests
+
+    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+        moved = self.ledger.positions(only)
+        if not moved:
+            return
+        # An event is finished after its dead letter was produced, so flushing now stores
+        # every dead letter of what `moved` covers before its offset is committed.
+        if self._producer.flush(5) > 0:
+            self.ledger.unmark(moved)
+            log.warning("webhook dead letters not acknowledged yet; commit postponed")
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in moved.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self.ledger.unmark(moved)
+            log.warning(f"commit failed, retried at the next interval: {exc}")
+
+    def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": [str(p) for p in partitions]})
+        self._assigned = [*self._assigned, *partitions]
+        if self._paused:
+            self._consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        if gone:
+            self.revocations += 1
+            log.info("partitions revoked", extra={"partitions": sorted(gone)})
+        self._commit(gone)
+        self.ledger.forget(sorted(gone))
+        self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
+
+    def _on_lost(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        # Already someone else's: a commit would be refused. The new owner reads again from
+        # the last commit, so what is under way here is delivered twice (at least once).
+        gone = {(p.topic, p.partition) for p in partitions}
+        self.revocations += 1
+        log.warning("partitions lost", extra={"partitions": sorted(gone)})
+        self.ledger.forget(sorted(gone))
+        self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
+
+    # --- the endpoints' side ------------------------------------------------------------
+
+    def _finish(self, endpoint: str, delivery: Delivery, outcome: Outcome) -> None:
+        """Called on an endpoint's thread (or the consumer's, for an event refused at once)."""
+        event = delivery.event
+        if outcome.kind == "dead":
+            record = webhooks.dead_letter(
+                event,
+                endpoint=endpoint,
+                reason=outcome.reason,
+                last_status=delivery.last_status,
+                last_error=delivery.last_error,
+                attempts=delivery.attempts,
+                given_up_at=_now(),
+            )
+            self._produce(event.image_id.encode(), record)
+            NOTIFY_DEAD_LETTERS.labels(endpoint, outcome.reason).inc()
+            log.warning(
+                f"webhook event {event.event_id} for {endpoint} dead-lettered: {outcome.reason}",
+                extra={
+                    "endpoint": endpoint,
+                    "image_id": event.image_id,
+                    "status": delivery.last_status,
+                    "error": delivery.last_error,
+                },
+            )
+        elif outcome.kind == "dropped":
+            NOTIFY_DROPPED.labels(endpoint).inc()
+        self.ledger.done(delivery.ticket)
+
+    def _produce(self, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(self.dlq_topic, value=value, key=key)
+                return
+            except BufferError:
+                self._producer.poll(0.1)  # the local queue is full: let deliveries drain
