@@ -86,10 +86,11 @@ class CompressSettings(BaseModel):
     encoder_threads: int = Field(default=1, ge=1)
     resample: Literal["lanczos", "bicubic", "bilinear"] = "lanczos"
     # Pillow's reducing_gap: a box reduction by an integer factor first, leaving at least
-    # this much scale to the filter. 1.0 took a 21 MP photo to 2048 px 2.5x faster than
-    # the filter alone, at SSIM 0.998 against it (below what any encoder keeps); None
-    # filters the whole way.
-    reducing_gap: float | None = Field(default=1.0, ge=1.0)
+    # this much scale to the filter; None filters the whole way. 1.0 resized a 21 MP photo
+    # to 2048 px 2.5x faster, but its outputs lost SSIM against libvips' at the same bytes
+    # (AVIF 0.9801 against 0.9820; 0.9827 at 2.0, 0.9832 with none:
+    # bench/compress_vs_libvips.py), and speed is not bought with quality.
+    reducing_gap: float | None = Field(default=2.0, ge=1.0)
 
     def variant_specs(self) -> tuple[VariantSpec, ...]:
         if self.variants is not None:

@@ -100,17 +100,21 @@ def test_enhance_hands_compress_only_the_pixels_its_largest_variant_uses() -> No
 
     to_compress = ["validate", "categorize", "enhance", "compress"]
     defaults = StageSettings()
-    # The largest default variant is 2048 px: a box reduction by 2 leaves 2500 px for it.
-    assert enhanced(Request(), to_compress, defaults) == (2500, 1667)
-    # Kept pixels (profile none) are reduced too, and say so.
-    assert enhanced(Request(profile="none"), to_compress, defaults) == (2500, 1667)
-    # Only a thumbnail asked for: 150 px, so a reduction by 33.
-    assert enhanced(Request(variants=["thumbnail"]), to_compress, defaults) == (152, 101)
+    # The largest default variant is 2048 px; with the default reducing_gap 2.0 compress
+    # reduces nothing ahead of its filter from 5000 px, so neither does enhance.
+    assert enhanced(Request(), to_compress, defaults) == (5000, 3333)
+    # Only a thumbnail asked for: 150 px, so a box reduction by 16 (5000 / 150 / 2).
+    assert enhanced(Request(variants=["thumbnail"]), to_compress, defaults) == (313, 209)
+    # Kept pixels (profile none) are reduced too.
+    thumb_only = Request(profile="none", variants=["thumbnail"])
+    assert enhanced(thumb_only, to_compress, defaults) == (313, 209)
+    gap_one = StageSettings.model_validate({"compress": {"reducing_gap": 1.0}})
+    assert enhanced(Request(), to_compress, gap_one) == (2500, 1667)
     # Restore comes next, or the original is shipped: every pixel goes on.
     with_restore = ["validate", "categorize", "enhance", "restore", "compress"]
-    assert enhanced(Request(), with_restore, defaults) == (5000, 3333)
+    assert enhanced(Request(variants=["thumbnail"]), with_restore, defaults) == (5000, 3333)
     keep = StageSettings.model_validate({"compress": {"keep_original": True}})
-    assert enhanced(Request(), to_compress, keep) == (5000, 3333)
+    assert enhanced(Request(variants=["thumbnail"]), to_compress, keep) == (5000, 3333)
 
 
 def test_compress_keys_ratios_and_keep_original() -> None:
