@@ -21,6 +21,10 @@ COMMANDS = {
     "demo": "streams.cli.demo:demo",
     "catalog": "streams.cli.catalog:catalog",
     "notify": "streams.cli.notify:notify",
+    "replay": "streams.cli.ops:replay",
+    "dlq": "streams.cli.ops:dlq",
+    "delete": "streams.cli.ops:delete",
+    "cleanup": "streams.cli.ops:cleanup",
 }
 
 

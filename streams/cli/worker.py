@@ -6,6 +6,7 @@ only then; custom stages (`--spec`) run on the fleet settings alone.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from types import FrameType
@@ -64,6 +65,7 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
         _fail(str(exc))
     if not chosen:
         _fail("name a stage with --stage NAME (or --spec module:attribute)")
+    _check_storage(settings)
     if metrics_port is not None:
         runner = settings.runner.model_copy(update={"metrics_port": metrics_port})
         settings = settings.model_copy(update={"runner": runner})
@@ -72,6 +74,20 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
     except StageSetupError as exc:
         _fail(str(exc))
     sys.exit(code)
+
+
+def _check_storage(settings: FleetSettings) -> None:
+    """Buckets and the work bucket's expiry rule, before anything is consumed: a fleet that
+    `pixelfleet init` never prepared is a start-up error, not a worker retrying forever."""
+    # Imported here: a custom --spec worker loads no more than it needs until it starts.
+    from streams.app.preflight import check_storage
+    from streams.io import clients
+
+    check = check_storage(settings, clients.s3(settings.s3))
+    for warning in check.warnings:
+        logging.getLogger("pixelfleet.worker").warning("start-up check: %s", warning)
+    if check.problems:
+        _fail(check.error())
 
 
 def _stop_before_start(signum: int, _frame: FrameType | None) -> None:

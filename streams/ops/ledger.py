@@ -1,0 +1,129 @@
+"""The operations commands' own bookkeeping topics, and the transactional writer they share.
+
+Two compacted topics, created on first use (and safe to create again):
+
+- `<prefix>.dlq.redriven`, key `partition:offset` of a dead letter: which redrive re-sent it.
+- `<prefix>.erasures`, key image_id: the objects an erasure still has to delete. The entry
+  is written in the same transaction as the image's metadata tombstone and replaced by a
+  tombstone of its own once every object is gone, so a crash in between leaves a to-do
+  list that the next `delete` or `cleanup` finishes first.
+
+Both are written only inside Kafka transactions under a fixed transactional id per command:
+a second copy of a command fences the first, so two never commit interleaved halves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from streams.app.admin import ensure_topics
+from streams.config.settings import FleetSettings
+from streams.config.topics import TopicSpec
+from streams.io import clients
+from streams.io.topic_reader import topic_messages
+from streams.runner.records import OutMessage
+
+# A transaction of an operations command holds at most this many records: small enough
+# to commit in well under the transaction timeout, large enough to amortise the commit.
+TRANSACTION_RECORDS = 500
+READ_TRIES, READ_RETRY_S = 20, 0.5
+_NOT_READY = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def redriven_topic(prefix: str) -> str:
+    return f"{prefix}.dlq.redriven"
+
+
+def erasures_topic(prefix: str) -> str:
+    return f"{prefix}.erasures"
+
+
+def ensure_ledgers(settings: FleetSettings, admin: AdminClient | None = None) -> list[str]:
+    """Create the two compacted bookkeeping topics where missing; the changes made.
+
+    Always before a ledger is read: reading a topic that does not exist may make a broker
+    with auto-creation on create it, with the wrong (deleting, not compacting) policy.
+    """
+    compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    partitions = settings.topics.partitions
+    specs = [
+        TopicSpec(redriven_topic(settings.topic_prefix), partitions, compact),
+        TopicSpec(erasures_topic(settings.topic_prefix), partitions, compact),
+    ]
+    return ensure_topics(admin or clients.admin(settings.kafka), specs)
+
+
+def latest_by_key(settings: FleetSettings, topic: str) -> dict[str, bytes]:
+    """The newest value of every key of a ledger topic (created first where missing); a key
+    whose newest record is a tombstone is left out."""
+    created = ensure_ledgers(settings)
+    if any(change.startswith(f"created topic {topic} ") for change in created):
+        return {}  # new, so empty; and its partitions may have no leader for a moment
+    for attempt in range(READ_TRIES):
+        try:
+            messages = topic_messages(settings, topic)
+            break
+        except KafkaException as exc:
+            # A topic created moments ago by another run: leaders are still being elected.
+            if attempt == READ_TRIES - 1 or exc.args[0].code() not in _NOT_READY:
+                raise
+            time.sleep(READ_RETRY_S)
+    latest: dict[str, bytes] = {}
+    for message in messages:
+        key, value = (message.key() or b"").decode(), message.value()
+        if value:
+            latest[key] = value
+        else:
+            latest.pop(key, None)
+    return latest
+
+
+class TransactionalWriter:
+    """Produces lists of records, each list in one transaction (split at TRANSACTION_RECORDS).
+
+    The transactional id is fixed per command and fleet: a crashed run's open transaction
+    is aborted by the next run's init, and a second concurrent run fences the first.
+    """
+
+    def __init__(self, settings: FleetSettings, name: str) -> None:
+        transactional_id = f"{settings.topic_prefix}.ops.{name}"
+        self.producer: Producer = clients.transactional_producer(
+            settings.kafka, transactional_id, **{"linger.ms": 20}
+        )
+        self.producer.init_transactions(60)
+
+    def commit(self, messages: Iterable[OutMessage]) -> None:
+        """All of `messages` become visible together, or none do (the error goes up)."""
+        self.producer.begin_transaction()
+        try:
+            for message in messages:
+                self._produce(message)
+            self.producer.commit_transaction(60)
+        except (KafkaException, BufferError):
+            self.producer.abort_transaction(60)
+            raise
+
+    def _produce(self, message: OutMessage) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    message.topic,
+                    key=message.key,
+                    value=message.value or None,  # b"": a tombstone
+                    headers=message.headers,
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def close(self) -> None:
+        self.producer.flush(30)
