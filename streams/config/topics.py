@@ -36,6 +36,9 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
 @dataclass(frozen=True)
 class Topics:
     prefix: str
@@ -55,6 +58,21 @@ class Topics:
     @property
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
+
+    @property
+    def webhooks_dlq(self) -> str:
+        """Webhook events the notify worker gave up on, with the last status."""
+        return f"{self.prefix}.webhooks.dlq"
+
+    @property
+    def dlq_redriven(self) -> str:
+        """Compacted, key `partition:offset` of a dead letter: which redrive re-sent it."""
+        return f"{self.prefix}.dlq.redriven"
+
+    @property
+    def erasures(self) -> str:
+        """Compacted, key image_id: the objects an erasure still has to delete."""
+        return f"{self.prefix}.erasures"
 
     def inbox(self, stage: str) -> str:
         """The topic a stage consumes: validate reads what upstream publishes."""
@@ -80,10 +98,9 @@ class Topics:
             *inboxes,
             TopicSpec(self.done, partitions, retention),
             TopicSpec(self.dlq, partitions, {"retention.ms": str(30 * DAY_MS)}),
-            # One record per image forever: compaction keeps the latest by key.
-            TopicSpec(
-                self.metadata,
-                partitions,
-                {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-            ),
+            TopicSpec(self.webhooks_dlq, partitions, {"retention.ms": str(30 * DAY_MS)}),
+            # One record per key forever: compaction keeps the latest by key.
+            TopicSpec(self.metadata, partitions, COMPACTED),
+            TopicSpec(self.dlq_redriven, partitions, COMPACTED),
+            TopicSpec(self.erasures, partitions, COMPACTED),
         ]

@@ -38,7 +38,7 @@ DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
 def webhooks_dlq(prefix: str) -> str:
-    return f"{prefix}.webhooks.dlq"
+    return Topics(prefix).webhooks_dlq
 
 
 def group(prefix: str) -> str:

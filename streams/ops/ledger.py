@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.app.admin import ensure_topics
 from streams.config.settings import FleetSettings
-from streams.config.topics import TopicSpec
+from streams.config.topics import COMPACTED, Topics, TopicSpec
 from streams.io import clients
 from streams.io.topic_reader import topic_messages
 from streams.runner.records import OutMessage
@@ -39,11 +39,11 @@ _NOT_READY = {
 
 
 def redriven_topic(prefix: str) -> str:
-    return f"{prefix}.dlq.redriven"
+    return Topics(prefix).dlq_redriven
 
 
 def erasures_topic(prefix: str) -> str:
-    return f"{prefix}.erasures"
+    return Topics(prefix).erasures
 
 
 def ensure_ledgers(settings: FleetSettings, admin: AdminClient | None = None) -> list[str]:
@@ -52,11 +52,10 @@ def ensure_ledgers(settings: FleetSettings, admin: AdminClient | None = None) ->
     Always before a ledger is read: reading a topic that does not exist may make a broker
     with auto-creation on create it, with the wrong (deleting, not compacting) policy.
     """
-    compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
     partitions = settings.topics.partitions
     specs = [
-        TopicSpec(redriven_topic(settings.topic_prefix), partitions, compact),
-        TopicSpec(erasures_topic(settings.topic_prefix), partitions, compact),
+        TopicSpec(redriven_topic(settings.topic_prefix), partitions, COMPACTED),
+        TopicSpec(erasures_topic(settings.topic_prefix), partitions, COMPACTED),
     ]
     return ensure_topics(admin or clients.admin(settings.kafka), specs)
 

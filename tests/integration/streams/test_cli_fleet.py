@@ -62,7 +62,8 @@ def test_init_creates_the_layout_and_is_idempotent(
     first = _cli(fleet, "init")
     assert first.returncode == 0, first.stderr
     t = Topics(fleet.topic_prefix)
-    expected = [t.inbox(s) for s in STAGES] + [t.done, t.dlq, t.metadata]
+    bookkeeping = [t.webhooks_dlq, t.dlq_redriven, t.erasures]
+    expected = [t.inbox(s) for s in STAGES] + [t.done, t.dlq, t.metadata, *bookkeeping]
     for name in expected:
         assert f"created topic {name} (4 partitions)" in first.stdout
     for bucket in (
