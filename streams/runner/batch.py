@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
@@ -59,17 +60,31 @@ def make_slots(batch: list[Message], inbox: str, topics: Topics) -> list[Slot]:
 UNKNOWN_BLOB_BYTES = 8 * 1024 * 1024
 
 
-def within_bytes(slots: list[Slot], limit: int) -> int:
-    """How many slots, from the first, fit their input blobs in `limit` bytes; at least one,
-    so no input is ever too large to be processed."""
+def within_bytes(
+    slots: list[Slot], limit: int, working: Callable[[Envelope], int | None] | None = None
+) -> int:
+    """How many slots, from the first, fit their inputs in `limit` bytes; at least one, so
+    no input is ever too large to be processed. An input counts what the stage's `working`
+    says it takes, else its blob's size."""
     total = 0
     for index, slot in enumerate(slots):
-        ref = input_ref(slot.envelope) if slot.envelope is not None else None
-        size = 0 if ref is None else UNKNOWN_BLOB_BYTES if ref.size is None else ref.size
+        size = _input_bytes(slot.envelope, working)
         if index and total + size > limit:
             return index
         total += size
     return len(slots)
+
+
+def _input_bytes(
+    envelope: Envelope | None, working: Callable[[Envelope], int | None] | None
+) -> int:
+    if envelope is None:
+        return 0
+    estimate = working(envelope) if working is not None else None
+    if estimate is not None:
+        return estimate
+    ref = input_ref(envelope)
+    return 0 if ref is None else UNKNOWN_BLOB_BYTES if ref.size is None else ref.size
 
 
 def attach_inputs(

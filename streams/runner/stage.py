@@ -110,6 +110,10 @@ class StageSpec:
     # The stage's own time budget per batch, when shorter than the runner's: a stage that
     # waits on other hosts keeps its batches short so one slow host delays little.
     batch_budget_s: float | None = None
+    # The bytes an input takes while the stage works on it, when the stage knows better
+    # than the size of its blob (decoded pixels); None for an input it cannot tell. The
+    # runner's batch_max_bytes counts these, so a few huge images go one batch at a time.
+    working_bytes: Callable[[Envelope], int | None] | None = None
 
 
 def load_spec(reference: str) -> StageSpec:

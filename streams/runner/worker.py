@@ -288,7 +288,8 @@ class StageWorker:
         # below, like work the deadline cut off)
         slots = make_slots(batch, self.inbox, self.topics)
         if self.spec.reads_blob:
-            slots = slots[: within_bytes(slots, self.settings.runner.batch_max_bytes)]
+            limit = self.settings.runner.batch_max_bytes
+            slots = slots[: within_bytes(slots, limit, self.spec.working_bytes)]
         attach_inputs(slots, self.blobs, self.spec.reads_blob, self.spec.admit)
         # 2. run the stage until the deadline; a prefix of the batch is finished
         items = [s.item for s in slots if s.item is not None]

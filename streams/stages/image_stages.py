@@ -207,6 +207,17 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
 IMAGE_BATCH_BUDGET_S = 4.0
 
 
+def decoded_bytes(envelope: Envelope) -> int | None:
+    """The input's pixels once decoded (8-bit RGB), from the facts validate recorded: what
+    a batch of enhance holds per image, many times its compressed size. Two 48 MP images
+    (144 MB each) then no longer share a 256 MiB batch, and a pool process each."""
+    original = envelope.record.original or {}
+    width, height = original.get("width"), original.get("height")
+    if not isinstance(width, int) or not isinstance(height, int):
+        return None
+    return width * height * 3
+
+
 def stage_specs(
     settings: StageSettings, catalog: CatalogLink | None = None
 ) -> dict[str, StageSpec]:
@@ -233,6 +244,8 @@ def stage_specs(
             cpu_bound=settings.classifier is not None,
             params=settings,
         ),
-        "enhance": StageSpec("enhance", enhance_stage, reads_blob=True, **spec_args),
+        "enhance": StageSpec(
+            "enhance", enhance_stage, reads_blob=True, working_bytes=decoded_bytes, **spec_args
+        ),
         "compress": StageSpec("compress", compress_stage, reads_blob=True, **spec_args),
     }

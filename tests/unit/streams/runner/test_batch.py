@@ -201,3 +201,13 @@ def test_within_bytes_keeps_the_inputs_that_fit_and_always_the_first() -> None:
     assert within_bytes(unknown, 10 * UNKNOWN_BLOB_BYTES) == 10
     garbage = Slot(origin=Origin(INBOX, 0, 9, b"g", b""), started_at=NOW)
     assert within_bytes([garbage] * 5, 1) == 5
+
+
+def test_within_bytes_counts_what_the_stage_says_an_input_holds() -> None:
+    mb = 1024 * 1024
+    slots = [_sized(name, 1 * mb) for name in "abcd"]
+    # Small blobs, but the stage knows each decodes to 144 MB: one per 256 MiB batch.
+    assert within_bytes(slots, 256 * mb, lambda _envelope: 144 * mb) == 1
+    assert within_bytes(slots, 256 * mb, lambda _envelope: 72 * mb) == 3
+    # An input the stage cannot tell about counts its blob.
+    assert within_bytes(slots, 256 * mb, lambda _envelope: None) == 4

@@ -134,3 +134,12 @@ def test_compress_keys_ratios_and_keep_original() -> None:
     )
     assert by_variant["original"].width == 600
     assert all(b.bucket == "pixelfleet-images" for b in result.blobs)
+
+
+def test_enhance_counts_an_input_by_its_decoded_pixels() -> None:
+    env = _envelope()
+    assert image_stages.decoded_bytes(env) is None  # validate has not measured it yet
+    env.record.original = {"width": 8000, "height": 6000, "bytes": 12_000_000}
+    assert image_stages.decoded_bytes(env) == 8000 * 6000 * 3
+    spec = image_stages.stage_specs(StageSettings())["enhance"]
+    assert spec.working_bytes is image_stages.decoded_bytes
