@@ -17,7 +17,8 @@ It prints images/s and megapixels/s of both, the ratio fleet/loop (target 0.9), 
 machine's busy and idle CPU seconds on each side, and per stage the seconds the stage's
 function spent (pixelfleet_processing_seconds) against the batch wall time
 (pixelfleet_batch_seconds), and each worker's peak RSS (the worker, and its pool
-processes' peaks added up; target 1.5 GiB). Then, with the same workers, --steady
+processes' peaks added up, and the largest RSS of its whole process tree at one moment,
+sampled every 0.25 s; target 1.5 GiB). Then, with the same workers, --steady
 images one every 2 s: per hop, the time from the end of one stage's function to the start
 of the next stage's batch, p50/p99 (target p99 250 ms), from the stages' own timestamps in
 the metadata records. It asserts nothing.
@@ -32,6 +33,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from datetime import datetime
@@ -143,17 +145,17 @@ def loop_side(files: list[Path], processes: int) -> float:
     return time.perf_counter() - started
 
 
-def peak_rss_mb(pid: int) -> tuple[float, float]:
-    """(the process's peak RSS, its descendants' peaks added up) in MB, from /proc (Linux)."""
+def _status_mb(process: int, field: str) -> float:
+    try:
+        status = Path(f"/proc/{process}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith(field)), f"{field} 0 kB")
+    return int(line.split()[1]) / 1024
 
-    def hwm(process: int) -> float:
-        try:
-            status = Path(f"/proc/{process}/status").read_text()
-        except OSError:
-            return 0.0
-        line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
-        return int(line.split()[1]) / 1024
 
+def family_of(pid: int) -> set[int]:
+    """The process and every descendant (a forkserver pool hangs below its server)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -162,14 +164,44 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
                 parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-    # Every descendant: a pool started by forkserver hangs below the forkserver process.
     family, grew = {pid}, True
     while grew:
         more = {child for child, parent in parents.items() if parent in family} - family
         family |= more
         grew = bool(more)
-    children = sum(hwm(member) for member in family - {pid})
-    return hwm(pid), children
+    return family
+
+
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    """(the process's peak RSS, its descendants' peaks added up) in MB, from /proc (Linux).
+    The sum overstates the tree's peak when the descendants peaked at different times."""
+    children = sum(_status_mb(member, "VmHWM:") for member in family_of(pid) - {pid})
+    return _status_mb(pid, "VmHWM:"), children
+
+
+class TreeRss:
+    """The largest RSS of each worker's whole process tree at one moment, sampled every
+    SAMPLE_S on a thread: the memory a worker's pod needs at once."""
+
+    SAMPLE_S = 0.25
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.SAMPLE_S):
+            for pid in self.pids:
+                total = sum(_status_mb(member, "VmRSS:") for member in family_of(pid))
+                self.peak[pid] = max(self.peak[pid], total)
+
+    def stop(self) -> dict[int, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:
@@ -244,6 +276,7 @@ def fleet_side(
         from streams.app.submit import Submitter
 
         submitter = Submitter(settings)
+        sampler = TreeRss([worker.process.pid for worker in workers.workers])
         started, before = time.perf_counter(), machine_busy_s()
         for path in files:
             submitter.upload_and_submit(path, request=Request(restore="none"))
@@ -252,6 +285,7 @@ def fleet_side(
         while len({r.key for r in read_topic(settings, done_topic)}) < len(files):
             time.sleep(0.2)
         seconds = time.perf_counter() - started
+        tree_peaks = sampler.stop()
         busy, idle = (b - a for a, b in zip(before, machine_busy_s(), strict=True))
         # Scraped before the steady run, so the figures are the throughput run's alone.
         spent = [
@@ -266,7 +300,8 @@ def fleet_side(
             main_mb, pool_mb = peak_rss_mb(worker.process.pid)
             spent.append(
                 f"  {worker.stage:<10} function {busy:7.1f} s   batches {wall:7.1f} s "
-                f"in {batches:.0f}   peak RSS {main_mb:5.0f} MB + pool {pool_mb:5.0f} MB "
+                f"in {batches:.0f}   peak RSS {main_mb:5.0f} MB + pool {pool_mb:5.0f} MB; "
+                f"whole tree at once {tree_peaks[worker.process.pid]:5.0f} MB "
                 f"(target {RSS_TARGET_MB:.0f} MB)"
             )
         hops = steady_hops(settings, submitter, files[0], steady) if steady else []
