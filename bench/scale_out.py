@@ -86,6 +86,8 @@ def stage_upstream(settings: Settings, files: list[Path], logs: Path) -> None:
         for path in files:
             submitter.upload_and_submit(path, request=Request(restore="none"))
         submitter.flush()
+        if submitter.errors:
+            raise RuntimeError(f"submissions not delivered: {submitter.errors}")
         deadline = time.monotonic() + WAIT_S
         while inbox_waiting(settings) < len(files):
             if time.monotonic() > deadline or workers.dead():
