@@ -19,8 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.events import ImageRecord, decoder
 from streams.app.settings import Settings
+from streams.catalog.console_api import ConsoleApi
+from streams.catalog.fleet import FleetView
 from streams.catalog.http_support import ROUTED_HEADER, error
-from streams.catalog.index import CatalogIndex
+from streams.catalog.listing import ListedIndex
 from streams.catalog.near_dup import parse_phash
 from streams.catalog.openapi import docs_page, openapi
 from streams.catalog.submissions import Submissions
@@ -35,7 +37,7 @@ class CatalogApi:
         self,
         settings: Settings,
         table: CatalogTable,
-        index: CatalogIndex,
+        index: ListedIndex,
         ready: Any,
         submissions: Submissions,
     ) -> None:
@@ -54,6 +56,10 @@ class CatalogApi:
             secure=s3.secure,
             region=s3.region,
         )
+        self.fleet = FleetView(settings, settings.catalog.prometheus_url)
+        self.console = ConsoleApi(
+            index, self.fleet, self.presigner, settings.catalog.presign_expiry_s
+        )
 
     def install(self, app: web.Application) -> None:
         add = app.router.add_route
@@ -69,8 +75,10 @@ class CatalogApi:
         add("GET", "/v1/images/{image_id}/similar", self.similar)
         add("GET", "/v1/lookup", self.lookup)
         add("GET", "/v1/stats", self.stats)
+        add("GET", "/v1/fleet", self.fleet_figures)
 
     async def close(self) -> None:
+        await self.fleet.close()
         if self._session is not None:
             await self._session.close()
 
@@ -180,6 +188,8 @@ class CatalogApi:
     # --- the whole fleet ---------------------------------------------------------------------
 
     async def find(self, request: web.Request) -> web.Response:
+        if "sha256" not in request.query:
+            return await self.console.list_images(request)
         sha256 = request.query.get("sha256", "").lower()
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             return error(400, "bad_query", "give sha256= as 64 hex digits")
@@ -206,6 +216,9 @@ class CatalogApi:
 
     async def stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.index.stats())
+
+    async def fleet_figures(self, request: web.Request) -> web.Response:
+        return await self.console.fleet(request)
 
     # --- submissions ---------------------------------------------------------------------------
 

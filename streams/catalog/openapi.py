@@ -67,9 +67,30 @@ def openapi() -> dict[str, Any]:
                 },
             },
             "get": {
-                "summary": "The images whose original content has this sha256",
-                "parameters": [_query("sha256", "64 hex digits")],
-                "responses": {"200": _ok("image ids"), "400": _ERROR, **errors},
+                "summary": "With sha256: the images whose original content has it. Without: "
+                "a page of images, most recently changed first, with presigned thumbnails; "
+                "pass the answer's cursor back for the next page (null: no more). A page "
+                "looks at a bounded number of images, so a rare filter may answer a short "
+                "page with a cursor. ids= lists the named images instead.",
+                "parameters": [
+                    _query("sha256", "64 hex digits"),
+                    _query("status", "processing, done, rejected or failed"),
+                    _query("category", "a category name"),
+                    _query("route", "stages joined by >, e.g. validate>categorize>compress"),
+                    _query("restore", "the restore stage's outcome"),
+                    _query("duplicate", "exact, near, any or none"),
+                    _query("since", "updated_at at or after this ISO date or time"),
+                    _query("until", "updated_at before this ISO date or time"),
+                    _query("q", "an image id prefix, or a sha256 or its prefix"),
+                    _query("ids", "comma-separated image ids (at most 100)"),
+                    _query("cursor", "from the previous page"),
+                    _query("limit", "1-200, default 48", "integer"),
+                ],
+                "responses": {
+                    "200": _ok("image ids, or a page of images and the next cursor"),
+                    "400": _ERROR,
+                    **errors,
+                },
             },
         },
         "/v1/images/{image_id}": {
@@ -116,6 +137,15 @@ def openapi() -> dict[str, Any]:
                 "summary": "Counts by status, stage, category and route; quality and time "
                 "distributions; the success rate",
                 "responses": {"200": _ok("stats"), **errors},
+            }
+        },
+        "/v1/fleet": {
+            "get": {
+                "summary": "Per stage: lag (as `pixelfleet status` and KEDA compute it), and "
+                "from the Prometheus at catalog.prometheus_url the dashboard's throughput, "
+                "rejected rate, p50/p95 seconds, in flight and replicas (null without it); "
+                "dead-letter reasons with counts; the values each console filter can take",
+                "responses": {"200": _ok("fleet figures"), **errors},
             }
         },
         # Probes and scrapes need no key ("security": [] overrides the document's default).

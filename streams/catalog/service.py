@@ -4,7 +4,8 @@ Lifecycle, in order:
 1. The index feed starts reading the whole metadata topic into the CatalogIndex (a thread).
 2. The faust worker starts: it joins the catalog's consumer group, recovers the partitions it
    is given (from local RocksDB plus the changelog), and its agent applies new records.
-3. The web server (faust's aiohttp, one port) answers the API, the probes and /metrics;
+3. The web server (faust's aiohttp, one port) answers the API, the console (`/`), the
+   probes and /metrics;
    /readyz says 503 until both the table and the index have caught up.
 4. SIGTERM or SIGINT: faust leaves the group and closes the store; the feed stops.
 """
@@ -18,9 +19,10 @@ import faust
 
 from streams.app.settings import Settings
 from streams.catalog.api import CatalogApi
+from streams.catalog.console import install_console
 from streams.catalog.feed import IndexFeed
 from streams.catalog.http_support import auth_middleware, errors_and_metrics
-from streams.catalog.index import CatalogIndex
+from streams.catalog.listing import ListedIndex
 from streams.catalog.submissions import Submissions
 from streams.catalog.table import CatalogTable, build_app
 from streams.observe import metrics
@@ -41,7 +43,8 @@ class CatalogService:
             "middlewares": [errors_and_metrics, auth_middleware(accepted)],
         }
         self.app: faust.App = build_app(settings, web_options)
-        self.index = CatalogIndex(catalog.near_dup_distance)
+        # The index the console lists from too (listing.py); the feed fills it as before.
+        self.index = ListedIndex(catalog.near_dup_distance)
         self.feed = IndexFeed(settings, self.index)
         self.table = CatalogTable(self.app, settings)
         self.api = CatalogApi(
@@ -49,6 +52,8 @@ class CatalogService:
         )
         # faust's aiohttp driver; routes are added before its server starts.
         self.api.install(self.app.web.web_app)  # type: ignore[attr-defined]
+        # Before faust's own blueprints, which start with the server: `/` is the console's.
+        install_console(self.app.web.web_app, settings)  # type: ignore[attr-defined]
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         behind = await self.table.behind()

@@ -160,6 +160,10 @@ class CatalogSettings(SettingsGroup):
     near_dup_policy: Literal["record", "skip"] = "record"
     # How long a client (CLI, validate) waits for an answer before going on without one.
     client_timeout_s: float = Field(default=2.0, gt=0)
+    # The Prometheus that scrapes the fleet (the one Grafana reads), e.g.
+    # http://prometheus:9090. The console's Fleet page shows its throughput, in-flight,
+    # latency and replica figures; unset, those figures are left blank.
+    prometheus_url: str | None = None
 
     def app_name(self, topic_prefix: str) -> str:
         return self.app_id or f"{topic_prefix}-catalog"

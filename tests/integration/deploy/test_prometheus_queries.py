@@ -1,6 +1,6 @@
 """A real Prometheus scrapes a real worker while images flow; every PromQL expression of
-the Grafana dashboard returns data (the catalog row's: valid PromQL only, as this run has
-no catalog service) and every alert rule evaluates without error."""
+the Grafana dashboard returns data (the catalog and notify rows': valid PromQL only, as
+this run has neither service) and every alert rule evaluates without error."""
 
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
 
 def _empty_dashboard_queries(base: str) -> list[str]:
     """Every dashboard query must be valid; those that return nothing, outside the catalog
-    row (its metrics come from `pixelfleet catalog`, which this run does not start)."""
+    and notify rows (their metrics come from `pixelfleet catalog` and `pixelfleet notify`,
+    which this run does not start; tests/unit/deploy/test_notify_deploy.py checks the
+    notify row's metric names)."""
     dashboard = json.loads(
         (ROOT / "deploy" / "helm" / "pixelfleet" / "files" / "dashboard.json").read_text()
     )
@@ -114,7 +116,7 @@ def _empty_dashboard_queries(base: str) -> list[str]:
             expr = target["expr"].replace("$stage", ".*").replace("$__rate_interval", "2m")
             answer = _query(base, expr)
             assert answer["status"] == "success", (panel["title"], answer)
-            if not answer["data"]["result"] and row != "catalog":
+            if not answer["data"]["result"] and row not in ("catalog", "notify"):
                 empty.append(f"{panel['title']}: {expr}")
     return empty
 

@@ -1,0 +1,360 @@
+// The console's pages. Each takes the <main> element and the parsed location, fills it, and
+// returns a function that stops what it started (polling), called when the page changes.
+"use strict";
+
+const FIGURES = [
+  ["lag", "Lag", 0], ["throughput_per_s", "Throughput /s", 2], ["in_flight", "In flight", 0],
+  ["rejected_per_s", "Rejected /s", 2], ["p50_s", "p50 s", 3], ["p95_s", "p95 s", 3],
+  ["replicas", "Replicas", 0],
+];
+const TILES = [["images", "Images"], ["done", "Done"], ["processing", "Processing"],
+  ["rejected", "Rejected"], ["failed", "Failed"], ["success_rate", "Success rate"]];
+const FINAL = new Set(["done", "rejected", "failed"]);
+
+function statusBadge(status) {
+  return el("span", { class: `badge s-${status}`, text: status });
+}
+
+function thumb(url, alt) {
+  if (!url) return el("span", { class: "thumb", text: "no preview" });
+  return el("span", { class: "thumb" }, el("img", { src: url, alt, loading: "lazy" }));
+}
+
+function card(image) {
+  const label = `${image.image_id}, ${image.status}${image.category ? `, ${image.category}` : ""}`;
+  return el("li", { class: "card" }, el("a", { href: `#/image/${encodeURIComponent(image.image_id)}`,
+    "aria-label": label },
+    thumb(image.thumb_url, ""),
+    el("span", { class: "meta" }, el("span", { class: "id", text: image.image_id }),
+      statusBadge(image.status), " ", image.category || "", image.duplicate ? ` · ${image.duplicate} dup` : "")));
+}
+
+// --- Fleet ------------------------------------------------------------------------------
+
+Console.pages.fleet = (main) => {
+  const cells = {};
+  const tiles = {};
+  const rows = el("tbody");
+  const reasons = el("tbody");
+  const source = el("p", { class: "note" });
+  main.append(el("h1", { text: "Fleet" }),
+    el("div", { class: "tiles" }, TILES.map(([name, label]) => el("div", { class: "tile" },
+      tiles[name] = el("span", { class: "value", "data-figure": name, text: "—" }),
+      el("span", { class: "name", text: label })))),
+    el("h2", { text: "Stages" }),
+    el("div", { class: "table-wrap" }, el("table", {},
+      el("caption", { class: "visually-hidden", text: "Figures per stage" }),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Stage" }),
+        FIGURES.map(([, label]) => el("th", { scope: "col", class: "num", text: label })))),
+      rows)), source,
+    el("h2", { text: "Dead-letter reasons" }),
+    el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {},
+      el("th", { scope: "col", text: "Stage" }), el("th", { scope: "col", text: "Reason" }),
+      el("th", { scope: "col", class: "num", text: "Images" }))), reasons)));
+  return poll(async () => {
+    const [fleet, stats] = await Promise.all([api("/v1/fleet"), api("/v1/stats")]);
+    for (const stage of fleet.stages) {
+      if (!cells[stage.stage]) {
+        // Rows are made once; later rounds change only the text of fixed-width cells.
+        cells[stage.stage] = {};
+        rows.append(el("tr", { "data-stage": stage.stage }, el("th", { scope: "row", text: stage.stage }),
+          FIGURES.map(([name]) => cells[stage.stage][name] = el("td", { class: "num" }))));
+      }
+      for (const [name, , digits] of FIGURES) cells[stage.stage][name].textContent = fmt(stage[name], digits);
+    }
+    const counts = Object.assign({ images: stats.images }, stats.by_status);
+    for (const [name] of TILES) {
+      tiles[name].textContent = name === "success_rate"
+        ? (stats.success_rate === null ? "—" : `${fmt(stats.success_rate * 100, 1)} %`)
+        : fmt(counts[name] || 0);
+    }
+    source.textContent = fleet.metrics_source
+      ? "Lag from the consumer groups; rates, latency and replicas from Prometheus (last minute)."
+      : "Lag from the consumer groups. Rates, latency and replicas need "
+        + "PIXELFLEET_CATALOG_PROMETHEUS_URL.";
+    reasons.replaceChildren(...(fleet.dead_letters.length ? fleet.dead_letters.map((r) =>
+      el("tr", {}, el("td", { text: r.stage }), el("td", { text: r.reason }),
+        el("td", { class: "num", text: fmt(r.images) })))
+      : [el("tr", {}, el("td", { colspan: 3, class: "note", text: "No dead letters." }))]));
+  }, 2000);
+};
+
+// --- Images -----------------------------------------------------------------------------
+
+const FILTER_FIELDS = [
+  ["status", "Status"], ["category", "Category"], ["route", "Route"],
+  ["restore", "Restore outcome"], ["duplicate", "Duplicates"],
+];
+
+Console.pages.images = (main, where) => {
+  const params = where.params;
+  const gallery = el("ul", { class: "gallery", "aria-label": "Images" });
+  const more = el("button", { type: "button", hidden: true, text: "Load more" });
+  const count = el("p", { class: "note", role: "status" });
+  const controls = {};
+  let cursor = null;
+  let shown = 0;
+  const form = el("form", { class: "filters", role: "search", onsubmit: (e) => { e.preventDefault(); apply(); } },
+    el("div", {}, el("label", { for: "f-q", text: "Search id or sha256" }),
+      controls.q = el("input", { id: "f-q", type: "search", value: params.get("q") || "" })),
+    FILTER_FIELDS.map(([name, label]) => el("div", {}, el("label", { for: `f-${name}`, text: label }),
+      controls[name] = el("select", { id: `f-${name}`, onchange: () => apply() },
+        el("option", { value: "", text: "any" })))),
+    el("div", {}, el("label", { for: "f-since", text: "Changed from" }),
+      controls.since = el("input", { id: "f-since", type: "date", value: params.get("since") || "", onchange: () => apply() })),
+    el("div", {}, el("label", { for: "f-until", text: "Changed before" }),
+      controls.until = el("input", { id: "f-until", type: "date", value: params.get("until") || "", onchange: () => apply() })),
+    el("div", {}, el("button", { type: "submit", class: "primary", text: "Search" })));
+  main.append(el("h1", { text: "Images" }), form, count, gallery, more);
+
+  function apply() {
+    const next = new URLSearchParams();
+    for (const [name, control] of Object.entries(controls)) if (control.value) next.set(name, control.value);
+    location.hash = `#/images?${next}`;
+  }
+  async function load() {
+    const query = new URLSearchParams(params);
+    query.set("limit", "48");
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`/v1/images?${query}`);
+    gallery.append(...page.images.map(card));
+    shown += page.images.length;
+    cursor = page.cursor;
+    more.hidden = !cursor;
+    count.textContent = `${shown} image${shown === 1 ? "" : "s"} shown${cursor ? "; more below" : ""}.`;
+  }
+  more.addEventListener("click", () => load().catch((e) => announce(e.message)));
+  api("/v1/fleet").then((fleet) => {
+    for (const [name] of FILTER_FIELDS) {
+      const values = Object.assign({}, fleet.facets[name] || {});
+      if (name === "duplicate") Object.assign(values, { any: null, none: null });
+      const wanted = params.get(name);
+      if (wanted && !(wanted in values)) values[wanted] = null;
+      for (const [value, n] of Object.entries(values)) {
+        controls[name].append(el("option", { value, selected: value === wanted,
+          text: n === null ? value : `${value} (${n})` }));
+      }
+    }
+  }).catch((e) => announce(e.message));
+  load().catch((e) => { count.textContent = `Could not list images: ${e.message}`; });
+  return null;
+};
+
+// --- One image --------------------------------------------------------------------------
+
+function facts(entries) {
+  const list = el("dl", { class: "facts" });
+  for (const [name, value] of entries) {
+    if (value === null || value === undefined || value === "") continue;
+    list.append(el("dt", { text: name }),
+      el("dd", { text: typeof value === "object" ? JSON.stringify(value) : fmt(value, Number.isInteger(value) ? 0 : 3) }));
+  }
+  return list;
+}
+
+function section(title, ...body) {
+  return el("section", { "aria-label": title }, el("h2", { text: title }), ...body);
+}
+
+function wide(node) {
+  node.classList.add("wide");
+  return node;
+}
+
+function compare(variants) {
+  const shown = variants.filter((v) => v.url);
+  if (shown.length < 2) return null;
+  const pick = (id, index) => el("select", { id }, shown.map((v, i) =>
+    el("option", { value: String(i), selected: i === index, text: `${v.variant} ${v.format} ${v.width}×${v.height}` })));
+  const a = pick("cmp-a", shown.length - 1);
+  const b = pick("cmp-b", 0);
+  const zoom = el("select", { id: "cmp-zoom" }, ["0.25", "0.5", "1", "2"].map((z) =>
+    el("option", { value: z, selected: z === "0.5", text: `${Number(z) * 100} %` })));
+  const figures = el("div", { class: "compare" });
+  const draw = () => {
+    const scale = Number(zoom.value);
+    // The same scale of the larger side for both, so details line up at the same zoom.
+    const width = Math.max(...[a, b].map((s) => shown[Number(s.value)].width)) * scale;
+    figures.replaceChildren(...[a, b].map((s) => {
+      const v = shown[Number(s.value)];
+      return el("figure", {}, el("img", { src: v.url, alt: `${v.variant} ${v.format}`, width: Math.round(width) }),
+        el("figcaption", { class: "note", text: `${v.variant} ${v.format}, ${bytes(v.bytes)}` }));
+    }));
+  };
+  for (const control of [a, b, zoom]) control.addEventListener("change", draw);
+  draw();
+  return section("Compare side by side",
+    el("div", { class: "row" }, el("div", {}, el("label", { for: "cmp-a", text: "Left" }), a),
+      el("div", {}, el("label", { for: "cmp-b", text: "Right" }), b),
+      el("div", {}, el("label", { for: "cmp-zoom", text: "Zoom" }), zoom)), figures);
+}
+
+// Enhance measures the image before and after its work; validate's measures come first.
+function quality(record) {
+  const enhance = record.enhancement || {};
+  const before = enhance.before || {};
+  const after = enhance.after || {};
+  const names = [...new Set([...Object.keys(record.quality || {}), ...Object.keys(before), ...Object.keys(after)])];
+  if (!names.length) return el("p", { class: "note", text: "Not measured yet." });
+  const cell = (v) => el("td", { class: "num", text: typeof v === "number" ? fmt(v, 3) : (v ?? "—") });
+  return el("div", {}, el("div", { class: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Measure" }),
+      ["At validate", "Before enhance", "After enhance"].map((h) => el("th", { scope: "col", class: "num", text: h })))),
+    el("tbody", {}, names.map((name) => el("tr", {}, el("th", { scope: "row", text: name }),
+      cell((record.quality || {})[name]), cell(before[name]), cell(after[name])))))),
+  enhance.profile ? el("p", { class: "note", text: `Profile ${enhance.profile}; applied: ${
+    (enhance.applied || []).join(", ") || "nothing"}${enhance.kept_original ? "; original kept" : ""}` }) : null);
+}
+
+Console.pages.image = (main, where) => {
+  const id = where.arg;
+  const holder = el("div");
+  main.append(el("h1", {}, "Image ", el("span", { class: "id", text: id })), holder);
+  let last = null;
+  const stop = poll(async () => {
+    const record = await api(`/v1/images/${encodeURIComponent(id)}`);
+    const signature = `${record.status}|${record.updated_at}`;
+    if (signature === last) return;
+    last = signature;
+    const nearIds = (record.near_duplicates || []).map((n) => encodeURIComponent(n.image_id));
+    const [variants, near] = await Promise.all([
+      api(`/v1/images/${encodeURIComponent(id)}/variants`),
+      nearIds.length
+        ? api(`/v1/images?ids=${nearIds.join(",")}`)
+        : Promise.resolve({ images: [] })]);
+    render(holder, record, variants.variants, near.images);
+    announce(`Image ${record.status}`);
+    if (FINAL.has(record.status)) stop();
+  }, 2000);
+  return stop;
+};
+
+function render(holder, record, variants, near) {
+  const stages = Object.entries(record.stages || {});
+  const category = record.category;
+  holder.replaceChildren(
+    el("p", {}, statusBadge(record.status), ` updated ${record.updated_at}`,
+      record.duplicate_of ? el("span", {}, " · duplicate of ",
+        el("a", { href: `#/image/${encodeURIComponent(record.duplicate_of)}`, text: record.duplicate_of })) : null),
+    el("div", { class: "sections" },
+      section("Original", facts(Object.entries(record.original || {}).filter(([k]) => k !== "notes")),
+        (record.original?.notes || []).length ? el("p", { class: "note", text: record.original.notes.join("; ") }) : null),
+      wide(section("Quality", quality(record))),
+      section("Category", category ? facts([["name", category.name], ["score", category.score],
+        ["evidence", (category.evidence || []).join(", ")]]) : el("p", { class: "note", text: "Not categorized yet." })),
+      section("Restore", record.restore ? facts(Object.entries(record.restore)) : el("p", { class: "note", text: "Not restored." }))),
+    section("Route", el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, ["Stage", "Outcome", "Seconds", "Attempts", "Detail"].map((h, i) =>
+        el("th", { scope: "col", class: i === 2 || i === 3 ? "num" : null, text: h })))),
+      el("tbody", {}, stages.map(([name, s]) => el("tr", {}, el("th", { scope: "row", text: name }),
+        el("td", { text: s.outcome }), el("td", { class: "num", text: fmt(s.seconds, 3) }),
+        el("td", { class: "num", text: fmt(s.attempts) }), el("td", { text: s.detail || "" }))))))),
+    section("Variants", variants.length ? el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, ["Variant", "Format", "Size", "Bytes", "Ratio", "Download"].map((h, i) =>
+        el("th", { scope: "col", class: i === 3 || i === 4 ? "num" : null, text: h })))),
+      el("tbody", {}, variants.map((v, i) => {
+        const ratio = (record.variants || [])[i]?.compression_ratio;
+        return el("tr", {}, el("td", { text: v.variant }), el("td", { text: v.format }),
+          el("td", { text: `${v.width}×${v.height}` }), el("td", { class: "num", text: bytes(v.bytes) }),
+          el("td", { class: "num", text: ratio ? `${fmt(ratio, 1)}×` : "—" }),
+          el("td", {}, el("a", { href: v.url, download: "", rel: "noreferrer",
+            "aria-label": `Download ${v.variant} ${v.format}`, text: "download" })));
+      })))) : el("p", { class: "note", text: "No variants yet." })),
+    compare(variants),
+    section("Near-duplicates", near.length ? el("ul", { class: "gallery" }, near.map(card))
+      : el("p", { class: "note", text: "None recorded." })),
+    section("Errors", (record.errors || []).length ? el("ul", {}, record.errors.map((e) =>
+      el("li", { text: `${e.at} ${e.stage}: ${e.reason_class}: ${e.reason}` })))
+      : el("p", { class: "note", text: "None." })));
+}
+
+// --- Upload -----------------------------------------------------------------------------
+
+Console.pages.upload = (main) => {
+  const list = el("ul", { class: "uploads", "aria-label": "Submissions" });
+  const files = el("input", { id: "u-files", type: "file", multiple: true, accept: "image/*" });
+  const urls = el("textarea", { id: "u-urls", rows: 3, placeholder: "https://…" });
+  const title = el("input", { id: "u-title", type: "text" });
+  const keywords = el("input", { id: "u-keywords", type: "text", placeholder: "ring, gold" });
+  const drop = el("div", { class: "drop" }, el("p", { text: "Drop image files here, or choose them:" }),
+    el("label", { for: "u-files", text: "Image files" }), files);
+  const stoppers = [];
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    for (const file of e.dataTransfer.files) send(file);
+  });
+  const hints = () => {
+    const h = {};
+    if (title.value.trim()) h.title = title.value.trim();
+    const words = keywords.value.split(",").map((w) => w.trim()).filter(Boolean);
+    if (words.length) h.keywords = words;
+    return h;
+  };
+  function entry(name) {
+    const bar = el("progress", { max: 100, value: 0, "aria-label": `Upload of ${name}` });
+    const state = el("span", { text: "uploading" });
+    const row = el("li", {}, el("span", { class: "id", text: name }), bar, state);
+    list.append(row);
+    return { bar, state };
+  }
+  function follow(id, shown) {
+    shown.state.replaceChildren(el("a", { href: `#/image/${encodeURIComponent(id)}`, text: id }), " submitted");
+    const started = Date.now();
+    const stop = poll(async () => {
+      // The index answers for an image it does not know yet with an empty list, not a 404.
+      const known = (await api(`/v1/images?ids=${encodeURIComponent(id)}`)).images[0];
+      const status = known ? known.status : "submitted";
+      shown.state.replaceChildren(el("a", { href: `#/image/${encodeURIComponent(id)}`, text: id }), " ", statusBadge(status));
+      // Followed for ten minutes at most; the Images page has the rest.
+      if (FINAL.has(status) || Date.now() - started > 600000) stop();
+    }, 1500);
+    stoppers.push(stop);
+  }
+  function send(file) {
+    const shown = entry(file.name);
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("meta", new Blob([JSON.stringify({ hints: hints() })], { type: "application/json" }));
+    const request = new XMLHttpRequest();
+    request.open("POST", "/v1/images");
+    request.setRequestHeader("X-API-Key", apiKey() || "");
+    request.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) shown.bar.value = Math.round((100 * e.loaded) / e.total);
+    });
+    request.addEventListener("load", () => {
+      let body = {};
+      try { body = JSON.parse(request.responseText); } catch (_) { body = {}; }
+      shown.bar.value = 100;
+      if (request.status === 200 || request.status === 202) follow(body.image_id, shown);
+      else shown.state.replaceChildren(el("span", { class: "error", text: body.message || `HTTP ${request.status}` }));
+    });
+    request.addEventListener("error", () => shown.state.replaceChildren(el("span", { class: "error", text: "upload failed" })));
+    request.send(form);
+  }
+  async function sendUrl(url) {
+    const shown = entry(url);
+    try {
+      const body = await api("/v1/images", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ url, hints: hints() }) });
+      shown.bar.value = 100;
+      follow(body.image_id, shown);
+    } catch (e) {
+      shown.state.replaceChildren(el("span", { class: "error", text: e.message }));
+    }
+  }
+  const submit = el("button", { type: "button", class: "primary", text: "Submit", onclick: () => {
+    for (const file of files.files) send(file);
+    for (const url of urls.value.split(/\s+/).filter(Boolean)) sendUrl(url);
+    files.value = "";
+    urls.value = "";
+  } });
+  main.append(el("h1", { text: "Upload" }), drop,
+    el("div", { class: "fields" }, el("div", {}, el("label", { for: "u-title", text: "Title" }), title),
+      el("div", {}, el("label", { for: "u-keywords", text: "Keywords (comma-separated)" }), keywords)),
+    el("div", {}, el("label", { for: "u-urls", text: "Image URLs, one per line" }), urls),
+    el("div", { class: "row" }, submit), list);
+  return () => stoppers.forEach((stop) => stop());
+};
