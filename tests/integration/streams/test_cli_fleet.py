@@ -140,9 +140,11 @@ def test_submit_references_existing_objects_by_prefix(
 
 
 def test_worker_refuses_an_unknown_stage_or_a_restore_model_it_cannot_load(
-    stack: Stack, tmp_path: Path
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), "unused")
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    # Initialised, so the start-up storage check passes and the model is what fails.
+    assert _cli(fleet, "init").returncode == 0
     models = RestoreSettings().models
     missing = models["dncnn-color"].model_copy(update={"file": str(tmp_path / "dn.safetensors")})
     stages = {"restore": {"models": {**models, "dncnn-color": missing}}}
