@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 import msgspec
 from minio import Minio
 from minio.commonconfig import CopySource
-from minio.error import S3Error
 
 from schemas.events import DeadLetter, ObjectRef, decoder
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.io import clients
 from streams.io.topic_reader import topic_messages
-from streams.ops import ledger
+from streams.ops import ledger, objects
 from streams.ops.selection import LetterAt
 from streams.runner.blobs import input_ref
 from streams.runner.records import (
@@ -220,10 +219,4 @@ class Redriver:
         return f"its input s3://{ref.bucket}/{ref.key} is gone and no quarantined copy exists"
 
     def _exists(self, ref: ObjectRef) -> bool:
-        try:
-            self.s3.stat_object(ref.bucket, ref.key)
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                return False
-            raise
-        return True
+        return objects.exists(self.s3, ref, _MISSING)

@@ -15,13 +15,26 @@ image's id are ever returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from minio import Minio
+from minio.error import S3Error
 
-from schemas.events import ImageRecord
+from schemas.events import ImageRecord, ObjectRef
 from streams.config.settings import BucketSettings
+
+
+def exists(s3: Minio, ref: ObjectRef, missing: Collection[str]) -> bool:
+    """Whether the object is there; an S3 error whose code is in `missing` means it is not,
+    any other is raised."""
+    try:
+        s3.stat_object(ref.bucket, ref.key)
+    except S3Error as exc:
+        if exc.code in missing:
+            return False
+        raise
+    return True
 
 
 @dataclass(frozen=True, order=True)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import msgspec
 from minio import Minio
-from minio.error import S3Error
 
 from schemas.events import (
     Envelope,
@@ -38,6 +37,7 @@ from schemas.events import (
 from streams.config.settings import FleetSettings
 from streams.config.topics import INGEST_STAGE, Topics
 from streams.io.topic_reader import topic_messages
+from streams.ops import objects
 from streams.runner.blobs import input_ref
 from streams.runner.records import decode_input, now_iso
 from streams.runner.stage import PermanentError
@@ -187,13 +187,7 @@ class ReplayPlanner:
         return None
 
     def _exists(self, ref: ObjectRef) -> bool:
-        try:
-            self.s3.stat_object(ref.bucket, ref.key)
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                return False
-            raise
-        return True
+        return objects.exists(self.s3, ref, _MISSING)
 
 
 def _is_submission(value: bytes) -> bool:
