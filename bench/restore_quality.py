@@ -1,54 +1,62 @@
-"""Our denoiser and upscalers against the classical tools, on held-out photographs.
+"""Our denoiser and upscalers against the classical tools, on sources they never saw.
 
     .venv/bin/pip install -e '.[restore,dev,bench]'
-    .venv/bin/python bench/restore_quality.py [FOLDER] [--device cpu]
+    .venv/bin/python -m processors.restore.pool_build --out POOL     # once; needs apt
+    .venv/bin/python bench/restore_quality.py --pool POOL [--per-source 4] [--crop 256]
 
-FOLDER holds clean photographs; without it, scikit-image's coffee, chelsea and rocket are
-used, which the shipped models never saw in training (processors/restore/photos.py keeps
-the two sets apart). Denoising: additive Gaussian noise at sigma 15, 25 and 50 (seeded),
-then OpenCV's fastNlMeansDenoisingColored (h = hColor tuned per sigma over a grid, on these
-very photos, which favours it) and our denoiser, alone and averaged over the 8 flips and
-rotations of each tile (`self_ensemble: true` in its registry entry). Upscaling: each
-photo cropped to a
-multiple of the scale, downscaled with Pillow's bicubic, then brought back with bicubic,
-Lanczos and our upscaler. PSNR (dB) and SSIM on RGB, upscalers' borders of `scale` pixels
-left out; MP/s on this machine (input megapixels for denoisers, output for upscalers).
-Prints a table and whether the targets are met; asserts nothing.
+The evaluation pictures are the pool's held-out sources (whole packages the models never
+trained on, processors/restore/pool.py): the most detailed `--per-source` of each, centre
+crops of `--crop` px. Denoising, four noise cases: Gaussian at sigma 15, 25 and 50, and the
+real-capture model (Poisson-Gaussian, correlated channels, JPEG after; degrade.py).
+Baselines: OpenCV's non-local means and BM3D (the `bm3d` package), each given the true
+noise level of every crop times a factor per case tuned on crops of the TRAINING sources
+(bench/restore_baselines.json; `--retune` remakes it). Ours runs through restore() as the
+stage does: it estimates the noise level itself and keeps its input when the result is not
+measurably better. Upscaling: crops downscaled with Pillow's bicubic, brought back with
+bicubic, Lanczos and our upscalers. PSNR (dB) per source and overall, SSIM and MP/s
+overall; the targets line last. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from processors.restore.degrade import crop_to_multiple, downscale, gaussian_noise
+from processors.restore.degrade import REAL_CAPTURE, Capture, capture_noise, downscale
 from processors.restore.engine import Engine, pick_device
 from processors.restore.models import load_model
-from processors.restore.photos import EVALUATION, folder_photos, sample_photo
+from processors.restore.pool import Manifest, Split, detail, read_picture
 from processors.restore.restore import TileRunner, direct_runner, restore
 from processors.restore.settings import RestoreSettings
 
 Array = NDArray[np.uint8]
-SIGMAS = (15, 25, 50)
-NLM_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
-HEADER = "| method                       |   PSNR |   SSIM |     MP/s |\n|---|---:|---:|---:|"
+Method = Callable[[Array, float], Array]
+CASES = {
+    "sigma 15": Capture(15.0),
+    "sigma 25": Capture(25.0),
+    "sigma 50": Capture(50.0),
+    "real noise": REAL_CAPTURE,
+}
+TUNING = Path(__file__).with_name("restore_baselines.json")
+NLM_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+BM3D_GRID = (0.7, 0.85, 1.0, 1.15)
+TARGETS = {"denoise": 1.0, "upscale 2x": 1.0, "upscale 4x": 0.7}
 
 
 def quality(clean: Array, test: Array, border: int = 0) -> tuple[float, float]:
     if border:
         clean, test = clean[border:-border, border:-border], test[border:-border, border:-border]
     psnr = peak_signal_noise_ratio(clean, test, data_range=255)
-    ssim = structural_similarity(clean, test, channel_axis=2, data_range=255)
-    return float(psnr), float(ssim)
+    return float(psnr), float(structural_similarity(clean, test, channel_axis=2, data_range=255))
 
 
 def nlm(noisy: Array, h: float) -> Array:
@@ -56,154 +64,204 @@ def nlm(noisy: Array, h: float) -> Array:
     return cv2.cvtColor(cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21), cv2.COLOR_BGR2RGB)
 
 
-class Row:
-    def __init__(self, label: str) -> None:
-        self.label, self.psnr, self.ssim, self.mp, self.seconds = label, [], [], 0.0, 0.0
+def bm3d_rgb(noisy: Array, sigma: float) -> Array:
+    import bm3d  # type: ignore[import-untyped]
 
-    def add(self, scores: tuple[float, float], megapixels: float, seconds: float) -> None:
-        self.psnr.append(scores[0])
-        self.ssim.append(scores[1])
-        self.mp += megapixels
-        self.seconds += seconds
+    out = bm3d.bm3d_rgb(noisy.astype(np.float32) / 255.0, sigma / 255.0)
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
-    def line(self) -> str:
-        speed = f"{self.mp / self.seconds:8.2f}" if self.seconds else "       -"
-        return (
-            f"| {self.label:<28} | {np.mean(self.psnr):6.2f} | {np.mean(self.ssim):6.4f} |"
-            f" {speed} |"
-        )
+
+def crops(pool: Path, split: Split, per_source: int, side: int) -> dict[str, Array]:
+    """The most detailed `per_source` pictures of each source of the split, centre crops."""
+    manifest, chosen = Manifest.load(pool), {}
+    for source in manifest.sources(split):
+        found = []
+        for picture in manifest.of(split, [source]):
+            rgb = read_picture(pool, picture)
+            top, left = max(0, (rgb.shape[0] - side) // 2), max(0, (rgb.shape[1] - side) // 2)
+            crop = np.ascontiguousarray(rgb[top : top + side, left : left + side])
+            found.append((detail(crop), picture.file, crop))
+        for _, file, crop in sorted(found, key=lambda f: -f[0])[:per_source]:
+            chosen[file] = crop
+    return chosen
+
+
+def degraded(name: str, clean: Array, case: str) -> tuple[Array, float]:
+    """The noisy crop (seeded by crop and case) and the noise level it really carries."""
+    seed = sum(map(ord, name + case))
+    noisy = capture_noise(clean, CASES[case], np.random.default_rng(seed))
+    return noisy, float((noisy.astype(np.float64) - clean).std())
+
+
+def tune(pool: Path, side: int) -> dict[str, dict[str, float]]:
+    """Each baseline's best factor on its noise level, per case, on TRAINING crops."""
+    training = crops(pool, "train", 1, side)
+    tuned: dict[str, dict[str, float]] = {}
+    for case in CASES:
+        noisy = {n: degraded(n, c, case) for n, c in training.items()}
+        tuned[case] = {}
+        for label, method, grid in (("nlm", nlm, NLM_GRID), ("bm3d", bm3d_rgb, BM3D_GRID)):
+            scores = {
+                f: np.mean(
+                    [quality(training[n], method(x, f * s))[0] for n, (x, s) in noisy.items()]
+                )
+                for f in grid
+            }
+            tuned[case][label] = max(scores, key=lambda f: scores[f])
+            print(f"  tuned {label} for {case}: factor {tuned[case][label]:g}", flush=True)
+    TUNING.write_text(json.dumps({"tuned_on": sorted(training), "factors": tuned}, indent=1))
+    return tuned
+
+
+class Scores:
+    """PSNR per source and method; SSIM and speed per method."""
+
+    def __init__(self) -> None:
+        self.psnr: dict[str, dict[str, list[float]]] = {}
+        self.ssim: dict[str, list[float]] = {}
+        self.time: dict[str, list[float]] = {}  # megapixels, seconds
+
+    def add(self, method: str, name: str, scores: tuple[float, float], mp: float, s: float) -> None:
+        source = name.split("/", maxsplit=1)[0]
+        self.psnr.setdefault(method, {}).setdefault(source, []).append(scores[0])
+        self.ssim.setdefault(method, []).append(scores[1])
+        self.time.setdefault(method, [0.0, 0.0])
+        self.time[method][0] += mp
+        self.time[method][1] += s
+
+    def mean(self, method: str) -> float:
+        return float(np.mean([v for vs in self.psnr[method].values() for v in vs]))
+
+    def table(self, title: str) -> str:
+        sources = sorted({s for by in self.psnr.values() for s in by})
+        head = "| method | " + " | ".join(sources) + " | all | SSIM | MP/s |"
+        lines = [title, head, "|---" + "|---:" * (len(sources) + 3) + "|"]
+        for method, by in self.psnr.items():
+            cells = [f"{np.mean(by[s]):.2f}" if s in by else "-" for s in sources]
+            mp, seconds = self.time[method]
+            speed = f"{mp / seconds:.2f}" if seconds else "-"
+            ssim, mean = np.mean(self.ssim[method]), self.mean(method)
+            lines.append(f"| {method} | {' | '.join(cells)} | {mean:.2f} | {ssim:.4f} | {speed} |")
+        return "\n".join(lines) + "\n"
 
 
 def timed(call: Callable[..., Array], *args: object) -> tuple[Array, float]:
     started = time.perf_counter()
-    out = call(*args)
-    return out, time.perf_counter() - started
+    return call(*args), time.perf_counter() - started
 
 
-def resized(image: Image.Image, size: tuple[int, int], method: Image.Resampling) -> Array:
-    return np.asarray(image.resize(size, method))
+def ours(settings: RestoreSettings, run: TileRunner, task: str) -> Callable[[Array], Array]:
+    kept = {"count": 0}
+
+    def call(image: Array) -> Array:
+        result = restore(Image.fromarray(image), task, settings, run)  # type: ignore[arg-type]
+        if result.image is None:
+            kept["count"] += 1  # the stage's own choice: never worse, by its estimate
+            return image
+        return np.asarray(result.image.convert("RGB"))
+
+    call.kept = kept  # type: ignore[attr-defined]
+    return call
 
 
-def restored(image: Image.Image, task: str, settings: RestoreSettings, run: TileRunner) -> Array:
-    result = restore(image, task, settings, run)  # type: ignore[arg-type]
-    assert result.image is not None, result.reason
-    return np.asarray(result.image)
+def denoise(
+    pictures: dict[str, Array], factors: dict[str, dict[str, float]], models: dict[str, Callable]
+) -> dict[str, float]:
+    gains = {}
+    for case, capture in CASES.items():
+        scores = Scores()
+        for name, clean in pictures.items():
+            noisy, level = degraded(name, clean, case)
+            mp = clean.shape[0] * clean.shape[1] / 1e6
+            scores.add("noisy input", name, quality(clean, noisy), 0, 0)
+            for label, method in (("NLM", nlm), ("BM3D", bm3d_rgb)):
+                factor = factors[case][label.lower()]
+                out, seconds = timed(method, noisy, factor * level)
+                scores.add(
+                    f"{label} (x{factor:g} true sigma)", name, quality(clean, out), mp, seconds
+                )
+            for label, model in models.items():
+                out, seconds = timed(model, noisy)
+                scores.add(label, name, quality(clean, out), mp, seconds)
+        print(scores.table(f"Denoising, {case} ({capture})"), flush=True)
+        classical = max(scores.mean(m) for m in scores.psnr if m.startswith(("NLM", "BM3D")))
+        gains[case] = scores.mean(next(iter(models))) - classical
+    return gains
 
 
-def denoise_tables(
-    photos: dict[str, Array],
-    settings: RestoreSettings,
-    with_ensemble: RestoreSettings,
-    run: TileRunner,
-    gains: dict[str, float],
-) -> None:
-    for sigma in SIGMAS:
-        noisy_row, ours_row, ensemble_row = (
-            Row(f"noisy input, sigma {sigma}"),
-            Row(f"ours ({settings.denoise_model})"),
-            Row("ours, x8 self-ensemble"),
-        )
-        noisy = {name: gaussian_noise(clean, sigma, seed=sigma) for name, clean in photos.items()}
-        # The baseline at its best h for this sigma across the set.
-        best_h = max(
-            NLM_GRID,
-            key=lambda g: np.mean(
-                [quality(photos[n], nlm(noisy[n], g * sigma))[0] for n in photos]
-            ),
-        )
-        nlm_row = Row(f"OpenCV NLM (h = {best_h:g} sigma)")
-        for name, clean in photos.items():
-            megapixels = clean.shape[0] * clean.shape[1] / 1e6
-            noisy_row.add(quality(clean, noisy[name]), 0, 0)
-            out, seconds = timed(nlm, noisy[name], best_h * sigma)
-            nlm_row.add(quality(clean, out), megapixels, seconds)
-            image = Image.fromarray(noisy[name])
-            # Through restore() as the stage runs it, but without its noise-level skip.
-            forced = settings.model_copy(update={"denoise_skip_below": 0.0})
-            result, seconds = timed(restored, image, "denoise", forced, run)
-            ours_row.add(quality(clean, result), megapixels, seconds)
-            result, seconds = timed(restored, image, "denoise", with_ensemble, run)
-            ensemble_row.add(quality(clean, result), megapixels, seconds)
-        print(f"Denoising, sigma {sigma}\n{HEADER}")
-        for row in (noisy_row, nlm_row, ours_row, ensemble_row):
-            print(row.line())
-        print()
-        gains[f"denoise {sigma}"] = np.mean(ours_row.psnr) - np.mean(nlm_row.psnr)
-        gains[f"ensemble {sigma}"] = np.mean(ensemble_row.psnr) - np.mean(nlm_row.psnr)
+def upscale(
+    pictures: dict[str, Array], settings: RestoreSettings, run: TileRunner, scale: int
+) -> float:
+    scores = Scores()
+    names = [n for n in settings.upscale_models if settings.models[n].scale == scale]
+    for name, clean_full in pictures.items():
+        side = clean_full.shape[0] - clean_full.shape[0] % scale
+        hr = Image.fromarray(clean_full[:side, :side])
+        lr = downscale(hr, scale)
+        clean, mp = np.asarray(hr), hr.width * hr.height / 1e6
+        for label, method in (
+            ("bicubic", Image.Resampling.BICUBIC),
+            ("Lanczos", Image.Resampling.LANCZOS),
+        ):
+            out, seconds = timed(lambda i, m=method, s=hr.size: np.asarray(i.resize(s, m)), lr)
+            scores.add(label, name, quality(clean, out, scale), mp, seconds)
+        for model in names:
+            only = settings.model_copy(update={"upscale_models": (model,), "upscale_skip_at": 99.0})
+            out, seconds = timed(ours(only, run, "upscale"), np.asarray(lr))
+            scores.add(f"ours ({model})", name, quality(clean, out, scale), mp, seconds)
+    print(scores.table(f"Upscaling {scale}x (bicubic-downscaled input; MP/s of output)"))
+    return scores.mean(f"ours ({names[0]})") - scores.mean("Lanczos")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", type=Path)
+    parser.add_argument("--pool", type=Path, required=True, help="made by pool_build")
+    parser.add_argument("--per-source", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--retune", action="store_true", help="tune the baselines again")
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="NAME=FILE",
+        help="use these weights for a registry model (e.g. a checkpoint in training)",
+    )  # fmt: skip
+    parser.add_argument("--upscale-only", action="store_true")
     args = parser.parse_args()
-    photos = folder_photos(args.folder) if args.folder else {n: sample_photo(n) for n in EVALUATION}
-    settings = RestoreSettings(device=args.device)
+    settings = RestoreSettings(device=args.device, denoise_skip_below=0.0)
+    models = dict(settings.models)
+    for given in args.model:
+        name, _, file = given.partition("=")
+        models[name] = models[name].model_copy(update={"file": file})
+    settings = settings.model_copy(update={"models": models})
     device = pick_device(args.device)
-    engines = {
-        name: Engine(load_model(name, entry), device, "fp32")
-        for name, entry in settings.models.items()
-    }
+    engines = {n: Engine(load_model(n, e), device, "fp32") for n, e in models.items()}
     for engine in engines.values():
         engine.warm_up()
     run = direct_runner(engines)
-    # The denoiser once more, averaged over the 8 flips and rotations of each tile.
-    ensemble = settings.denoise_model + "+x8"
-    engines[ensemble] = Engine(
-        load_model(settings.denoise_model, settings.models[settings.denoise_model]),
-        device,
-        "fp32",
-        self_ensemble=True,
-    )
-    engines[ensemble].warm_up()
-    with_ensemble = settings.model_copy(
-        update={
-            "models": {**settings.models, ensemble: settings.models[settings.denoise_model]},
-            "denoise_model": ensemble,
-            "denoise_skip_below": 0.0,
-        }
-    )
-    print(f"{len(photos)} photos: {', '.join(photos)}; device {device}, torch threads "
-          f"{torch.get_num_threads()}\n")  # fmt: skip
+    pictures = crops(args.pool, "eval", args.per_source, args.crop)
+    print(f"{len(pictures)} held-out crops of {args.crop} px: {', '.join(pictures)}; {device}\n")
     gains: dict[str, float] = {}
-
-    denoise_tables(photos, settings, with_ensemble, run, gains)
-
-    for model in settings.upscale_models:
-        scale = settings.models[model].scale
-        rows = {k: Row(k) for k in ("bicubic", "Lanczos", f"ours ({model})")}
-        for clean_full in photos.values():
-            hr = crop_to_multiple(Image.fromarray(clean_full), scale)
-            lr = downscale(hr, scale)
-            clean = np.asarray(hr)
-            megapixels = hr.width * hr.height / 1e6
-            for label, method in (
-                ("bicubic", Image.Resampling.BICUBIC),
-                ("Lanczos", Image.Resampling.LANCZOS),
-            ):
-                out, seconds = timed(resized, lr, hr.size, method)
-                rows[label].add(quality(clean, out, scale), megapixels, seconds)
-            only = settings.model_copy(update={"upscale_models": (model,), "upscale_skip_at": 99.0})
-            out, seconds = timed(restored, lr, "upscale", only, run)
-            rows[f"ours ({model})"].add(quality(clean, out, scale), megapixels, seconds)
-        print(f"Upscaling {scale}x (bicubic-downscaled input; MP/s of output)\n{HEADER}")
-        for row in rows.values():
-            print(row.line())
-        print()
-        gains[f"upscale {scale}x"] = np.mean(rows[f"ours ({model})"].psnr) - np.mean(
-            rows["bicubic"].psnr
+    if not args.upscale_only:
+        factors = (
+            tune(args.pool, args.crop)
+            if args.retune or not TUNING.exists()
+            else json.loads(TUNING.read_text())["factors"]
         )
-
-    print("Targets:")
-    for label, key, target in (
-        ("denoiser vs NLM at sigma 25", "denoise 25", 2.0),
-        ("denoiser with x8 self-ensemble vs NLM at sigma 25", "ensemble 25", 2.0),
-        ("2x upscaler vs bicubic", "upscale 2x", 1.0),
-    ):
-        verdict = "met" if gains[key] >= target else "NOT met"
-        print(f"  {label}: {gains[key]:+.2f} dB (target +{target:g} dB) - {verdict}")
-    for key in ("denoise 15", "denoise 50", "ensemble 15", "ensemble 50", "upscale 4x"):
-        print(f"  {key}: {gains[key]:+.2f} dB over the baseline")
+        denoisers = {f"ours ({settings.denoise_model})": ours(settings, run, "denoise")}
+        for other in (n for n, e in models.items() if e.task == "denoise"):
+            if other != settings.denoise_model:
+                changed = settings.model_copy(update={"denoise_model": other})
+                denoisers[f"earlier ({other})"] = ours(changed, run, "denoise")
+        gains.update({f"denoise, {k}": v for k, v in denoise(pictures, factors, denoisers).items()})
+        kept = {label: call.kept["count"] for label, call in denoisers.items()}  # type: ignore[attr-defined]
+        print(f"inputs kept by the never-worse check: {kept}\n")
+    for scale in (2, 4):
+        gains[f"upscale {scale}x"] = upscale(pictures, settings, run, scale)
+    print("Targets (held-out sources; denoiser against the better of NLM and BM3D, "
+          "upscalers against Lanczos):")  # fmt: skip
+    for key, gain in gains.items():
+        target = TARGETS["denoise" if key.startswith("denoise") else key]
+        verdict = "met" if gain >= target else "NOT met"
+        print(f"  {key}: {gain:+.2f} dB (target +{target:g} dB) - {verdict}")
 
 
 if __name__ == "__main__":

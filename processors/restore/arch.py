@@ -69,5 +69,109 @@ class CompactSR(nn.Module):
 
 def receptive_radius(model: nn.Module) -> int:
     """Pixels of context on each side that one output pixel depends on (3x3 convs)."""
+    if isinstance(model, UNetDenoiser):
+        # Its field spans a hundred pixels and more, but the weights far out are small:
+        # past 32 pixels, tiles and the whole image differ by a grey level at most.
+        return 32
     convs = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d))
     return convs
+
+
+class _Residual(nn.Module):
+    """conv, ReLU, conv, added to the input (KAIR's "res.0"/"res.2" layout, no bias)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.res = nn.Sequential(
+            nn.Conv2d(features, features, 3, padding=1, bias=False),
+            nn.ReLU(),
+            nn.Conv2d(features, features, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x + self.res(x)
+        return out
+
+
+class UNetDenoiser(nn.Module):
+    """A noise-level-aware U-Net denoiser in the parameter layout of KAIR's DRUNet.
+
+    Input: the RGB image plus one channel holding the noise sigma (/255) at each pixel, so
+    one network serves every noise level and the caller decides how strong to be. Three
+    stride-2 levels do most of the work at a quarter, a sixteenth and a sixty-fourth of
+    the pixels: several times the context of a plain stack for a similar cost per pixel.
+    No bias and no normalisation, like DRUNet, so tiles and whole images agree.
+    """
+
+    def __init__(
+        self,
+        channels: int = 3,
+        widths: tuple[int, int, int, int] = (16, 32, 64, 128),
+        blocks: int = 2,
+    ) -> None:
+        super().__init__()
+        if blocks < 2:
+            raise ValueError("the DRUNet layout needs at least 2 blocks per level")
+        w = widths
+
+        def down(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(
+                *[_Residual(a) for _ in range(blocks)], nn.Conv2d(a, b, 2, stride=2, bias=False)
+            )
+
+        def up(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.ConvTranspose2d(a, b, 2, stride=2, bias=False),
+                *[_Residual(b) for _ in range(blocks)],
+            )
+
+        self.m_head = nn.Conv2d(channels + 1, w[0], 3, padding=1, bias=False)
+        self.m_down1, self.m_down2, self.m_down3 = (
+            down(w[0], w[1]),
+            down(w[1], w[2]),
+            down(w[2], w[3]),
+        )
+        self.m_body = nn.Sequential(*[_Residual(w[3]) for _ in range(blocks)])
+        self.m_up3, self.m_up2, self.m_up1 = up(w[3], w[2]), up(w[2], w[1]), up(w[1], w[0])
+        self.m_tail = nn.Conv2d(w[0], channels, 3, padding=1, bias=False)
+        self.widths, self.blocks, self.scale = w, blocks, 1
+        for conv in self.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        self._start_near_identity(channels)
+
+    @torch.no_grad()
+    def _start_near_identity(self, channels: int) -> None:
+        """DRUNet predicts the clean image itself, not the noise. Starting from "output =
+        input" (head copies RGB into its first channels, tail copies them back, every
+        branch small) lets a short training learn only the correction."""
+        for block in self.modules():
+            if isinstance(block, _Residual):
+                last = block.res[2]
+                assert isinstance(last, nn.Conv2d)
+                last.weight.mul_(0.1)
+            if isinstance(block, nn.ConvTranspose2d):
+                block.weight.mul_(0.1)
+        self.m_head.weight[:channels].zero_()
+        self.m_tail.weight.mul_(0.01)
+        for c in range(channels):
+            self.m_head.weight[c, c, 1, 1] = 1.0
+            self.m_tail.weight[c, c, 1, 1] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 4, H, W), RGB then the sigma map; any H and W (padded to a multiple of 8)."""
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % 8, -width % 8
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x1 = self.m_head(x)
+        x2 = self.m_down1(x1)
+        x3 = self.m_down2(x2)
+        x4 = self.m_down3(x3)
+        out = self.m_body(x4)
+        out = self.m_up3(out + x4)
+        out = self.m_up2(out + x3)
+        out = self.m_up1(out + x2)
+        out = self.m_tail(out + x1)
+        cropped: torch.Tensor = out[..., :height, :width]
+        return cropped

@@ -93,7 +93,7 @@ class Engine:
 
     def warm_up(self, side: int = 64, batch: int = 2) -> None:
         """First calls pay for kernel selection and allocator growth; pay them before work."""
-        shape = (batch, 3, side, side)
+        shape = (batch, self.loaded.inputs, side, side)
         for _ in range(2):
             self(torch.zeros(shape, dtype=torch.uint8))
         if self.device.type == "cuda":

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from processors.restore.arch import CompactSR, DnCNN, receptive_radius
+from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser, receptive_radius
 from processors.restore.settings import ModelEntry, Task
 
 _ARCH_KEY = "pixelfleet.arch"
@@ -36,6 +36,7 @@ class LoadedModel:
     call: Callable[[torch.Tensor], torch.Tensor]
     # Context each output pixel needs; None when unknown (then the configured overlap).
     radius: int | None = None
+    inputs: int = 3  # channels per tile: RGB, or RGB and a noise-level map
 
 
 def save_ours(model: nn.Module, path: Path, extra: dict[str, object]) -> None:
@@ -46,6 +47,8 @@ def save_ours(model: nn.Module, path: Path, extra: dict[str, object]) -> None:
         convs = sum(1 for m in model.body if isinstance(m, nn.Conv2d)) - 2
         features = model.body[0].out_channels
         arch = {"arch": "compact", "scale": model.scale, "features": features, "convs": convs}
+    elif isinstance(model, UNetDenoiser):
+        arch = {"arch": "unet", "widths": list(model.widths), "blocks": model.blocks}
     else:
         raise TypeError(f"not one of our architectures: {type(model).__name__}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -71,6 +74,8 @@ def _ours(path: Path) -> nn.Module | None:
         module = DnCNN(features=arch["features"], layers=arch["layers"])
     elif arch["arch"] == "compact":
         module = CompactSR(scale=arch["scale"], features=arch["features"], convs=arch["convs"])
+    elif arch["arch"] == "unet":
+        module = UNetDenoiser(widths=tuple(arch["widths"]), blocks=arch["blocks"])
     else:
         raise ModelError(f"{path.name}: unknown pixelfleet architecture {arch['arch']!r}")
     module.load_state_dict(load_file(str(path)))
@@ -105,9 +110,16 @@ def load_model(name: str, entry: ModelEntry, *, allow_pickle: bool = False) -> L
             "pixelfleet",
             ours,
             receptive_radius(ours),
+            4 if isinstance(ours, UNetDenoiser) else 3,
         )
     else:
         loaded = _spandrel(name, entry, path)
+    if entry.noise_map != (loaded.inputs == 4):
+        wants = "takes" if loaded.inputs == 4 else "does not take"
+        raise ModelError(
+            f"model {name!r}: {path.name} {wants} a noise-level map; set noise_map = "
+            f"{str(loaded.inputs == 4).lower()} in its registry entry"
+        )
     loaded.module.eval().requires_grad_(False)
     return loaded
 

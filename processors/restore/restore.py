@@ -16,11 +16,13 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from processors.quality import luminance, noise_sigma, resolution_score
+from processors.quality import channel_noise_sigma, luminance, noise_sigma, resolution_score
 from processors.restore import tiling
 from processors.restore.settings import RestoreSettings, Task
 
-Outcome = Literal["denoised", "upscaled", "good_quality", "couldnt_denoise", "couldnt_upscale"]
+Outcome = Literal[
+    "denoised", "upscaled", "good_quality", "kept_input", "couldnt_denoise", "couldnt_upscale"
+]
 
 
 class TileRunner(Protocol):
@@ -97,6 +99,11 @@ def _apply(
     entry = settings.models[model]
     height, width = rgb.shape[:2]
     overlap = settings.overlap if entry.overlap is None else entry.overlap
+    if entry.noise_map:
+        # One level for the whole image, so every tile is denoised alike (no seams); it
+        # travels as a constant fourth channel, which the engine scales by 1/255 with the rest.
+        level = min(255, round(channel_noise_sigma(rgb)))
+        rgb = np.concatenate([rgb, np.full((height, width, 1), level, np.uint8)], axis=2)
     pixels = torch.from_numpy(rgb).permute(2, 0, 1)
     windows = tiling.plan(height, width, tile, overlap)
     outputs = run(model, [tiling.cut(pixels, window) for window in windows])
@@ -131,8 +138,14 @@ def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: Tile
         # Transparency is a mask, not a photo: resampled, never denoised.
         restored.putalpha(alpha.resize(restored.size, Image.Resampling.LANCZOS))
     after: dict[str, Any] = {"width": restored.width, "height": restored.height}
-    if task == "denoise":
-        before["noise"], after["noise"] = _noise(image), _noise(restored)
+    before["noise"], after["noise"] = _noise(image), _noise(restored)
+    seconds = round(time.perf_counter() - started, 4)
+    worse = not_better(image, restored, task, (before["noise"], after["noise"]), settings)
+    if worse is not None:
+        return Restored(
+            "kept_input", model=model, scale=entry.scale, tile=tile, tiles=count,
+            seconds=seconds, reason=worse, before=before, after=after,
+        )  # fmt: skip
     return Restored(
         "denoised" if task == "denoise" else "upscaled",
         restored,
@@ -140,11 +153,59 @@ def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: Tile
         scale=entry.scale,
         tile=tile,
         tiles=count,
-        seconds=round(time.perf_counter() - started, 4),
+        seconds=seconds,
         reason=why,
         before=before,
         after=after,
     )
+
+
+def not_better(
+    image: Image.Image,
+    result: Image.Image,
+    task: Task,
+    noises: tuple[float, float],
+    settings: RestoreSettings,
+) -> str | None:
+    """Why the model's result is not measurably better than its input, or None if it is.
+
+    No clean reference exists in production, so the checks are no-reference ones: a
+    denoiser must lower the estimated noise; an upscaler must not add noise and, scaled
+    back to the input's size, must still be the input (it may add detail, not change
+    what was there).
+    """
+    noise_before, noise_after = noises
+    if not settings.never_worse:
+        return None
+    if task == "denoise":
+        needed = noise_before * (1 - settings.min_noise_drop)
+        if noise_after > needed:
+            return (
+                f"estimated noise went from {noise_before:g} to {noise_after:g}, not below "
+                f"{needed:.3g}; the input is kept"
+            )
+        # What was taken away should look like the noise: a flat or smeared result also
+        # has little noise left, but it took the picture with it.
+        removed = float((luminance(image) - luminance(result.convert("RGB"))).std())
+        if removed > 1.5 * noise_before + 2.0:
+            return (
+                f"it removed {removed:.3g} grey levels of signal where the estimated noise "
+                f"was {noise_before:g}: more than the noise; the input is kept"
+            )
+        return None
+    if noise_after > noise_before + 1.0:
+        return f"estimated noise rose from {noise_before:g} to {noise_after:g}; the input is kept"
+    back = result.convert("RGB").resize(image.size, Image.Resampling.BICUBIC, reducing_gap=None)
+    error = np.mean(
+        (np.asarray(back, np.float32) - np.asarray(image.convert("RGB"), np.float32)) ** 2
+    )
+    consistency = 10 * np.log10(255.0**2 / max(float(error), 1e-10))
+    if consistency < settings.min_upscale_consistency_db:
+        return (
+            f"scaled back down it matches its input to {consistency:.1f} dB, under "
+            f"{settings.min_upscale_consistency_db:g} dB; the input is kept"
+        )
+    return None
 
 
 def direct_runner(engines: dict[str, Any], max_batch: int = 8) -> TileRunner:

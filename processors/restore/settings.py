@@ -28,6 +28,9 @@ class ModelEntry(BaseModel):
     # Average the model over the 8 flips and rotations of each tile: a little more
     # quality for 8 times the compute (worth it on a GPU with room to spare).
     self_ensemble: bool = False
+    # The model takes the noise sigma as a fourth input channel (DRUNet-style): restore
+    # estimates it from the image (processors.quality.channel_noise_sigma).
+    noise_map: bool = False
 
     def path(self) -> Path:
         given = Path(self.file)
@@ -62,6 +65,12 @@ class RestoreSettings(BaseModel):
     upscale_skip_at: float = Field(default=1.0, gt=0)  # already this large: good_quality
     denoise_skip_below: float = Field(default=2.0, ge=0)  # noise sigma: good_quality
     max_output_pixels: int = Field(default=50_000_000, ge=1)
+    # Never worse: a denoised result must lower the estimated noise by this share of the
+    # input's, and an upscaled one, scaled back down, must match its input to this PSNR;
+    # otherwise the input goes on unchanged (outcome `kept_input`, with the reason).
+    never_worse: bool = True  # off only to test the plumbing with untrained weights
+    min_noise_drop: float = Field(default=0.1, ge=0, le=1)
+    min_upscale_consistency_db: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _known_models(self) -> RestoreSettings:

@@ -31,10 +31,11 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
-from processors.restore.arch import CompactSR, DnCNN
-from processors.restore.degrade import add_noise, downscale
+from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
+from processors.restore.degrade import add_noise, capture_noise, downscale, random_capture
 from processors.restore.models import save_ours
 from processors.restore.photos import TRAINING, folder_photos, sample_photo
+from processors.restore.pool import Manifest, read_picture
 from processors.restore.settings import WEIGHTS
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -51,6 +52,7 @@ class Recipe:
     scale: int = 1
     max_lr: float = 2e-3
     clip_norm: float = 0.0  # gradient norm limit; 0: none
+    noise_map: bool = False  # the model takes the noise sigma as a fourth input channel
 
 
 RECIPES = {
@@ -63,6 +65,18 @@ RECIPES = {
         lambda: DnCNN(features=32, layers=15),
         max_lr=5e-4,
         clip_norm=1.0,
+    ),
+    # Noise-level-aware U-Net on the photo pool, with the real-capture degradations.
+    "unet-color": Recipe(
+        "unet-color",
+        6000,
+        16,
+        64,
+        UNetDenoiser,
+        max_sigma=55.0,
+        max_lr=1e-3,
+        clip_norm=1.0,
+        noise_map=True,
     ),
     "compact-x2": Recipe(
         "compact-x2", 5000, 16, 48, lambda: CompactSR(2, features=32, convs=8), scale=2
@@ -81,6 +95,7 @@ class Patches:
         areas = np.array([p.shape[0] * p.shape[1] for p in self.photos], dtype=np.float64)
         self.weights = (areas / areas.sum()).tolist()
         self.rng = random.Random(seed)
+        self.np_rng = np.random.default_rng(seed)
 
     def crop(self, side: int) -> NDArray[np.uint8]:
         photo = self.rng.choices(self.photos, self.weights)[0]
@@ -106,6 +121,27 @@ def denoise_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
     return add_noise(clean, sigma, share, generator).clamp(0, 1), clean
 
 
+def capture_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
+    """Real-capture noise (processors.restore.degrade) and, as a fourth channel, the noise
+    actually present, as an estimator would report it: its standard deviation, jittered so
+    the network tolerates an estimate that is a little off."""
+    rng = patches.np_rng
+    noisy, clean, levels = [], [], []
+    for _ in range(recipe.batch):
+        crop = patches.crop(recipe.patch)
+        degraded = capture_noise(crop, random_capture(rng, recipe.max_sigma), rng)
+        present = float((degraded.astype(np.float32) - crop).std())
+        levels.append(present * rng.uniform(0.85, 1.15) / 255.0)
+        noisy.append(degraded)
+        clean.append(crop)
+    inputs = _tensor(noisy)
+    level = torch.tensor(levels, dtype=torch.float32).view(-1, 1, 1, 1)
+    sigma_map = level.expand(-1, 1, *inputs.shape[-2:])
+    return torch.cat([inputs, sigma_map], dim=1).contiguous(
+        memory_format=torch.channels_last
+    ), _tensor(clean)
+
+
 def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
     del generator  # PIL draws from patches.rng, which the seed fixes
     rng = patches.rng
@@ -121,13 +157,27 @@ def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
     return _tensor(low), _tensor(high)
 
 
-def train(
+def _save_checkpoint(path: Path, step: int, state: dict[str, object]) -> None:
+    partial = path.with_suffix(".partial")
+    torch.save({"step": step, **state}, partial)
+    partial.replace(path)  # a crash while saving leaves the previous checkpoint whole
+
+
+def train(  # noqa: PLR0917 - one call site, each argument named there
     recipe: Recipe,
     photos: Sequence[NDArray[np.uint8]],
     seed: int,
     log_every: int,
     start: Path | None = None,
+    checkpoint: Path | None = None,
+    save_every: int = 250,
+    stop_after: int | None = None,
 ) -> nn.Module:
+    """Train one recipe. With `checkpoint`, the whole state (weights, optimiser, schedule,
+    every random generator) is saved every `save_every` steps and a run that finds the
+    file continues where it stopped: the result equals an uninterrupted run's.
+    `stop_after` ends this run early at that step (its checkpoint saved), to train in
+    several sittings."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     patches = Patches(photos, seed)
@@ -140,9 +190,25 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.max_lr, total_steps=recipe.steps, pct_start=0.05
     )
-    make_batch = denoise_batch if recipe.scale == 1 else upscale_batch
+    first = 1
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)  # our own file, written below
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch"])
+        patches.rng.setstate(saved["random"])
+        patches.np_rng.bit_generator.state = saved["numpy"]
+        first = int(saved["step"]) + 1
+        print(f"{recipe.name}: resumed from {checkpoint} at step {first}", flush=True)
+    if recipe.scale != 1:
+        make_batch = upscale_batch
+    else:
+        make_batch = capture_batch if recipe.noise_map else denoise_batch
     started, running = time.monotonic(), 0.0
-    for step in range(1, recipe.steps + 1):
+    last = min(recipe.steps, stop_after or recipe.steps)
+    for step in range(first, last + 1):
         inputs, targets = make_batch(recipe, patches, generator)
         loss = nn.functional.mse_loss(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -152,10 +218,21 @@ def train(
         optimizer.step()
         schedule.step()
         running += loss.item()
+        if checkpoint is not None and (step % save_every == 0 or step == last):
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "generator": generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "random": patches.rng.getstate(),
+                "numpy": patches.np_rng.bit_generator.state,
+            }
+            _save_checkpoint(checkpoint, step, state)
         if step % log_every == 0 or step == recipe.steps:
             elapsed = time.monotonic() - started
             psnr = -10 * math.log10(max(running / (step % log_every or log_every), 1e-12))
-            eta = elapsed / step * (recipe.steps - step)
+            eta = elapsed / (step - first + 1) * (recipe.steps - step)
             print(
                 f"{recipe.name}: step {step}/{recipe.steps}  train PSNR {psnr:5.2f} dB  "
                 f"{elapsed:5.0f} s elapsed, {eta:4.0f} s left",
@@ -175,11 +252,34 @@ def _provenance(path: Path | None) -> object:
         return {k: v for k, v in (handle.metadata() or {}).items() if k != "pixelfleet.arch"}
 
 
+def export(name: str, checkpoint: Path | None, out: Path) -> int:
+    """Write the weights a checkpoint holds, with the step it reached in the header."""
+    if name not in RECIPES or checkpoint is None or not checkpoint.is_file():
+        print("--export needs one --model and an existing --checkpoint", file=sys.stderr)
+        return 2
+    saved = torch.load(checkpoint, weights_only=False)  # our own file
+    model = RECIPES[name].make()
+    model.load_state_dict(saved["model"])
+    path = out / f"{name}.safetensors"
+    save_ours(model, path, {"steps_done": saved["step"], "of_steps": RECIPES[name].steps})
+    print(f"{name}: wrote {path} from step {saved['step']} of {checkpoint}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=[*RECIPES, "all"], default="all")
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
     parser.add_argument("--photos", type=Path, help="train on this folder instead")
+    parser.add_argument(
+        "--pool", type=Path, help="train on the training split of this photo pool (pool_build)"
+    )
+    parser.add_argument("--checkpoint", type=Path, help="save here and resume from here")
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--stop-after", type=int, help="stop at this step; resume later")
+    parser.add_argument(
+        "--export", action="store_true", help="only write --checkpoint's weights (a run so far)"
+    )
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all)")
@@ -189,7 +289,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.photos:
+    if args.export:
+        return export(args.model, args.checkpoint, args.out)
+    sources: object
+    if args.pool:
+        manifest = Manifest.load(args.pool)
+        chosen = manifest.of("train")
+        photos = [read_picture(args.pool, picture) for picture in chosen]
+        # The data list: every training file by name and content hash.
+        sources = {p.file: p.sha256[:16] for p in chosen}
+    elif args.photos:
         photos = list(folder_photos(args.photos).values())
         sources = f"{len(photos)} photos from {args.photos}"
     else:
@@ -206,7 +315,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.lr:
             recipe = Recipe(**{**recipe.__dict__, "max_lr": args.lr})
         started = time.monotonic()
-        model = train(recipe, photos, args.seed, args.log_every, args.init)
+        model = train(
+            recipe,
+            photos,
+            args.seed,
+            args.log_every,
+            args.init,
+            args.checkpoint,
+            args.save_every,
+            args.stop_after,
+        )
+        if args.stop_after and args.stop_after < recipe.steps:
+            print(f"{name}: stopped after step {args.stop_after}; run again to go on")
+            continue
         path = args.out / f"{name}.safetensors"
         save_ours(
             model,
@@ -218,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seed": args.seed,
                 "photos": sources,
                 "max_sigma": recipe.max_sigma,
+                "degradations": "capture" if recipe.noise_map else "gaussian+poisson",
                 "max_lr": recipe.max_lr,
                 "init": _provenance(args.init),
             },

@@ -4,12 +4,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 from safetensors import safe_open
 
 from processors.restore.models import load_model
-from processors.restore.photos import EVALUATION, TRAINING
+from processors.restore.photos import EVALUATION, TRAINING, sample_photo
+from processors.restore.pool import Manifest, Picture
 from processors.restore.settings import ModelEntry, RestoreSettings
-from processors.restore.train import main
+from processors.restore.train import RECIPES, Recipe, main, train
 
 
 def test_training_never_sees_an_evaluation_photo() -> None:
@@ -33,3 +36,34 @@ def test_a_short_run_writes_weights_that_load_and_say_how_they_were_made(
     assert "pixelfleet.steps" in json.loads(meta["pixelfleet.init"])  # the run it continued
     loaded = load_model(model, ModelEntry(file=str(path), task=task, scale=scale))  # type: ignore[arg-type]
     assert loaded.source == "pixelfleet"
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    recipe = Recipe(**{**RECIPES["unet-color"].__dict__, "steps": 4, "batch": 2, "patch": 32})
+    photos = [sample_photo("coffee"), sample_photo("astronaut")]
+    whole = train(recipe, photos, 5, 10, checkpoint=tmp_path / "a.ckpt", save_every=2)
+    first = train(recipe, photos, 5, 10, checkpoint=tmp_path / "b.ckpt", stop_after=2)
+    assert (tmp_path / "b.ckpt").is_file()
+    resumed = train(recipe, photos, 5, 10, checkpoint=tmp_path / "b.ckpt", save_every=2)
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    assert not all(torch.equal(v, first.state_dict()[k]) for k, v in whole.state_dict().items())
+
+
+def test_training_on_a_pool_records_every_file_it_used(tmp_path: Path) -> None:
+    folder = tmp_path / "pool"
+    (folder / "scikit-image").mkdir(parents=True)
+    pictures = []
+    for name, split_source in (("coffee", "scikit-image"), ("rocket", "mate-backgrounds")):
+        (folder / split_source).mkdir(exist_ok=True)
+        Image.fromarray(sample_photo(name)).save(folder / split_source / f"{name}.png")
+        pictures.append(
+            Picture(f"{split_source}/{name}.png", split_source, name, "1", "CC0", "ab" * 32, 1, 1)
+        )
+    (folder / "manifest.json").write_text(Manifest(tuple(pictures)).dump())
+    args = ["--model", "unet-color", "--steps", "1", "--pool", str(folder), "--out", str(tmp_path)]
+    assert main([*args, "--threads", "1"]) == 0
+    with safe_open(str(tmp_path / "unet-color.safetensors"), framework="pt") as handle:
+        meta = handle.metadata()
+    assert json.loads(meta["pixelfleet.photos"]) == {"scikit-image/coffee.png": "ab" * 8}
+    assert json.loads(meta["pixelfleet.arch"])["arch"] == "unet"

@@ -1,0 +1,146 @@
+"""The restore stage keeps its input when the model's result is not measurably better, and
+the noise-level-aware denoiser gets one noise level for the whole image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from processors.quality import channel_noise_sigma
+from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
+from processors.restore.models import save_ours
+from processors.restore.restore import direct_runner, not_better, restore
+from processors.restore.settings import ModelEntry, RestoreSettings
+from tests.support.photos import noisy, photo
+from tests.support.restore_models import engines
+
+
+def _settings(folder: Path, **overrides: object) -> RestoreSettings:
+    torch.manual_seed(3)
+    harmful = DnCNN(features=8, layers=5)
+    with torch.no_grad():
+        harmful.model[-1].weight.mul_(20.0)  # its "noise estimate" is texture of its own
+    save_ours(harmful, folder / "harmful.safetensors", {})
+    wrong = CompactSR(2, features=8, convs=2)
+    with torch.no_grad():
+        wrong.body[-1].weight.mul_(300.0)
+    save_ours(wrong, folder / "wrong-x2.safetensors", {})
+    save_ours(UNetDenoiser(widths=(8, 8, 16, 16)), folder / "unet.safetensors", {})
+    models = {
+        "harmful": ModelEntry(file=str(folder / "harmful.safetensors"), task="denoise", tile=64),
+        "wrong-x2": ModelEntry(
+            file=str(folder / "wrong-x2.safetensors"), task="upscale", scale=2, tile=64
+        ),
+        "unet": ModelEntry(
+            file=str(folder / "unet.safetensors"), task="denoise", tile=48, noise_map=True
+        ),
+    }
+    return RestoreSettings(
+        models=models,
+        denoise_model="harmful",
+        upscale_models=("wrong-x2",),
+        overlap=16,
+        min_tile=16,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def test_a_denoiser_that_adds_noise_leaves_the_input_and_says_why(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    image = noisy(photo("coffee").resize((120, 80)), 12)
+    result = restore(image, "denoise", settings, direct_runner(engines(settings)))
+    assert result.outcome == "kept_input" and result.image is None
+    assert result.before["noise"] > 5 and "noise" in result.after
+    assert "the input is kept" in (result.reason or "")
+    assert result.record()["model"] == "harmful" and result.tiles > 0
+
+
+def test_a_result_noisier_than_its_input_is_not_better(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    image = noisy(photo("coffee").resize((120, 80)), 6)
+    worse = noisy(image, 6, seed=2)
+    why = not_better(image, worse, "denoise", (6.0, 8.5), settings)
+    assert why is not None and why.startswith("estimated noise went from 6 to 8.5")
+    assert (
+        not_better(
+            image, worse, "denoise", (6.0, 8.5), settings.model_copy(update={"never_worse": False})
+        )
+        is None
+    )
+
+
+def test_an_upscaler_that_changes_the_picture_leaves_the_input(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    image = photo("chelsea").resize((120, 80))
+    result = restore(image, "upscale", settings, direct_runner(engines(settings)))
+    assert result.outcome == "kept_input" and result.image is None
+    assert "the input is kept" in (result.reason or "")
+
+
+def test_the_shipped_denoiser_passes_the_check_on_a_noisy_photo() -> None:
+    settings = RestoreSettings(device="cpu")
+    image = noisy(photo("chelsea").resize((200, 132)), 20)
+    only = {settings.denoise_model: settings.models[settings.denoise_model]}
+    result = restore(
+        image,
+        "denoise",
+        settings,
+        direct_runner(engines(settings.model_copy(update={"models": only}))),
+    )
+    assert result.outcome == "denoised", result.reason
+    assert result.after["noise"] < 0.5 * result.before["noise"]
+
+
+def test_the_noise_map_model_sees_one_level_for_every_tile(tmp_path: Path) -> None:
+    base = _settings(tmp_path, never_worse=False)
+    settings = base.model_copy(update={"denoise_model": "unet"})
+    image = noisy(photo("astronaut").resize((150, 110)), 15)
+    run = direct_runner(engines(settings))
+    result = restore(image, "denoise", settings, run)
+    assert result.outcome == "denoised" and result.image is not None
+    assert result.image.size == image.size and result.image.mode == "RGB"
+    assert result.tiles > 1
+    # The same model on the whole image in one piece, with the level restore estimated.
+    level = round(channel_noise_sigma(np.asarray(image)))
+    planes = np.concatenate([np.asarray(image), np.full((110, 150, 1), level, np.uint8)], axis=2)
+    whole = run("unet", [torch.from_numpy(planes).permute(2, 0, 1).contiguous()])[0]
+    tiled = torch.from_numpy(np.array(result.image)).permute(2, 0, 1)
+    # Only the far context beyond the overlap differs; a level per tile would differ a lot.
+    assert (whole.float() - tiled.float()).abs().mean() < 0.5
+
+
+@pytest.mark.parametrize("sigma", [8.0, 25.0])
+def test_channel_noise_estimate_follows_the_noise_not_the_picture(sigma: float) -> None:
+    clean = photo("coffee")  # few clipped pixels, where noise would be cut short
+    assert channel_noise_sigma(np.asarray(clean)) < 3.0
+    estimate = channel_noise_sigma(np.asarray(noisy(clean, sigma, seed=1)))
+    assert abs(estimate - sigma) < 0.1 * sigma + 1.0  # texture adds a little
+
+
+def test_a_denoiser_that_wipes_out_detail_leaves_the_input(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    image = noisy(photo("coffee").resize((120, 80)), 6)
+    flat = Image.new("RGB", image.size, (120, 90, 60))
+    why = not_better(image, flat, "denoise", (6.0, 0.0), settings)
+    assert why is not None and "more than the noise" in why
+
+
+def test_the_unet_loads_in_spandrel_as_drunet(tmp_path: Path) -> None:
+    spandrel = pytest.importorskip("spandrel")
+    path = tmp_path / "unet.safetensors"
+    save_ours(UNetDenoiser(), path, {"steps": 0})
+    descriptor = spandrel.ModelLoader().load_from_file(str(path))
+    assert descriptor.architecture.id == "DRUNet" and descriptor.input_channels == 3
+    out = descriptor(torch.rand(1, 3, 40, 48))
+    assert out.shape == (1, 3, 40, 48)
+
+
+def test_an_untrained_unet_starts_as_the_identity() -> None:
+    x = torch.rand(2, 3, 32, 40)
+    sigma = torch.full((2, 1, 32, 40), 0.1)
+    out = UNetDenoiser()(torch.cat([x, sigma], dim=1))
+    assert (out - x).abs().mean() < 0.05
