@@ -11,6 +11,7 @@ import asyncio
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.events import ImageRecord, decoder
 from streams.app.settings import Settings
+from streams.catalog.actions_api import ActionsApi
 from streams.catalog.console_api import ConsoleApi
 from streams.catalog.fleet import FleetView
 from streams.catalog.http_support import ROUTED_HEADER, error
@@ -27,6 +29,7 @@ from streams.catalog.near_dup import parse_phash
 from streams.catalog.openapi import docs_page, openapi
 from streams.catalog.submissions import Submissions
 from streams.catalog.table import CatalogTable
+from streams.io import clients
 
 _record = decoder(ImageRecord)
 PROXY_TIMEOUT_S = 10.0
@@ -58,8 +61,14 @@ class CatalogApi:
         )
         self.fleet = FleetView(settings, settings.catalog.prometheus_url)
         self.console = ConsoleApi(
-            index, self.fleet, self.presigner, settings.catalog.presign_expiry_s
+            index,
+            self.fleet,
+            self.presigner,
+            settings.catalog.presign_expiry_s,
+            s3=clients.s3(s3),
+            incoming=settings.buckets.incoming,
         )
+        self.actions = ActionsApi(settings, index, self.record_value)
 
     def install(self, app: web.Application) -> None:
         add = app.router.add_route
@@ -76,6 +85,8 @@ class CatalogApi:
         add("GET", "/v1/lookup", self.lookup)
         add("GET", "/v1/stats", self.stats)
         add("GET", "/v1/fleet", self.fleet_figures)
+        add("GET", "/v1/images/{image_id}/original", self.original)
+        self.actions.install(app)
 
     async def close(self) -> None:
         await self.fleet.close()
@@ -137,6 +148,19 @@ class CatalogApi:
             {"image_id": record.image_id, "status": record.status, "variants": listed}
         )
 
+    async def original(self, request: web.Request) -> web.Response:
+        """A presigned link to the image's original upload, for the before/after view."""
+        image_id = request.match_info["image_id"]
+        try:
+            value = await self.record_value(image_id, request)
+        except RuntimeError as exc:
+            return error(503, "owner_unreachable", str(exc))
+        if value is None:
+            return error(404, "not_found", f"no image {image_id!r} in the catalog")
+        record = _record.decode(value)
+        answer: web.Response = await asyncio.to_thread(self.console.original_answer, record)
+        return answer
+
     async def _local_record(self, request: web.Request) -> bytes | web.StreamResponse:
         """The record if this replica holds it; else the owner's answer, or a 404/503."""
         image_id = request.match_info["image_id"]
@@ -150,21 +174,40 @@ class CatalogApi:
             return error(404, "not_found", f"no image {image_id!r} in the catalog")
         return value
 
-    async def _pass_on(self, owner: str, request: web.Request) -> web.Response:
+    async def record_value(self, image_id: str, request: web.Request) -> bytes | None:
+        """The record of any image, wherever its partition is: from this replica's table or
+        from the owner's (the actions need it whichever replica a request reaches). None:
+        no such image; an owner that does not answer is a RuntimeError."""
+        owner = self.table.owner_url(image_id)
+        if owner is None:
+            return self.table.get(image_id)
+        path = f"/v1/images/{quote(image_id, safe='')}"
+        try:
+            status, body, _ = await self._get(owner, path, request)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RuntimeError(f"the replica at {owner} did not answer: {exc}") from exc
+        if status == 404:
+            return None
+        if status != 200:
+            raise RuntimeError(f"the replica at {owner} answered {status}")
+        return body
+
+    async def _get(self, owner: str, path_qs: str, request: web.Request) -> tuple[int, bytes, str]:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=PROXY_TIMEOUT_S)
             self._session = aiohttp.ClientSession(timeout=timeout)
-        url = owner.rstrip("/") + request.rel_url.path_qs
+        url = owner.rstrip("/") + path_qs
         headers = {k: v for k, v in request.headers.items() if k.lower() in {"x-api-key"}}
         headers[ROUTED_HEADER] = "1"
+        async with self._session.get(url, headers=headers) as answer:
+            return answer.status, await answer.read(), answer.content_type
+
+    async def _pass_on(self, owner: str, request: web.Request) -> web.Response:
         try:
-            async with self._session.get(url, headers=headers) as answer:
-                body = await answer.read()
-                return web.Response(
-                    body=body, status=answer.status, content_type=answer.content_type
-                )
+            status, body, kind = await self._get(owner, request.rel_url.path_qs, request)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return error(503, "owner_unreachable", f"the replica at {owner} did not answer: {exc}")
+        return web.Response(body=body, status=status, content_type=kind)
 
     async def similar(self, request: web.Request) -> web.Response:
         image_id = request.match_info["image_id"]

@@ -1,5 +1,6 @@
 """The API routes the console reads besides the record routes: `GET /v1/images` as a list
-(filters, a cursor, presigned thumbnails) and `GET /v1/fleet` (figures per stage).
+(filters, a cursor, presigned thumbnails), `GET /v1/fleet` (figures per stage) and where an
+image's original upload is (`GET /v1/images/{id}/original`, for the before/after view).
 
 Thumbnails are only ever presigned URLs of variants, made per request like
 `/v1/images/{id}/variants`; the console never sees an object's plain URL.
@@ -13,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from minio import Minio
 
+from schemas.events import ImageRecord, ObjectRef
 from streams.catalog.fleet import FleetView
 from streams.catalog.http_support import error
 from streams.catalog.listing import MAX_LIMIT, Filters, ListedIndex, Row
@@ -23,12 +25,56 @@ MAX_IDS = 100
 
 class ConsoleApi:
     def __init__(
-        self, index: ListedIndex, fleet: FleetView, presigner: Minio, expiry_s: int
+        self,
+        index: ListedIndex,
+        fleet: FleetView,
+        presigner: Minio,
+        expiry_s: int,
+        *,
+        s3: Minio | None = None,
+        incoming: str = "",
     ) -> None:
         self.index = index
         self.fleet_view = fleet
         self.presigner = presigner
         self.expiry = timedelta(seconds=expiry_s)
+        self.s3 = s3  # lists the incoming bucket (the presigner makes no requests)
+        self.incoming = incoming
+
+    def original_object(self, record: ImageRecord) -> ObjectRef | None:
+        """Where the image's original upload is kept, if it still is: a fetched URL's body
+        (named on the record), else the first object under `{image_id}/` in the incoming
+        bucket (an upload's file). Blocks on S3: call it from a thread."""
+        fetched = record.fetch.object if record.fetch else None
+        if fetched is not None:
+            return fetched
+        if self.s3 is None:
+            return None
+        prefix = f"{record.image_id}/"
+        for obj in self.s3.list_objects(self.incoming, prefix=prefix, recursive=True):
+            if obj.object_name and not obj.is_dir:
+                return ObjectRef(bucket=self.incoming, key=obj.object_name, size=obj.size)
+        return None
+
+    def original_answer(self, record: ImageRecord) -> web.Response:
+        ref = self.original_object(record)
+        if ref is None:
+            # The image is there, its original is not (never kept, or erased): an answer
+            # the console shows as such, not a missing resource.
+            why = f"the original upload of {record.image_id} is not stored (any more)"
+            return web.json_response({"image_id": record.image_id, "url": None, "why": why})
+        facts = record.original or {}
+        url = self.presigner.presigned_get_object(ref.bucket, ref.key, expires=self.expiry)
+        return web.json_response(
+            {
+                "image_id": record.image_id,
+                "url": url,
+                "width": facts.get("width"),
+                "height": facts.get("height"),
+                "bytes": ref.size if ref.size is not None else facts.get("bytes"),
+                "expires_in_s": int(self.expiry.total_seconds()),
+            }
+        )
 
     def thumb_url(self, row: Row) -> str | None:
         if row.thumb is None:

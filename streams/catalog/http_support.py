@@ -24,6 +24,16 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json", "
 API_KEY_HEADER = "X-API-Key"
 # Set on a request one replica passes to another, so it is never passed on twice.
 ROUTED_HEADER = "X-Pixelfleet-Routed"
+# Where the auth middleware leaves the accepted key's sha256 on the request.
+KEY_HASH = "pixelfleet.key_hash"
+
+
+def may_act(request: web.Request, acting: frozenset[str]) -> bool:
+    """Whether the request's (accepted) key is one of the acting keys; constant time each."""
+    digest = request.get(KEY_HASH)
+    if not isinstance(digest, str):
+        return False
+    return any([hmac.compare_digest(digest, h) for h in acting])
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -50,6 +60,8 @@ def auth_middleware(accepted: frozenset[str]) -> Any:
         # Compared in constant time, each of them, so timing says nothing about the keys.
         if not any([hmac.compare_digest(digest, h) for h in accepted]):
             return error(403, "forbidden", "this API key is not accepted")
+        # The digest, never the key, for the handlers that check what a key may do.
+        request[KEY_HASH] = digest
         return await handler(request)
 
     return check_key

@@ -72,6 +72,42 @@ class _Slim(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Slim).decode
 
 
+class _Hints(msgspec.Struct):
+    title: str | None = None
+    keywords: list[str] = msgspec.field(default_factory=list)
+
+
+class _Submitted(msgspec.Struct):
+    hints: _Hints | None = None
+
+
+class _Ingested(msgspec.Struct):
+    """A message of the ingest topic: a submission (hints at the top) or the envelope fetch
+    sends back (hints under `submitted`); the rest is skipped while decoding."""
+
+    hints: _Hints | None = None
+    submitted: _Submitted | None = None
+
+
+_decode_ingested = msgspec.json.Decoder(_Ingested).decode
+MAX_WORDS_CHARS = 400  # of title and keywords kept per image, to bound the memory
+
+
+def searchable(value: bytes) -> str | None:
+    """The title and keywords of an ingest message, lower-cased, one per line; None when
+    the message has none (or is not a submission)."""
+    try:
+        message = _decode_ingested(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    hints = message.hints or (message.submitted.hints if message.submitted else None)
+    if hints is None:
+        return None
+    parts = [hints.title or "", *hints.keywords]
+    text = "\n".join(p.strip() for p in parts if p and p.strip()).lower()
+    return text[:MAX_WORDS_CHARS] or None
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """What a gallery card and its filters need of one image."""
@@ -98,9 +134,11 @@ class Filters:
     duplicate: str | None = None  # "exact", "near", "any" or "none"
     since: str | None = None  # ISO date or time: updated_at >= since
     until: str | None = None  # updated_at < until
-    q: str | None = None  # an image id prefix or a sha256 (or its prefix)
+    # An image id prefix, a sha256 (or its prefix), or words that all appear in the
+    # submission's title or keywords.
+    q: str | None = None
 
-    def admits(self, row: Row) -> bool:
+    def admits(self, row: Row, words: str = "") -> bool:
         checks = (
             self.status is None or row.status == self.status,
             self.category is None or row.category == self.category,
@@ -109,7 +147,7 @@ class Filters:
             self._duplicate(row),
             self.since is None or row.updated_at >= self.since,
             self.until is None or row.updated_at < self.until,
-            self._query(row),
+            self._query(row, words),
         )
         return all(checks)
 
@@ -122,11 +160,13 @@ class Filters:
             return row.duplicate is None
         return row.duplicate == self.duplicate
 
-    def _query(self, row: Row) -> bool:
+    def _query(self, row: Row, words: str) -> bool:
         if not self.q:
             return True
-        q = self.q.lower()
-        return row.image_id.lower().startswith(q) or bool(row.sha256 and row.sha256.startswith(q))
+        q = self.q.lower().strip()
+        if row.image_id.lower().startswith(q) or bool(row.sha256 and row.sha256.startswith(q)):
+            return True
+        return bool(words) and all(term in words for term in q.split())
 
 
 @dataclass(frozen=True)
@@ -171,6 +211,22 @@ class ListedIndex(CatalogIndex):
         self._seq_of: dict[str, int] = {}
         self._dead: Counter[tuple[str, str]] = Counter()
         self._values: Counter[tuple[str, str]] = Counter()  # (field, value): images
+        # Title and keywords per image, from the ingest topic (the record has neither).
+        self._words: dict[str, str] = {}
+
+    def apply_submissions(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        """Messages of the ingest topic: the newest hints of each image are what it is
+        found by. A message without hints leaves what an earlier one gave."""
+        found: dict[str, str] = {}
+        for key, value in messages:
+            if key is None or not value:
+                continue
+            text = searchable(value)
+            if text is not None:
+                found[key.decode("utf-8", "replace")] = text
+        if found:
+            with self._rows_lock:
+                self._words.update(found)
 
     def apply_many(self, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
         batch = list(records)
@@ -182,6 +238,7 @@ class ListedIndex(CatalogIndex):
                 image_id = key.decode("utf-8", "replace")
                 self._drop(image_id)
                 if value is None:
+                    self._words.pop(image_id, None)  # erased: its words go with it
                     continue
                 try:
                     slim = _decode(value)
@@ -232,7 +289,7 @@ class ListedIndex(CatalogIndex):
             floor = max(self._low - 1, top - budget)
             while seq > floor and len(found) < limit:
                 row = self._by_seq.get(seq)
-                if row is not None and filters.admits(row):
+                if row is not None and filters.admits(row, self._words.get(row.image_id, "")):
                     found.append(row)
                 seq -= 1
             # The next page starts below the last sequence number looked at.

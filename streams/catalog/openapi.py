@@ -81,7 +81,11 @@ def openapi() -> dict[str, Any]:
                     _query("duplicate", "exact, near, any or none"),
                     _query("since", "updated_at at or after this ISO date or time"),
                     _query("until", "updated_at before this ISO date or time"),
-                    _query("q", "an image id prefix, or a sha256 or its prefix"),
+                    _query(
+                        "q",
+                        "an image id prefix, a sha256 or its prefix, or words of the "
+                        "submission's title or keywords",
+                    ),
                     _query("ids", "comma-separated image ids (at most 100)"),
                     _query("cursor", "from the previous page"),
                     _query("limit", "1-200, default 48", "integer"),
@@ -98,6 +102,50 @@ def openapi() -> dict[str, Any]:
                 "summary": "The image's latest metadata record",
                 "parameters": [_ID],
                 "responses": {"200": _ok("the record", record_schema), "404": _ERROR, **errors},
+            },
+            "delete": {
+                "summary": "Acting keys only. Erase the image for good, as `pixelfleet delete` "
+                "does: every object in the four buckets, then the record (a tombstone); images "
+                "recorded as its duplicates go too. dry_run=1 lists what would go.",
+                "parameters": [
+                    _ID,
+                    _query("dry_run", "list only, delete nothing", "boolean"),
+                    _query("force", "also while it is being processed", "boolean"),
+                ],
+                "responses": {
+                    "200": _ok("images, objects, bytes; deleted"),
+                    "404": _ERROR,
+                    "409": _ERROR,
+                    "503": _ERROR,
+                    **errors,
+                },
+            },
+        },
+        "/v1/images/{image_id}/original": {
+            "get": {
+                "summary": "A presigned download URL of the original upload (a fetched URL's "
+                "body, or the uploaded file), for a before/after view; url null (and why) "
+                "when it is not stored",
+                "parameters": [_ID],
+                "responses": {"200": _ok("url, width, height, bytes"), "404": _ERROR, **errors},
+            }
+        },
+        "/v1/images/{image_id}/replay": {
+            "post": {
+                "summary": "Acting keys only. Replay the image from a stage onward, as "
+                "`pixelfleet replay --image-id` does: JSON {stage (default validate), dry_run}. "
+                "The answer says the stage it really starts at (an expired input starts it "
+                "over at validate) and why; dry_run sends nothing.",
+                "parameters": [_ID],
+                "responses": {
+                    "200": _ok("the plan (dry run)"),
+                    "202": _ok("sent: replay_id, stage, topic, note"),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                    "503": _ERROR,
+                    **errors,
+                },
             }
         },
         "/v1/images/{image_id}/variants": {
@@ -146,6 +194,42 @@ def openapi() -> dict[str, Any]:
                 "rejected rate, p50/p95 seconds, in flight and replicas (null without it); "
                 "dead-letter reasons with counts; the values each console filter can take",
                 "responses": {"200": _ok("fleet figures"), **errors},
+            }
+        },
+        "/v1/access": {
+            "get": {
+                "summary": "What this key may do: read (always) and act (an acting key)",
+                "responses": {"200": _ok("read, act"), **errors},
+            }
+        },
+        "/v1/dlq": {
+            "get": {
+                "summary": "Dead letters on the DLQ topic, newest first, with the redrive "
+                "that re-sent each (null: none); count is all that match",
+                "parameters": [
+                    _query("stage", "only this stage's"),
+                    _query("reason", "only this reason class"),
+                    _query("limit", "1-500, default 100", "integer"),
+                ],
+                "responses": {"200": _ok("count, letters"), "400": _ERROR, **errors},
+            }
+        },
+        "/v1/dlq/{letter}/redrive": {
+            "post": {
+                "summary": "Acting keys only. Re-send one dead letter (partition:offset) to its "
+                "stage's inbox once, as `pixelfleet dlq redrive` does; JSON {again: true} "
+                "re-sends one an earlier redrive already re-sent",
+                "parameters": [
+                    {"name": "letter", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _ok("redrive_id, to_topic, restored_from"),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                    "503": _ERROR,
+                    **errors,
+                },
             }
         },
         # Probes and scrapes need no key ("security": [] overrides the document's default).

@@ -20,7 +20,7 @@ import faust
 from streams.app.settings import Settings
 from streams.catalog.api import CatalogApi
 from streams.catalog.console import install_console
-from streams.catalog.feed import IndexFeed
+from streams.catalog.feed import IndexFeed, submissions_feed
 from streams.catalog.http_support import auth_middleware, errors_and_metrics
 from streams.catalog.listing import ListedIndex
 from streams.catalog.submissions import Submissions
@@ -46,6 +46,8 @@ class CatalogService:
         # The index the console lists from too (listing.py); the feed fills it as before.
         self.index = ListedIndex(catalog.near_dup_distance)
         self.feed = IndexFeed(settings, self.index)
+        # Titles and keywords for the console's search; not part of readiness.
+        self.words = submissions_feed(settings, self.index)
         self.table = CatalogTable(self.app, settings)
         self.api = CatalogApi(
             settings, self.table, self.index, self.ready, Submissions(settings, self.index)
@@ -71,6 +73,7 @@ class CatalogService:
     def run(self) -> int:
         """Serve until a signal stops the worker; the exit code."""
         self.feed.start()
+        self.words.start()
         worker = faust.Worker(self.app, loglevel="INFO", quiet=True)
         try:
             worker.execute_from_commandline()
@@ -78,4 +81,5 @@ class CatalogService:
             return int(exit_.code or 0)
         finally:
             self.feed.stop()
+            self.words.stop()
         return 0

@@ -35,15 +35,30 @@ from streams.devstack.stack import DevStack
 )
 @click.option("--timeout", "timeout_s", type=float, default=900, show_default=True)
 @click.option("--down", is_flag=True, help="Stop the local stack afterwards.")
-def demo(folder: Path | None, out_dir: Path, stack: str, timeout_s: float, down: bool) -> None:
-    """Run every stage on FOLDER's images (default: a bundled sample set) and report."""
+@click.option(
+    "--serve/--no-serve",
+    default=True,
+    show_default=True,
+    help="Also run the catalog: its web console shows the run live, and after the report it "
+    "keeps serving until Ctrl-C. --no-serve: run, report and stop.",
+)
+def demo(
+    folder: Path | None, out_dir: Path, stack: str, timeout_s: float, down: bool, serve: bool
+) -> None:
+    """Run every stage on FOLDER's images (default: a bundled sample set) and report; then
+    serve the web console until Ctrl-C (unless --no-serve)."""
     console = Console()
     if stack == "auto":
         stack = "env" if os.environ.get("PIXELFLEET_KAFKA_BOOTSTRAP") else "dev"
     code = 1
     try:
         code = run_demo(
-            folder, out_dir.resolve(), stack=stack, timeout_s=timeout_s, console=console
+            folder,
+            out_dir.resolve(),
+            stack=stack,
+            timeout_s=timeout_s,
+            console=console,
+            serve=serve,
         )
     except KeyboardInterrupt:
         console.print(

@@ -141,6 +141,10 @@ class CatalogSettings(SettingsGroup):
     # The server's side: sha256 hex digests of the accepted keys, comma-separated, so the
     # secret that holds them never holds a usable key. Empty: every /v1 request is refused.
     api_key_hashes: str = ""
+    # Of those, the keys that may also act from the API and the console (redrive a dead
+    # letter, replay or delete an image): sha256 hex digests, comma-separated. A key listed
+    # here and not in api_key_hashes is refused like any unknown key. Empty: nobody acts.
+    acting_key_hashes: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=6066, ge=1, le=65535)
     # The URL other replicas reach this one at (default: http://host:port).
@@ -169,7 +173,14 @@ class CatalogSettings(SettingsGroup):
         return self.app_id or f"{topic_prefix}-catalog"
 
     def accepted_key_hashes(self) -> frozenset[str]:
-        return frozenset(h.strip().lower() for h in self.api_key_hashes.split(",") if h.strip())
+        return _hashes(self.api_key_hashes)
+
+    def acting_hashes(self) -> frozenset[str]:
+        return _hashes(self.acting_key_hashes) & self.accepted_key_hashes()
+
+
+def _hashes(text: str) -> frozenset[str]:
+    return frozenset(h.strip().lower() for h in text.split(",") if h.strip())
 
 
 class _FileSource(PydanticBaseSettingsSource):

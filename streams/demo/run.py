@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import KafkaError, KafkaException, Message
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,6 +19,7 @@ from streams.app import admin
 from streams.app.settings import Settings
 from streams.app.submit import Submitter, content_image_id, safe_image_id
 from streams.config.topics import STAGES, Topics
+from streams.demo.console import DemoCatalog, serve_until_interrupted
 from streams.demo.progress import DoneTail, StageCounters, StageRow, scrape
 from streams.demo.report import Entry, write_report
 from streams.demo.samples import Sample, write_samples
@@ -27,6 +30,12 @@ from streams.io import clients
 from streams.io.topic_reader import latest_records, topic_messages
 
 TERMINAL = ("done", "rejected", "failed")
+LEADER_WAIT_S = 30.0
+_NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 class DemoError(Exception):
@@ -69,12 +78,23 @@ def items_of(folder: Path | None, samples_dir: Path) -> list[Item]:
     ]
 
 
+def _ingested(settings: Settings) -> list[Message]:
+    """The ingest topic's messages. Right after `init` created it, its partitions may still
+    be electing leaders: asked again for a while rather than failing the demo."""
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while True:
+        try:
+            return topic_messages(settings, Topics(settings.topic_prefix).ingest)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            if code not in _NO_LEADER_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def submit_new(settings: Settings, items: list[Item]) -> int:
     """Submit what this stack has never seen; a re-run only finishes what is left."""
-    seen = {
-        (m.key() or b"").decode()
-        for m in topic_messages(settings, Topics(settings.topic_prefix).ingest)
-    }
+    seen = {(m.key() or b"").decode() for m in _ingested(settings)}
     submitter = Submitter(settings)
     fresh = [item for item in items if item.image_id not in seen]
     for item in fresh:
@@ -188,10 +208,60 @@ def run_demo(
     stack: str,
     timeout_s: float,
     console: Console,
+    serve: bool = True,
 ) -> int:
+    """The exit code. With `serve`, the catalog runs beside the workers from the start (the
+    console shows the run live) and, after the report, serves until Ctrl-C."""
     settings, env = stack_settings(stack, console)
     admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
     items = items_of(folder, out_dir / "samples")
+    catalog = DemoCatalog(env, out_dir / "logs", settings.catalog.port) if serve else None
+    try:
+        if catalog is not None:
+            catalog.start()
+            console.print(f"console: {catalog.url} (API key {catalog.key}), starting")
+        served: list[bool] = []
+
+        def announce() -> None:
+            # Right under the report's path: the two places to look at the run.
+            if catalog is not None:
+                served.append(_announce(catalog, console))
+
+        code = _process(
+            settings, env, items, out_dir, timeout_s=timeout_s, console=console, after=announce
+        )
+        if catalog is not None and served and served[0]:
+            console.print("[dim]serving the console until Ctrl-C[/]")
+            serve_until_interrupted(catalog)
+            console.print("[dim]stopping the console[/]")
+    finally:
+        if catalog is not None:
+            catalog.stop()
+    return code
+
+
+def _announce(catalog: DemoCatalog, console: Console) -> bool:
+    """Print the console's URL once it answers; False (and why) when it does not."""
+    problem = catalog.wait_ready()
+    if problem is not None:
+        console.print(f"[yellow]the console is not served:[/] {problem}")
+        return False
+    console.print(f"console: {catalog.url}  (API key: {catalog.key})")
+    return True
+
+
+def _process(
+    settings: Settings,
+    env: dict[str, str],
+    items: list[Item],
+    out_dir: Path,
+    *,
+    timeout_s: float,
+    console: Console,
+    after: Callable[[], None],
+) -> int:
+    """Workers, submissions, the live view, the summary and the report (then `after`); the
+    verdict."""
     # Workers inherit this environment; `env` points them at the stack the demo uses.
     workers = WorkerProcesses(list(STAGES), env, out_dir / "logs")
     workers.start()
@@ -236,6 +306,7 @@ def run_demo(
     page = write_report(out_dir / "report", summary, entries, read, "pixelfleet demo")
     (out_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
     console.print(f"report: {page}")
+    after()
     return _verdict(items, statuses, by_id, bad_exits, console)
 
 

@@ -88,7 +88,8 @@ RESTORE_TILES = Histogram(
 )
 RESTORE_OUTCOMES = Counter(
     "pixelfleet_restore_outcomes_total",
-    "Restore outcomes: denoised, upscaled, good_quality, couldnt_denoise, couldnt_upscale.",
+    "Restore outcomes: denoised, upscaled, good_quality, kept_input, couldnt_denoise, "
+    "couldnt_upscale.",
     ["stage", "outcome"],
 )
 FETCHES = Counter(
@@ -120,8 +121,9 @@ FETCH_THROTTLED = Counter(
 # The catalog service (`pixelfleet catalog`).
 CATALOG_RECORDS_BEHIND = Gauge(
     "pixelfleet_catalog_records_behind",
-    "Records of the metadata topic the catalog replica has not applied yet, by view "
-    "(table: its own partitions; index: the whole topic's secondary indexes).",
+    "Records the catalog replica has not applied yet, by view (table: its own partitions "
+    "of the metadata topic; index: that whole topic's secondary indexes; submissions: the "
+    "ingest topic's titles and keywords).",
     ["view"],
 )
 CATALOG_RECORDS_APPLIED = Counter(

@@ -23,6 +23,12 @@ from streams.ops.selection import human_bytes
 Echo = Callable[[str], None]
 
 
+def new_replay_id() -> str:
+    """A replay's id: a redrive id's form with `p-` for `r-` (the catalog's replay uses it
+    too, so both read alike in the workers' logs)."""
+    return new_redrive_id().replace("r-", "p-", 1)
+
+
 def run_replay(
     settings: FleetSettings,
     s3: Minio,
@@ -53,7 +59,7 @@ def run_replay(
     if dry_run:
         echo(f"dry run: {len(ready)} image(s) would be replayed ({by_stage}); {lost} cannot be")
         return 0
-    replay_id = new_redrive_id().replace("r-", "p-", 1)
+    replay_id = new_replay_id()
     replayer = Replayer(settings, s3, replay_id)
     correlation = {r.image_id: r.correlation_id for r in chosen}
     pacer = Pacer(rate, time.monotonic, time.sleep)

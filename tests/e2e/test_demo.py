@@ -10,12 +10,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
+from confluent_kafka import KafkaException
+
 from streams.app.settings import Settings
+from streams.devstack.procs import free_port
 from streams.io import clients
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import (
@@ -26,6 +32,7 @@ from tests.integration.streams.runner.fleet import (
     settings_env,
     topics,
 )
+from tests.support.photos import big_photo, encode
 
 SAMPLES = 12
 
@@ -36,7 +43,10 @@ def _demo_env(fleet: Settings) -> dict[str, str]:
 
 def _demo(fleet: Settings, out: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--out", str(out), "--timeout", "600"],
+        [
+            *(sys.executable, "-m", "streams.cli", "demo", "--no-serve"),
+            *("--out", str(out), "--timeout", "600"),
+        ],
         cwd=ROOT,
         env=_demo_env(fleet),
         capture_output=True,
@@ -133,12 +143,21 @@ def _workers_of(prefix: str) -> list[int]:
     return found
 
 
+def _finished(fleet: Settings) -> int:
+    """Images on the done topic so far; 0 while the demo's `init` has just made the topic
+    and its partitions are still electing leaders."""
+    try:
+        return len({r.key for r in read_topic(fleet, topics(fleet).done)})
+    except KafkaException:
+        return 0
+
+
 def test_ctrl_c_stops_everything_and_a_second_run_finishes_the_rest(
     stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
     first = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--out", str(tmp_path)],
+        [sys.executable, "-m", "streams.cli", "demo", "--no-serve", "--out", str(tmp_path)],
         cwd=ROOT,
         env=_demo_env(fleet),
         stdout=subprocess.PIPE,
@@ -147,7 +166,7 @@ def test_ctrl_c_stops_everything_and_a_second_run_finishes_the_rest(
     )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if len({r.key for r in read_topic(fleet, topics(fleet).done)}) >= 3:
+        if _finished(fleet) >= 3:
             break
         assert first.poll() is None, first.stdout.read() if first.stdout else ""
         time.sleep(1)
@@ -166,3 +185,76 @@ def test_ctrl_c_stops_everything_and_a_second_run_finishes_the_rest(
     assert len(done_events) == SAMPLES
     assert set(done_events.values()) == {1}  # nothing finished twice
     assert _workers_of(fleet.topic_prefix) == []
+
+
+def _lines(process: subprocess.Popen[str]) -> list[str]:
+    """The process's output lines as they come, gathered by a thread (never blocks)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _until(lines: list[str], text: str, process: subprocess.Popen[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        joined = "".join(lines)
+        if text in joined:
+            return joined
+        assert process.poll() is None, joined[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"no {text!r} after {timeout:.0f} s:\n{''.join(lines)[-3000:]}")
+
+
+def test_the_demo_serves_the_console_until_ctrl_c(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cup.jpg").write_bytes(encode(big_photo("coffee", 1000), "JPEG", quality=90))
+    env = {**_demo_env(fleet), "PIXELFLEET_CATALOG_PORT": str(free_port()), "COLUMNS": "200"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "demo", str(folder), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = _lines(demo)
+        out = _until(lines, "serving the console until Ctrl-C", demo, 600)
+        found = re.search(
+            r"report: (\S+)\s+console: (http://127\.0\.0\.1:\d+/)\s+\(API key: (\S+)\)", out
+        )
+        assert found, out[-3000:]
+        url, key = found.group(2), found.group(3)
+        with httpx.Client(timeout=10) as http:
+            page = http.get(url)
+            assert page.status_code == 200 and "pixelfleet console" in page.text
+            access = http.get(url + "v1/access", headers={"X-API-Key": key})
+            assert access.json() == {"read": True, "act": True}
+            images = http.get(url + "v1/images", headers={"X-API-Key": key}).json()["images"]
+            assert [i["status"] for i in images] == ["done"]
+        started = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0, "".join(lines)[-3000:]
+        assert time.monotonic() - started < 60
+        assert "stopping the console" in "".join(lines)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, timeout=2)
+    finally:
+        if demo.poll() is None:
+            # Ctrl-C first: a killed demo cannot stop its catalog (a session of its own).
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(10)

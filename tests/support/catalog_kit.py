@@ -30,15 +30,26 @@ from tests.integration.streams.runner.fleet import settings_env
 
 API_KEY = "catalog-test-key"
 HEADERS = {"X-API-Key": API_KEY}
+# A second accepted key, the only one that may act (redrive, replay, delete); API_KEY reads.
+ACTING_KEY = "catalog-acting-key"
+ACTING = {"X-API-Key": ACTING_KEY}
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def key_hashes() -> str:
-    return hashlib.sha256(API_KEY.encode()).hexdigest()
+    return ",".join(_digest(k) for k in (API_KEY, ACTING_KEY))
 
 
 def catalog_env(settings: Settings, **catalog: Any) -> dict[str, str]:
     """The environment of a catalog process for these settings (catalog.* as keywords)."""
-    env = {**settings_env(settings), "PIXELFLEET_CATALOG_API_KEY_HASHES": key_hashes()}
+    env = {
+        **settings_env(settings),
+        "PIXELFLEET_CATALOG_API_KEY_HASHES": key_hashes(),
+        "PIXELFLEET_CATALOG_ACTING_KEY_HASHES": _digest(ACTING_KEY),
+    }
     for name, value in catalog.items():
         env[f"PIXELFLEET_CATALOG_{name.upper()}"] = str(value)
     return env

@@ -19,6 +19,7 @@ ASSETS = {
     "console.css": "text/css",
     "console.js": "text/javascript",
     "pages.js": "text/javascript",
+    "actions.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
 

@@ -6,6 +6,8 @@ const KEY_NAME = "pixelfleet-api-key";
 const Console = {
   pages: {},
   stop: null, // the current page's clean-up: stops its polling
+  canAct: null, // whether the key may act (GET /v1/access), asked once per key
+  watchUntil: 0, // after an action, the Image page keeps polling a finished image until then
 };
 
 function el(tag, attrs, ...children) {
@@ -52,13 +54,20 @@ class ApiError extends Error {
 
 function apiKey() { return sessionStorage.getItem(KEY_NAME); }
 
+async function mayAct() {
+  if (Console.canAct === null) Console.canAct = (await api("/v1/access")).act === true;
+  return Console.canAct;
+}
+
 async function api(path, options) {
   const init = Object.assign({}, options || {});
   init.headers = Object.assign({ "X-API-Key": apiKey() || "" }, init.headers || {});
   const answer = await fetch(path, init);
   let body = null;
   try { body = await answer.json(); } catch (_) { body = null; }
-  if (answer.status === 401 || answer.status === 403) {
+  // A key that may read but not act keeps working: only a refused key is asked again.
+  const readOnly = answer.status === 403 && body && body.error === "not_allowed_to_act";
+  if (answer.status === 401 || (answer.status === 403 && !readOnly)) {
     sessionStorage.removeItem(KEY_NAME);
     askForKey(answer.status === 403 ? "That key is not accepted." : "");
     throw new ApiError(answer.status, body);
@@ -76,6 +85,7 @@ function askForKey(problem) {
   const form = el("form", { class: "key-form", onsubmit: async (event) => {
     event.preventDefault();
     sessionStorage.setItem(KEY_NAME, input.value.trim());
+    Console.canAct = null;
     try {
       await api("/v1/stats");
       route();
@@ -138,6 +148,7 @@ function poll(work, ms) {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("forget-key").addEventListener("click", () => {
     sessionStorage.removeItem(KEY_NAME);
+    Console.canAct = null;
     askForKey("");
   });
   window.addEventListener("hashchange", route);

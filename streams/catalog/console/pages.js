@@ -36,7 +36,9 @@ Console.pages.fleet = (main) => {
   const tiles = {};
   const rows = el("tbody");
   const reasons = el("tbody");
+  const letters = el("div", { class: "letters-holder", "aria-live": "polite" });
   const source = el("p", { class: "note" });
+  let reasonsShown = null;
   main.append(el("h1", { text: "Fleet" }),
     el("div", { class: "tiles" }, TILES.map(([name, label]) => el("div", { class: "tile" },
       tiles[name] = el("span", { class: "value", "data-figure": name, text: "—" }),
@@ -50,7 +52,8 @@ Console.pages.fleet = (main) => {
     el("h2", { text: "Dead-letter reasons" }),
     el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {},
       el("th", { scope: "col", text: "Stage" }), el("th", { scope: "col", text: "Reason" }),
-      el("th", { scope: "col", class: "num", text: "Images" }))), reasons)));
+      el("th", { scope: "col", class: "num", text: "Images" }),
+      el("th", { scope: "col", text: "Dead letters" }))), reasons)), letters);
   return poll(async () => {
     const [fleet, stats] = await Promise.all([api("/v1/fleet"), api("/v1/stats")]);
     for (const stage of fleet.stages) {
@@ -72,10 +75,18 @@ Console.pages.fleet = (main) => {
       ? "Lag from the consumer groups; rates, latency and replicas from Prometheus (last minute)."
       : "Lag from the consumer groups. Rates, latency and replicas need "
         + "PIXELFLEET_CATALOG_PROMETHEUS_URL.";
+    // Rebuilt only when the counts change, so a focused button is not swept away.
+    const signature = JSON.stringify(fleet.dead_letters);
+    if (signature === reasonsShown) return;
+    reasonsShown = signature;
     reasons.replaceChildren(...(fleet.dead_letters.length ? fleet.dead_letters.map((r) =>
       el("tr", {}, el("td", { text: r.stage }), el("td", { text: r.reason }),
-        el("td", { class: "num", text: fmt(r.images) })))
-      : [el("tr", {}, el("td", { colspan: 3, class: "note", text: "No dead letters." }))]));
+        el("td", { class: "num", text: fmt(r.images) }),
+        el("td", {}, el("button", { type: "button", class: "show-letters", "data-stage": r.stage,
+          "aria-label": `Show the dead letters of ${r.stage}, ${r.reason}`, text: "Show",
+          onclick: () => showLetters(letters, r.stage, r.reason).catch((e) =>
+            letters.replaceChildren(el("p", { class: "error", text: e.message }))) }))))
+      : [el("tr", {}, el("td", { colspan: 4, class: "note", text: "No dead letters." }))]));
   }, 2000);
 };
 
@@ -95,7 +106,7 @@ Console.pages.images = (main, where) => {
   let cursor = null;
   let shown = 0;
   const form = el("form", { class: "filters", role: "search", onsubmit: (e) => { e.preventDefault(); apply(); } },
-    el("div", {}, el("label", { for: "f-q", text: "Search id or sha256" }),
+    el("div", {}, el("label", { for: "f-q", text: "Search id, title, keyword or sha256" }),
       controls.q = el("input", { id: "f-q", type: "search", value: params.get("q") || "" })),
     FILTER_FIELDS.map(([name, label]) => el("div", {}, el("label", { for: `f-${name}`, text: label }),
       controls[name] = el("select", { id: `f-${name}`, onchange: () => apply() },
@@ -161,29 +172,44 @@ function wide(node) {
   return node;
 }
 
-function compare(variants) {
-  const shown = variants.filter((v) => v.url);
+// Before and after: no copy of the image just before enhance or restore is stored, so the
+// "before" is the upload as submitted, and the labels say so. Both are drawn at the same
+// width, so the same detail sits at the same place; the zoom scales both alike.
+function compare(variants, original) {
+  const finished = variants.filter((v) => v.url)
+    .map((v) => ({ label: `finished: ${v.variant} ${v.format} ${v.width}×${v.height}`, url: v.url,
+      width: v.width, caption: `finished ${v.variant} ${v.format}, ${bytes(v.bytes)}` }));
+  const shown = original && original.url
+    ? [{ label: "original upload", url: original.url, width: original.width || 0,
+      caption: `original upload${original.width ? `, ${original.width}×${original.height}` : ""}, ${bytes(original.bytes)}` },
+    ...finished]
+    : finished;
   if (shown.length < 2) return null;
+  // Right: the largest finished variant, the one that shows most of what the stages did.
+  const largest = finished.reduce((best, v, i) => (v.width > finished[best].width ? i : best), 0);
   const pick = (id, index) => el("select", { id }, shown.map((v, i) =>
-    el("option", { value: String(i), selected: i === index, text: `${v.variant} ${v.format} ${v.width}×${v.height}` })));
-  const a = pick("cmp-a", shown.length - 1);
-  const b = pick("cmp-b", 0);
+    el("option", { value: String(i), selected: i === index, text: v.label })));
+  const a = pick("cmp-a", original && original.url ? 0 : shown.length - 1);
+  const b = pick("cmp-b", (original && original.url ? 1 : 0) + largest);
   const zoom = el("select", { id: "cmp-zoom" }, ["0.25", "0.5", "1", "2"].map((z) =>
     el("option", { value: z, selected: z === "0.5", text: `${Number(z) * 100} %` })));
   const figures = el("div", { class: "compare" });
   const draw = () => {
     const scale = Number(zoom.value);
     // The same scale of the larger side for both, so details line up at the same zoom.
-    const width = Math.max(...[a, b].map((s) => shown[Number(s.value)].width)) * scale;
+    const width = Math.max(...[a, b].map((s) => shown[Number(s.value)].width || 800)) * scale;
     figures.replaceChildren(...[a, b].map((s) => {
       const v = shown[Number(s.value)];
-      return el("figure", {}, el("img", { src: v.url, alt: `${v.variant} ${v.format}`, width: Math.round(width) }),
-        el("figcaption", { class: "note", text: `${v.variant} ${v.format}, ${bytes(v.bytes)}` }));
+      return el("figure", {}, el("img", { src: v.url, alt: v.label, width: Math.round(width) }),
+        el("figcaption", { class: "note", text: v.caption }));
     }));
   };
   for (const control of [a, b, zoom]) control.addEventListener("change", draw);
   draw();
-  return section("Compare side by side",
+  return section("Before and after",
+    el("p", { class: "note", text: original && original.url
+      ? "Left is the original upload as submitted (no copy from just before enhance or restore is kept); right is a finished variant. Both at the same width."
+      : "The original upload is not stored any more; compare finished variants." }),
     el("div", { class: "row" }, el("div", {}, el("label", { for: "cmp-a", text: "Left" }), a),
       el("div", {}, el("label", { for: "cmp-b", text: "Right" }), b),
       el("div", {}, el("label", { for: "cmp-zoom", text: "Zoom" }), zoom)), figures);
@@ -214,28 +240,36 @@ Console.pages.image = (main, where) => {
   const stop = poll(async () => {
     const record = await api(`/v1/images/${encodeURIComponent(id)}`);
     const signature = `${record.status}|${record.updated_at}`;
-    if (signature === last) return;
+    if (signature === last) {
+      if (FINAL.has(record.status) && Date.now() > Console.watchUntil) stop();
+      return;
+    }
     last = signature;
     const nearIds = (record.near_duplicates || []).map((n) => encodeURIComponent(n.image_id));
-    const [variants, near] = await Promise.all([
+    const [variants, near, original] = await Promise.all([
       api(`/v1/images/${encodeURIComponent(id)}/variants`),
       nearIds.length
         ? api(`/v1/images?ids=${nearIds.join(",")}`)
-        : Promise.resolve({ images: [] })]);
-    render(holder, record, variants.variants, near.images);
+        : Promise.resolve({ images: [] }),
+      // The upload as it was submitted, for the comparison; gone once the image is erased.
+      FINAL.has(record.status) && (record.variants || []).length
+        ? api(`/v1/images/${encodeURIComponent(id)}/original`).catch(() => null)
+        : Promise.resolve(null)]);
+    render(holder, record, variants.variants, near.images, original);
     announce(`Image ${record.status}`);
-    if (FINAL.has(record.status)) stop();
+    if (FINAL.has(record.status) && Date.now() > Console.watchUntil) stop();
   }, 2000);
   return stop;
 };
 
-function render(holder, record, variants, near) {
+function render(holder, record, variants, near, original) {
   const stages = Object.entries(record.stages || {});
   const category = record.category;
   holder.replaceChildren(
     el("p", {}, statusBadge(record.status), ` updated ${record.updated_at}`,
       record.duplicate_of ? el("span", {}, " · duplicate of ",
         el("a", { href: `#/image/${encodeURIComponent(record.duplicate_of)}`, text: record.duplicate_of })) : null),
+    imageActions(record),
     el("div", { class: "sections" },
       section("Original", facts(Object.entries(record.original || {}).filter(([k]) => k !== "notes")),
         (record.original?.notes || []).length ? el("p", { class: "note", text: record.original.notes.join("; ") }) : null),
@@ -260,7 +294,7 @@ function render(holder, record, variants, near) {
           el("td", {}, el("a", { href: v.url, download: "", rel: "noreferrer",
             "aria-label": `Download ${v.variant} ${v.format}`, text: "download" })));
       })))) : el("p", { class: "note", text: "No variants yet." })),
-    compare(variants),
+    compare(variants, original),
     section("Near-duplicates", near.length ? el("ul", { class: "gallery" }, near.map(card))
       : el("p", { class: "note", text: "None recorded." })),
     section("Errors", (record.errors || []).length ? el("ul", {}, record.errors.map((e) =>

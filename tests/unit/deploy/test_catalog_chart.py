@@ -198,8 +198,36 @@ def test_every_catalog_variable_is_a_setting_the_service_reads(
     assert settings.near_dup_policy == VALUES["catalog"]["nearDup"]["policy"]
     assert settings.advertised_url == "http://c-0.t-pixelfleet-catalog-peers.ns.svc:6066"
     assert len(settings.accepted_key_hashes()) == 1
+    assert settings.acting_hashes() == frozenset() and settings.prometheus_url is None
     public = _container(_one(manifests(CI), "StatefulSet", "t-pixelfleet-catalog"))
     assert _env(public)["PIXELFLEET_CATALOG_PUBLIC_S3_ENDPOINT"] == "images.example.com:443"
+
+
+def test_acting_keys_and_prometheus_come_from_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both variables as the service reads them: the acting digests (only those also
+    accepted count) and the Prometheus the Fleet page asks."""
+    acting = hashlib.sha256(b"an operator").hexdigest()
+    docs = manifests(
+        None,
+        "--set",
+        f"catalog.apiKeyHashes.extra[0]={acting}",
+        "--set",
+        f"catalog.actingKeyHashes[0]={acting}",
+        "--set",
+        "catalog.prometheusUrl=http://prometheus.monitoring.svc:9090",
+    )
+    env = _env(_container(_one(docs, "StatefulSet", "t-pixelfleet-catalog")))
+    assert env["PIXELFLEET_CATALOG_PROMETHEUS_URL"] == "http://prometheus.monitoring.svc:9090"
+    monkeypatch.delenv("PIXELFLEET_CONFIG", raising=False)
+    for name in ("ACTING_KEY_HASHES", "PROMETHEUS_URL", "API_KEY_HASHES"):
+        value = env[f"PIXELFLEET_CATALOG_{name}"]
+        text = _secret(docs, value) if isinstance(value, dict) else value
+        monkeypatch.setenv(f"PIXELFLEET_CATALOG_{name}", text)
+    settings = FleetSettings().catalog
+    assert settings.acting_hashes() == {acting}
+    assert settings.prometheus_url == "http://prometheus.monitoring.svc:9090"
+    ci = _env(_container(_one(manifests(CI), "StatefulSet", "t-pixelfleet-catalog")))
+    assert ci["PIXELFLEET_CATALOG_PROMETHEUS_URL"].startswith("http://prometheus-operated.")
 
 
 def test_client_stages_get_the_service_url_and_the_key_the_catalog_accepts(

@@ -1,7 +1,10 @@
 """The web console against the real stack: its endpoints over records on the topic, then the
 pages themselves in Debian's Chromium (driven by Playwright), with the image stages running:
 two uploads and one URL reach done, a near-duplicate is opened, the filters work, no
-console error, no broken image, every control reachable with Tab.
+console error, no broken image, every control reachable with Tab. Then, with the key that
+may act and the keyboard alone, an image is replayed and another deleted (each confirmed in
+its dialog), a dead letter is redriven from the Fleet page, and a key that may only read is
+shown no action.
 
 Set PIXELFLEET_CONSOLE_SCREENSHOTS to a folder (docs/console) to keep the screenshots.
 """
@@ -15,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from pydantic import SecretStr
@@ -25,9 +29,22 @@ from streams.app.registry import builtin
 from streams.app.settings import Settings
 from tests.conftest import Stack
 from tests.integration.streams.catalog.conftest import Launch
+from tests.integration.streams.catalog.console_actions import (
+    delete_with_the_keyboard,
+    read_only_key_sees_no_action,
+    redrive_with_the_keyboard,
+    replay_with_the_keyboard,
+    wait_for,
+)
 from tests.integration.streams.fetch.test_fetch_stage import fetch_fleet
 from tests.integration.streams.runner.fleet import init_fleet, start_thread
-from tests.support.catalog_kit import API_KEY, CatalogProcess, fake_record, publish
+from tests.support.catalog_kit import (
+    ACTING_KEY,
+    API_KEY,
+    HEADERS,
+    fake_record,
+    publish,
+)
 from tests.support.http_servers import LoopbackServer
 from tests.support.photos import big_photo, encode
 
@@ -45,19 +62,6 @@ def server() -> Iterator[LoopbackServer]:
         yield running
 
 
-def _wait_for(catalog: CatalogProcess, path: str, test: Callable[[Any], bool]) -> Any:
-    import time
-
-    deadline = time.monotonic() + 60
-    body: Any = None
-    while time.monotonic() < deadline:
-        status, body = catalog.get(path)
-        if status == 200 and test(body):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"{path}: {body}")
-
-
 def test_the_list_and_fleet_endpoints_over_the_topic(
     catalog_fleet: Settings, launch: Launch
 ) -> None:
@@ -70,7 +74,7 @@ def test_the_list_and_fleet_endpoints_over_the_topic(
     records[-3:] = [msgspec.structs.replace(r, errors=[error]) for r in records[-3:]]
     publish(catalog_fleet, records)
     catalog = launch(catalog_fleet)
-    _wait_for(catalog, "/v1/stats", lambda s: s["images"] == 123)
+    wait_for(catalog, "/v1/stats", lambda s: s["images"] == 123)
 
     seen: list[str] = []
     cursor = ""
@@ -174,12 +178,12 @@ def _tab_reaches_every_control(page: Any) -> None:
     assert not missing, f"not reachable with Tab: {missing}"
 
 
-def _shoot(page: Any, folder: Path, name: str) -> None:
+def _shoot(page: Any, folder: Path, name: str, *, full: bool = True) -> None:
     page.evaluate("() => document.activeElement?.blur()")  # no focus ring in the pictures
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
         page.wait_for_timeout(300)
-        page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
+        page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=full)
         # Nothing wider than the window: at a phone's width the page does not scroll sideways.
         overflow = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -249,7 +253,7 @@ def test_the_console_in_chromium(
             page = browser.new_page(viewport=DESKTOP)
             _watch_errors(page, errors)
             page.goto(catalog.url + "/")
-            page.fill("#key-input", API_KEY)
+            page.fill("#key-input", ACTING_KEY)
             page.keyboard.press("Enter")
             page.wait_for_selector("tr[data-stage=validate]")
             # One upload and one URL first, the near-duplicate and another photo after them,
@@ -263,6 +267,19 @@ def test_the_console_in_chromium(
             _image_page(page, shots, near_id)
             page.goto(catalog.url + "/#/images?q=" + near_id[:20])
             page.wait_for_function("() => document.querySelectorAll('.gallery .card').length === 1")
+            page.goto(catalog.url + "/#/images?q=console+test")  # the uploads' title
+            _cards(page, 4)
+            replay_with_the_keyboard(page, _shoot, shots)
+            delete_with_the_keyboard(page, catalog, near_id, fleet)
+            bad = httpx.post(
+                catalog.url + "/v1/images",
+                headers=HEADERS,
+                json={"url": server.url("/shop/missing.jpg")},
+                timeout=30,
+            )
+            assert bad.status_code == 202, bad.text
+            redrive_with_the_keyboard(page, _shoot, shots)
+            read_only_key_sees_no_action(page)
             browser.close()
     finally:
         for worker in workers:
@@ -315,6 +332,9 @@ def _image_page(page: Any, shots: Path, near_id: str) -> None:
     links = page.eval_on_selector_all("a[download]", "(all) => all.map((a) => a.href)")
     assert links and all("X-Amz-Signature=" in link for link in links)
     assert page.locator(".compare img").count() == 2
+    captions = page.locator(".compare figcaption").all_text_contents()
+    assert captions[0].startswith("original upload") and captions[1].startswith("finished")
+    assert "X-Amz-Signature=" in (page.locator(".compare img").first.get_attribute("src") or "")
     _tab_reaches_every_control(page)
     _shoot(page, shots, "image")
     page.locator("section[aria-label=Near-duplicates] .card a").first.click()

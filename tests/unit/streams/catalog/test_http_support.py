@@ -18,6 +18,7 @@ from streams.catalog.http_support import (
     auth_middleware,
     errors_and_metrics,
     key_hash,
+    may_act,
 )
 
 KEY = "unit-test-key"
@@ -44,6 +45,10 @@ async def plain(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def acting(request: web.Request) -> web.Response:
+    return web.json_response({"act": may_act(request, frozenset({key_hash(OTHER_KEY)}))})
+
+
 def serve(check: Callable[[Client], Awaitable[None]]) -> None:
     """Runs check against a server with the service's middlewares, in the service's order
     (errors_and_metrics outside, so the answers of auth are counted too)."""
@@ -58,6 +63,7 @@ def serve(check: Callable[[Client], Awaitable[None]]) -> None:
         )
         app.router.add_get("/v1/images/{image_id}", image)
         app.router.add_post("/v1/images", upload)
+        app.router.add_get("/v1/access", acting)
         for path in [*OPEN_PATHS, "/internal/ping"]:
             app.router.add_get(path, plain)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -232,3 +238,27 @@ def test_an_unexpected_exception_is_a_json_500_and_is_counted() -> None:
 
     serve(check)
     assert requests_counted(template, 500) - before == 1
+
+
+def test_only_the_acting_keys_may_act() -> None:
+    """The middleware leaves the accepted key's digest on the request; may_act compares it
+    with the acting digests. The key itself is never kept."""
+
+    async def check(client: Client) -> None:
+        _, _, body = await answer(client, "/v1/access", {API_KEY_HEADER: KEY})
+        assert body == {"act": False}
+        _, _, body = await answer(client, "/v1/access", {"Authorization": f"Bearer {OTHER_KEY}"})
+        assert body == {"act": True}
+
+    serve(check)
+
+
+def test_an_acting_digest_counts_only_for_an_accepted_key() -> None:
+    from streams.config.settings import CatalogSettings
+
+    accepted, stray = key_hash(KEY), key_hash("not accepted")
+    settings = CatalogSettings(
+        api_key_hashes=f" {accepted.upper()} ,", acting_key_hashes=f"{accepted},{stray}"
+    )
+    assert settings.acting_hashes() == {accepted}
+    assert CatalogSettings(api_key_hashes=accepted).acting_hashes() == frozenset()

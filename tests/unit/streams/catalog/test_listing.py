@@ -8,7 +8,17 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import ErrorInfo, ImageRecord, NearDuplicate, StageState, encode
+from schemas.events import (
+    Envelope,
+    ErrorInfo,
+    Hints,
+    ImageRecord,
+    ImageSubmitted,
+    NearDuplicate,
+    Source,
+    StageState,
+    encode,
+)
 from streams.catalog.listing import Filters, ListedIndex, Page
 from tests.support.catalog_kit import fake_record
 
@@ -175,3 +185,45 @@ def test_a_page_costs_the_same_at_a_large_index() -> None:
     assert len(newest.rows) == 48 and newest.rows[0].image_id == "img-0099999"
     assert none.rows == [] and none.scanned <= 50_000 and none.cursor is not None
     assert took < 0.5, took
+
+
+def _submitted(image_id: str, title: str | None, keywords: list[str]) -> ImageSubmitted:
+    return ImageSubmitted(
+        image_id=image_id,
+        source=Source(url=f"https://shop.example/{image_id}.jpg"),
+        submitted_at="2026-12-02T08:00:00Z",
+        hints=Hints(title=title, keywords=keywords),
+    )
+
+
+def test_search_finds_a_submission_by_its_title_and_keywords() -> None:
+    index = ListedIndex()
+    put(index, record("ring-1"), record("cup-1"), record("other"))
+    ring = _submitted("ring-1", "Gold Ring, 18 carat", ["jewellery", "wedding"])
+    cup = _submitted("cup-1", None, ["Coffee", "mug"])
+    # fetch sends an envelope back to the ingest topic: its hints sit under `submitted`.
+    fetched = Envelope(submitted=cup, route=["validate"], record=record("cup-1"))
+    index.apply_submissions(
+        [
+            (b"ring-1", encode(ring)),
+            (b"cup-1", encode(fetched)),
+            (b"other", b"not json"),
+            (b"other", None),
+        ]
+    )
+
+    def found(q: str) -> set[str]:
+        return set(every_page(index, Filters(q=q), 50, 1000))
+
+    assert found("gold") == {"ring-1"}
+    assert found("RING gold") == {"ring-1"}  # every word, any order, any case
+    assert found("wedding") == {"ring-1"}
+    assert found("coffee") == {"cup-1"}
+    assert found("gold coffee") == set()
+    assert found("cup-") == {"cup-1"}  # an id prefix still works
+    # A later submission without hints keeps the words; erasing the image drops them.
+    index.apply_submissions([(b"ring-1", encode(_submitted("ring-1", None, [])))])
+    assert found("gold") == {"ring-1"}
+    index.apply_many([(b"ring-1", None)])
+    put(index, record("ring-1"))
+    assert found("gold") == set()
