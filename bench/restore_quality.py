@@ -225,7 +225,11 @@ def main() -> None:
         help="use these weights for a registry model (e.g. a checkpoint in training)",
     )  # fmt: skip
     parser.add_argument("--upscale-only", action="store_true")
+    parser.add_argument("--tune-only", action="store_true", help="tune the baselines, stop")
     args = parser.parse_args()
+    if args.tune_only:
+        tune(args.pool, args.crop)
+        return
     settings = RestoreSettings(device=args.device, denoise_skip_below=0.0)
     models = dict(settings.models)
     for given in args.model:

@@ -70,8 +70,10 @@ class CompactSR(nn.Module):
 def receptive_radius(model: nn.Module) -> int:
     """Pixels of context on each side that one output pixel depends on (3x3 convs)."""
     if isinstance(model, UNetDenoiser):
-        # Its field spans a hundred pixels and more, but the weights far out are small:
-        # past 32 pixels, tiles and the whole image differ by a grey level at most.
+        # Its field spans a hundred pixels and more, but the weights far out are small.
+        # With 32 px of context, tiles differ from the whole image by half a grey level on
+        # average (a few at most, where a tile's stride-2 grid falls differently) and the
+        # PSNR is the same to 0.01 dB: no seams to see, so 32 it is.
         return 32
     convs = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d))
     return convs
@@ -159,11 +161,20 @@ class UNetDenoiser(nn.Module):
             self.m_tail.weight[c, c, 1, 1] = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, 4, H, W), RGB then the sigma map; any H and W (padded to a multiple of 8)."""
+        """x: (N, 4, H, W), RGB then the sigma map; any H and W.
+
+        In use, edges are extended by replicating 8 pixels (and up to a multiple of 8):
+        the outermost pixels come out better than with the convs' zero padding alone, and
+        a tile that ends at the image's edge is treated like the whole image there. Not
+        in training, whose crops are cut from inside pictures and have no such edge.
+        """
         height, width = x.shape[-2:]
-        pad_h, pad_w = -height % 8, -width % 8
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        margin = 0 if self.training else 8
+        x = F.pad(
+            x,
+            (margin, margin + -width % 8, margin, margin + -height % 8),
+            mode="replicate",
+        )
         x1 = self.m_head(x)
         x2 = self.m_down1(x1)
         x3 = self.m_down2(x2)
@@ -173,5 +184,5 @@ class UNetDenoiser(nn.Module):
         out = self.m_up2(out + x3)
         out = self.m_up1(out + x2)
         out = self.m_tail(out + x1)
-        cropped: torch.Tensor = out[..., :height, :width]
+        cropped: torch.Tensor = out[..., margin : margin + height, margin : margin + width]
         return cropped

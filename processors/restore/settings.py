@@ -39,6 +39,9 @@ class ModelEntry(BaseModel):
 
 def _default_models() -> dict[str, ModelEntry]:
     return {
+        "unet-color": ModelEntry(
+            file="unet-color.safetensors", task="denoise", tile=256, overlap=32, noise_map=True
+        ),
         "dncnn-color": ModelEntry(file="dncnn-color.safetensors", task="denoise", tile=256),
         "compact-x2": ModelEntry(file="compact-x2.safetensors", task="upscale", scale=2, tile=256),
         "compact-x4": ModelEntry(file="compact-x4.safetensors", task="upscale", scale=4, tile=192),
@@ -49,7 +52,7 @@ class RestoreSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     models: dict[str, ModelEntry] = Field(default_factory=_default_models)
-    denoise_model: str = "dncnn-color"
+    denoise_model: str = "unet-color"
     # Upscalers to choose from: the smallest scale that reaches upscale_target wins.
     upscale_models: tuple[str, ...] = ("compact-x2", "compact-x4")
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...

@@ -10,7 +10,13 @@ benchmark evaluates on). The shipped weights were made on a two-core machine wit
         --init /tmp/dn/dncnn-color.safetensors --steps 4000 --lr 2e-4     # 18 min
 
 (the first three ran side by side; each file's header records its recipe and what it
-continued from). Results differ in the last bits with another thread count.
+continued from). The noise-level-aware U-Net learns from the photo pool
+(`python -m processors.restore.pool_build --out POOL`, docs/restore-training.md):
+
+    python -m processors.restore.train --model unet-color --pool POOL --threads 2 \
+        --checkpoint unet.ckpt                                           # 44 min
+
+Results differ in the last bits with another thread count.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def test_the_images_wheel_works_installed(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:3] == ["dncnn-color 1", "compact-x2 2", "compact-x4 4"]
-    assert lines[3] == "5"
-    assert lines[4] == "['kafka-pom.xml', 'log4j2.xml']"
+    assert lines[:4] == ["unet-color 1", "dncnn-color 1", "compact-x2 2", "compact-x4 4"]
+    assert lines[4] == "5"
+    assert lines[5] == "['kafka-pom.xml', 'log4j2.xml']"
     assert "worker" in done.stdout and "init" in done.stdout

@@ -78,3 +78,19 @@ def test_registry_refuses_unknown_or_mismatched_models() -> None:
         RestoreSettings(denoise_model="nope")
     with pytest.raises(ValueError, match="not a denoiser"):
         RestoreSettings(denoise_model="compact-x2")
+
+
+def test_the_shipped_unet_takes_a_noise_map_and_the_registry_must_say_so() -> None:
+    entry = RestoreSettings().models["unet-color"]
+    assert entry.noise_map and entry.path().stat().st_size < 5 * 1024 * 1024
+    loaded = load_model("unet-color", entry)
+    assert loaded.inputs == 4 and loaded.radius == 32
+    with torch.inference_mode():
+        assert loaded.call(torch.rand(1, 4, 24, 40)).shape == (1, 3, 24, 40)
+    with pytest.raises(ModelError, match="set noise_map = true"):
+        load_model("unet-color", entry.model_copy(update={"noise_map": False}))
+    with pytest.raises(ModelError, match="set noise_map = false"):
+        load_model(
+            "dncnn-color",
+            RestoreSettings().models["dncnn-color"].model_copy(update={"noise_map": True}),
+        )
