@@ -145,9 +145,10 @@ def test_worker_refuses_an_unknown_stage_or_a_restore_model_it_cannot_load(
     fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
     # Initialised, so the start-up storage check passes and the model is what fails.
     assert _cli(fleet, "init").returncode == 0
-    models = RestoreSettings().models
-    missing = models["dncnn-color"].model_copy(update={"file": str(tmp_path / "dn.safetensors")})
-    stages = {"restore": {"models": {**models, "dncnn-color": missing}}}
+    defaults = RestoreSettings()
+    models, denoiser = defaults.models, defaults.denoise_model  # the stage loads what it uses
+    missing = models[denoiser].model_copy(update={"file": str(tmp_path / "dn.safetensors")})
+    stages = {"restore": {"models": {**models, denoiser: missing}}}
     env = {"PIXELFLEET_STAGES": json.dumps(stages, default=lambda m: m.model_dump())}
     restore = _cli(fleet, "worker", "--stage", "restore", timeout=120, env=env)
     assert restore.returncode == 1
