@@ -84,8 +84,9 @@ def add_package(package: str, debs: Path, out: Path) -> list[pool.Picture]:
                 continue
             if pool.usable(image) is None:
                 opened.append((inside, image))
+        by_path = dict(opened)
         for inside in pool.largest_of_each(opened):
-            image = dict(opened)[inside]
+            image = by_path[inside]
             name = _stored_name(inside)
             stored = _store(image, folder, name)
             if stored is None:
