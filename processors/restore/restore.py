@@ -77,10 +77,13 @@ def choose_upscaler(width: int, height: int, settings: RestoreSettings) -> str |
     return fitting[-1] if fitting else None
 
 
-def decide(image: Image.Image, task: Task, settings: RestoreSettings) -> tuple[str | None, str]:
-    """The model to run, or None and why the image is left as it is."""
+def decide(
+    image: Image.Image, task: Task, settings: RestoreSettings, noise: float | None = None
+) -> tuple[str | None, str]:
+    """The model to run, or None and why the image is left as it is. `noise`: the image's
+    estimated noise sigma when the caller has it already (the estimate is not free)."""
     if task == "denoise":
-        sigma = _noise(image)
+        sigma = _noise(image) if noise is None else noise
         if sigma < settings.denoise_skip_below:
             return None, f"noise sigma {sigma:g} is below {settings.denoise_skip_below:g}"
         return settings.denoise_model, f"noise sigma {sigma:g}"
@@ -113,7 +116,9 @@ def _apply(
 def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: TileRunner) -> Restored:
     """Denoise or upscale one RGB(A) image; never raises for the image's own sake."""
     before: dict[str, Any] = {"width": image.width, "height": image.height}
-    model, why = decide(image, task, settings)
+    # Denoising decides on the noise estimate; the never-worse check needs it either way.
+    noise = _noise(image) if task == "denoise" else None
+    model, why = decide(image, task, settings, noise)
     if model is None:
         return Restored("good_quality", reason=why, before=before)
     entry = settings.models[model]
@@ -138,7 +143,8 @@ def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: Tile
         # Transparency is a mask, not a photo: resampled, never denoised.
         restored.putalpha(alpha.resize(restored.size, Image.Resampling.LANCZOS))
     after: dict[str, Any] = {"width": restored.width, "height": restored.height}
-    before["noise"], after["noise"] = _noise(image), _noise(restored)
+    before["noise"] = _noise(image) if noise is None else noise
+    after["noise"] = _noise(restored)
     seconds = round(time.perf_counter() - started, 4)
     worse = not_better(image, restored, task, (before["noise"], after["noise"]), settings)
     if worse is not None:

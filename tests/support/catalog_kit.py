@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
+from pydantic import SecretStr
 
 from schemas.events import Category, ImageRecord, ObjectRef, StageState, Variant, encode
 from streams.app.settings import Settings
@@ -210,3 +211,10 @@ def fresh_fleet(local: FleetSettings, name: str, partitions: int) -> Settings:
     )
     admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
     return settings
+
+
+def linked_to(settings: Settings, url: str) -> Settings:
+    """The fleet's settings with its catalog client pointed at a running catalog, so the
+    workers ask it about known content (work deduplication)."""
+    catalog = settings.catalog.model_copy(update={"url": url, "api_key": SecretStr(API_KEY)})
+    return settings.model_copy(update={"catalog": catalog})

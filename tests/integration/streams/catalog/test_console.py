@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from pydantic import SecretStr
 
 from processors.compress import VariantSpec
 from schemas.events import ErrorInfo
@@ -40,9 +39,9 @@ from tests.integration.streams.fetch.test_fetch_stage import fetch_fleet
 from tests.integration.streams.runner.fleet import init_fleet, start_thread
 from tests.support.catalog_kit import (
     ACTING_KEY,
-    API_KEY,
     HEADERS,
     fake_record,
+    linked_to,
     publish,
 )
 from tests.support.http_servers import LoopbackServer
@@ -224,13 +223,7 @@ def test_the_console_in_chromium(
     fleet = _console_fleet(stack, unique_name("con"), server.port)
     init_fleet(fleet)
     catalog = launch(fleet)
-    linked = fleet.model_copy(
-        update={
-            "catalog": fleet.catalog.model_copy(
-                update={"url": catalog.url, "api_key": SecretStr(API_KEY)}
-            )
-        }
-    )
+    linked = linked_to(fleet, catalog.url)
     cup = big_photo("coffee", 1400)
     (tmp_path / "cup.jpg").write_bytes(encode(cup, "JPEG", quality=90))
     (tmp_path / "cup-small.jpg").write_bytes(encode(cup.resize((840, 600)), "JPEG", quality=70))

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from PIL import Image
-from pydantic import SecretStr
 
 from schemas.events import Request
 from streams.app.registry import builtin
@@ -22,7 +21,7 @@ from tests.conftest import Stack
 from tests.integration.streams.catalog.conftest import Launch
 from tests.integration.streams.fetch.test_fetch_stage import fetch_fleet
 from tests.integration.streams.runner.fleet import init_fleet, read_topic, start_thread
-from tests.support.catalog_kit import API_KEY, HEADERS
+from tests.support.catalog_kit import HEADERS, linked_to
 from tests.support.http_servers import LoopbackServer
 from tests.support.photos import big_photo, encode
 
@@ -92,13 +91,7 @@ def test_known_content_is_not_processed_again_and_near_duplicates_are_recorded(
     fleet = fetch_fleet(stack, unique_name("dd"), server.port)
     init_fleet(fleet)
     catalog = launch(fleet)
-    linked = fleet.model_copy(
-        update={
-            "catalog": fleet.catalog.model_copy(
-                update={"url": catalog.url, "api_key": SecretStr(API_KEY)}
-            )
-        }
-    )
+    linked = linked_to(fleet, catalog.url)
     original = big_photo("coffee", 1400)
     data = encode(original, "JPEG", quality=90)
     server.serve_bytes("/shop/cup.jpg", data, content_type="image/jpeg")
