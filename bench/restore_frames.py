@@ -47,6 +47,10 @@ def model_alone(
     """Frames/s of the model on the frame's tiles, batch after batch: no stitching, no
     scheduling, the upper bound of what the worker can reach."""
     rgb = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    if built.loaded.inputs == 4:
+        # A noise-level-aware denoiser: restore() adds the level as a constant fourth
+        # channel; the frame's noise is the sigma of 12 that frame() adds.
+        rgb = torch.cat([rgb, torch.full((1, *rgb.shape[1:]), 12, dtype=rgb.dtype)])
     tiles = [tiling.cut(rgb, w) for w in tiling.plan(rgb.shape[1], rgb.shape[2], tile, overlap)]
     groups = [torch.stack(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
     built(groups[0])

@@ -48,6 +48,7 @@ def main() -> None:
                     "denoise_skip_below": 0.0,
                     "upscale_skip_at": 99.0,
                     "upscale_models": (name,) if entry.task == "upscale" else base.upscale_models,
+                    "denoise_model": name if entry.task == "denoise" else base.denoise_model,
                 }
             )
             built = engine(settings, name, device, "fp32")
@@ -57,8 +58,9 @@ def main() -> None:
                 result = restore(image, entry.task, settings, run)
                 assert result.image is not None, result.reason
             seconds = time.perf_counter() - started
+            overlap = settings.overlap if entry.overlap is None else entry.overlap
             alone = model_alone(
-                built, image, tile=tile, overlap=settings.overlap, batch=4, frames=args.frames
+                built, image, tile=tile, overlap=overlap, batch=4, frames=args.frames
             )
             print(
                 f"| {name} | {tile} | {args.frames * megapixels / seconds:.2f} |"

@@ -1,22 +1,28 @@
 """Train the shipped models on the CPU: `python -m processors.restore.train [--model NAME]`.
 
 Fixed seeds, a fixed number of steps, and only the TRAINING photographs (never the ones the
-benchmark evaluates on). The shipped weights were made on a two-core machine with:
+benchmark evaluates on). Every model but the earlier dncnn-color learns from the photo pool
+(`python -m processors.restore.pool_build --out POOL`, docs/restore-training.md). The
+shipped weights were made on a two-core machine with:
 
-    python -m processors.restore.train --model compact-x2 --threads 1   # 17 min
-    python -m processors.restore.train --model compact-x4 --threads 1   #  5 min
+    python -m processors.restore.train --model unet-color --pool POOL --threads 2 \
+        --checkpoint unet.ckpt --out stage1                              # 44 min
+    python -m processors.restore.train --model unet-color --pool POOL --threads 1 \
+        --init stage1/unet-color.safetensors --lr 3e-4 --patch 96 --crop-tries 2 \
+        --seed 4321 --steps 2000 --checkpoint unet-ft.ckpt               # 39 min
+    python -m processors.restore.train --model compact-x4 --pool POOL --threads 1 \
+        --checkpoint x4.ckpt                                             # 53 min
+    python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
+        --checkpoint x2.ckpt --out stage1                                # 81 min
+    python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
+        --init stage1/compact-x2.safetensors --lr 3e-4 --blur-share 0 \
+        --seed 4321 --steps 2500 --checkpoint x2-ft.ckpt                 # 32 min
     python -m processors.restore.train --model dncnn-color --threads 1 --out /tmp/dn  # 48 min
     python -m processors.restore.train --model dncnn-color --threads 2 \
         --init /tmp/dn/dncnn-color.safetensors --steps 4000 --lr 2e-4     # 18 min
 
-(the first three ran side by side; each file's header records its recipe and what it
-continued from). The noise-level-aware U-Net learns from the photo pool
-(`python -m processors.restore.pool_build --out POOL`, docs/restore-training.md):
-
-    python -m processors.restore.train --model unet-color --pool POOL --threads 2 \
-        --checkpoint unet.ckpt                                           # 44 min
-
-Results differ in the last bits with another thread count.
+(the two upscalers ran side by side; each file's header records its recipe, its data list
+and what it continued from). Results differ in the last bits with another thread count.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +47,7 @@ from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
 from processors.restore.degrade import add_noise, capture_noise, downscale, random_capture
 from processors.restore.models import save_ours
 from processors.restore.photos import TRAINING, folder_photos, sample_photo
-from processors.restore.pool import Manifest, read_picture
+from processors.restore.pool import Manifest, detail, read_picture
 from processors.restore.settings import WEIGHTS
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -59,6 +65,28 @@ class Recipe:
     max_lr: float = 2e-3
     clip_norm: float = 0.0  # gradient norm limit; 0: none
     noise_map: bool = False  # the model takes the noise sigma as a fourth input channel
+    # Draw this many crops and keep the most detailed: the pool's large wallpapers are
+    # mostly sky and gradient, where an upscaler learns nothing it needs.
+    crop_tries: int = 1
+    # Upscalers: the share of inputs blurred before downscaling. A net that learned to
+    # sharpen soft inputs over-sharpens clean ones; at 2x that costs more than it gains.
+    blur_share: float = 0.25
+
+
+def _upscaler(
+    scale: int, steps: int, patch: int, max_lr: float = 2e-3, clip_norm: float = 0.0
+) -> Recipe:
+    return Recipe(
+        f"compact-x{scale}",
+        steps,
+        16,
+        patch,
+        lambda: CompactSR(scale, features=48, convs=8),
+        scale=scale,
+        max_lr=max_lr,
+        clip_norm=clip_norm,
+        crop_tries=3,
+    )
 
 
 RECIPES = {
@@ -75,7 +103,7 @@ RECIPES = {
     # Noise-level-aware U-Net on the photo pool, with the real-capture degradations.
     "unet-color": Recipe(
         "unet-color",
-        6000,
+        4500,
         16,
         64,
         UNetDenoiser,
@@ -84,12 +112,11 @@ RECIPES = {
         clip_norm=1.0,
         noise_map=True,
     ),
-    "compact-x2": Recipe(
-        "compact-x2", 5000, 16, 48, lambda: CompactSR(2, features=32, convs=8), scale=2
-    ),
-    "compact-x4": Recipe(
-        "compact-x4", 3000, 16, 32, lambda: CompactSR(4, features=32, convs=8), scale=4
-    ),
+    # Upscalers on the photo pool: wider than the first ones (32 features), as wide as
+    # two CPU hours of training allow.
+    # At 2x the wider net diverged within 500 steps at the 4x's rate.
+    "compact-x2": _upscaler(2, 8000, 48, max_lr=1e-3, clip_norm=1.0),
+    "compact-x4": _upscaler(4, 8000, 32),
 }
 
 
@@ -103,7 +130,9 @@ class Patches:
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
 
-    def crop(self, side: int) -> NDArray[np.uint8]:
+    def crop(self, side: int, tries: int = 1) -> NDArray[np.uint8]:
+        if tries > 1:
+            return max((self.crop(side) for _ in range(tries)), key=detail)
         photo = self.rng.choices(self.photos, self.weights)[0]
         top = self.rng.randrange(photo.shape[0] - side + 1)
         left = self.rng.randrange(photo.shape[1] - side + 1)
@@ -134,7 +163,7 @@ def capture_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
     rng = patches.np_rng
     noisy, clean, levels = [], [], []
     for _ in range(recipe.batch):
-        crop = patches.crop(recipe.patch)
+        crop = patches.crop(recipe.patch, recipe.crop_tries)
         degraded = capture_noise(crop, random_capture(rng, recipe.max_sigma), rng)
         present = float((degraded.astype(np.float32) - crop).std())
         levels.append(present * rng.uniform(0.85, 1.15) / 255.0)
@@ -153,9 +182,9 @@ def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
     rng = patches.rng
     high, low = [], []
     for _ in range(recipe.batch):
-        hr = patches.crop(recipe.patch * recipe.scale)
+        hr = patches.crop(recipe.patch * recipe.scale, recipe.crop_tries)
         # Mostly clean bicubic, sometimes a softer or JPEG-damaged source, as real uploads are.
-        blur = rng.uniform(0.3, 1.0) if rng.random() < 0.25 else 0.0
+        blur = rng.uniform(0.3, 1.0) if rng.random() < recipe.blur_share else 0.0
         quality = rng.randrange(70, 96) if rng.random() < 0.25 else None
         lr = downscale(Image.fromarray(hr), recipe.scale, blur, quality)
         high.append(hr)
@@ -248,6 +277,12 @@ def train(  # noqa: PLR0917 - one call site, each argument named there
     return model.eval()
 
 
+def _degradations(recipe: Recipe) -> str:
+    if recipe.scale != 1:
+        return f"bicubic down; {recipe.blur_share:.0%} blurred first, 1 in 4 JPEG 70-95 after"
+    return "capture" if recipe.noise_map else "gaussian+poisson"
+
+
 def _provenance(path: Path | None) -> object:
     """What a fine-tuned model started from: the earlier run's own training record."""
     if path is None:
@@ -292,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-every", type=int, default=200)
     parser.add_argument("--init", type=Path, help="continue from these weights (fine-tune)")
     parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    parser.add_argument("--patch", type=int, help="override the recipe's crop side (input px)")
+    parser.add_argument(
+        "--crop-tries", type=int, help="override: keep the most detailed of this many crops"
+    )
+    parser.add_argument("--blur-share", type=float, help="override: upscalers' blurred share")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -315,11 +355,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     names = list(RECIPES) if args.model == "all" else [args.model]
     for name in names:
-        recipe = RECIPES[name]
-        if args.steps:
-            recipe = Recipe(**{**recipe.__dict__, "steps": args.steps})
-        if args.lr:
-            recipe = Recipe(**{**recipe.__dict__, "max_lr": args.lr})
+        overrides = {
+            "steps": args.steps,
+            "max_lr": args.lr,
+            "patch": args.patch,
+            "crop_tries": args.crop_tries,
+            "blur_share": args.blur_share,
+        }
+        recipe = replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
         started = time.monotonic()
         model = train(
             recipe,
@@ -342,10 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "steps": recipe.steps,
                 "batch": recipe.batch,
                 "patch": recipe.patch,
+                "crop_tries": recipe.crop_tries,
+                "blur_share": recipe.blur_share,
                 "seed": args.seed,
                 "photos": sources,
                 "max_sigma": recipe.max_sigma,
-                "degradations": "capture" if recipe.noise_map else "gaussian+poisson",
+                "degradations": _degradations(recipe),
                 "max_lr": recipe.max_lr,
                 "init": _provenance(args.init),
             },
