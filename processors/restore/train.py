@@ -9,7 +9,10 @@ shipped weights were made on a two-core machine with:
         --checkpoint unet.ckpt --out stage1                              # 44 min
     python -m processors.restore.train --model unet-color --pool POOL --threads 1 \
         --init stage1/unet-color.safetensors --lr 3e-4 --patch 96 --crop-tries 2 \
-        --seed 4321 --steps 2000 --checkpoint unet-ft.ckpt               # 39 min
+        --seed 4321 --steps 2000 --checkpoint unet-ft.ckpt --out stage2  # 39 min
+    python -m processors.restore.train --model unet-color --pool POOL --threads 1 \
+        --init stage2/unet-color.safetensors --lr 2e-4 --patch 96 --crop-tries 2 \
+        --seed 5678 --steps 1800 --checkpoint unet-ft2.ckpt              # 33 min
     python -m processors.restore.train --model compact-x4 --pool POOL --threads 1 \
         --checkpoint x4.ckpt                                             # 53 min
     python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
