@@ -13,7 +13,8 @@ noise level of every crop times a factor per case tuned on crops of the TRAINING
 (bench/restore_baselines.json; `--retune` remakes it). Ours runs through restore() as the
 stage does: it estimates the noise level itself and keeps its input when the result is not
 measurably better. Upscaling: crops downscaled with Pillow's bicubic, brought back with
-bicubic, Lanczos and our upscalers. PSNR (dB) per source and overall, SSIM and MP/s
+bicubic, Lanczos and our upscalers; then again with the small picture JPEG-compressed
+(quality 85), a case without a target. PSNR (dB) per source and overall, SSIM and MP/s
 overall; the targets line last. Asserts nothing.
 """
 
@@ -51,6 +52,7 @@ TUNING = Path(__file__).with_name("restore_baselines.json")
 NLM_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BM3D_GRID = (0.7, 0.85, 1.0, 1.15)
 TARGETS = {"denoise": 1.0, "upscale 2x": 1.0, "upscale 4x": 0.7}
+JPEG_INPUT = 85  # the upscalers' second, untargeted case: a typical web JPEG
 
 
 def quality(clean: Array, test: Array, border: int = 0) -> tuple[float, float]:
@@ -194,7 +196,11 @@ def denoise(
 
 
 def upscale(
-    pictures: dict[str, Array], settings: RestoreSettings, run: TileRunner, scale: int
+    pictures: dict[str, Array],
+    settings: RestoreSettings,
+    run: TileRunner,
+    scale: int,
+    jpeg: int | None = None,
 ) -> float:
     scores = Scores()
     names = [n for n in settings.upscale_models if settings.models[n].scale == scale]
@@ -209,7 +215,7 @@ def upscale(
     for name, clean_full in pictures.items():
         side = clean_full.shape[0] - clean_full.shape[0] % scale
         hr = Image.fromarray(clean_full[:side, :side])
-        lr = downscale(hr, scale)
+        lr = downscale(hr, scale, jpeg_quality=jpeg)
         clean, mp = np.asarray(hr), hr.width * hr.height / 1e6
         for label, method in (
             ("bicubic", Image.Resampling.BICUBIC),
@@ -223,7 +229,8 @@ def upscale(
                 # Kept by the never-worse check: a viewer sees the input scaled by Lanczos.
                 out = np.asarray(Image.fromarray(out).resize(hr.size, Image.Resampling.LANCZOS))
             scores.add(f"ours ({model})", name, quality(clean, out, scale), mp, seconds)
-    print(scores.table(f"Upscaling {scale}x (bicubic-downscaled input; MP/s of output)"))
+    given = "bicubic-downscaled input" + (f", then JPEG quality {jpeg}" if jpeg else "")
+    print(scores.table(f"Upscaling {scale}x ({given}; MP/s of output)"))
     print(f"inputs kept by the never-worse check: { {n: c.kept for n, c in upscalers.items()} }\n")
     return scores.mean(f"ours ({names[0]})") - scores.mean("Lanczos")
 
@@ -275,6 +282,10 @@ def main() -> None:
         print(f"inputs kept by the never-worse check: {kept}\n")
     for scale in (2, 4):
         gains[f"upscale {scale}x"] = upscale(pictures, settings, run, scale)
+    for scale in (2, 4):
+        # No target: how the upscalers, trained on clean inputs, take a JPEG upload.
+        jpeg_gain = upscale(pictures, settings, run, scale, JPEG_INPUT)
+        print(f"upscale {scale}x, JPEG input: {jpeg_gain:+.2f} dB over Lanczos\n")
     print("Targets (held-out sources; denoiser against the better of NLM and BM3D, "
           "upscalers against Lanczos):")  # fmt: skip
     for key, gain in gains.items():

@@ -84,11 +84,13 @@ class Capture(NamedTuple):
 REAL_CAPTURE = Capture(sigma=20.0, poisson=0.6, correlation=0.3, jpeg_after=88)
 
 
-def random_capture(rng: np.random.Generator, max_sigma: float) -> Capture:
-    """A draw over the range validate routes to restore: half plain Gaussian noise (what a
-    benchmark measures), half like a real capture."""
+def random_capture(
+    rng: np.random.Generator, max_sigma: float, gaussian_share: float = 0.5
+) -> Capture:
+    """A draw over the range validate routes to restore: `gaussian_share` plain Gaussian
+    noise (what a benchmark measures), the rest like a real capture."""
     sigma = float(rng.uniform(0.0, max_sigma))
-    if rng.random() < 0.5:
+    if rng.random() < gaussian_share:
         return Capture(sigma)
     return Capture(
         sigma,

@@ -68,12 +68,16 @@ class Recipe:
     max_lr: float = 2e-3
     clip_norm: float = 0.0  # gradient norm limit; 0: none
     noise_map: bool = False  # the model takes the noise sigma as a fourth input channel
+    # Noise-map denoiser: the share of plain Gaussian noise among its captures.
+    gaussian_share: float = 0.5
     # Draw this many crops and keep the most detailed: the pool's large wallpapers are
     # mostly sky and gradient, where an upscaler learns nothing it needs.
     crop_tries: int = 1
     # Upscalers: the share of inputs blurred before downscaling. A net that learned to
     # sharpen soft inputs over-sharpens clean ones; at 2x that costs more than it gains.
     blur_share: float = 0.25
+    # Upscalers: the share of inputs JPEG-compressed after downscaling (quality 70-95).
+    jpeg_share: float = 0.25
 
 
 def _upscaler(
@@ -167,7 +171,9 @@ def capture_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
     noisy, clean, levels = [], [], []
     for _ in range(recipe.batch):
         crop = patches.crop(recipe.patch, recipe.crop_tries)
-        degraded = capture_noise(crop, random_capture(rng, recipe.max_sigma), rng)
+        degraded = capture_noise(
+            crop, random_capture(rng, recipe.max_sigma, recipe.gaussian_share), rng
+        )
         present = float((degraded.astype(np.float32) - crop).std())
         levels.append(present * rng.uniform(0.85, 1.15) / 255.0)
         noisy.append(degraded)
@@ -188,7 +194,7 @@ def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
         hr = patches.crop(recipe.patch * recipe.scale, recipe.crop_tries)
         # Mostly clean bicubic, sometimes a softer or JPEG-damaged source, as real uploads are.
         blur = rng.uniform(0.3, 1.0) if rng.random() < recipe.blur_share else 0.0
-        quality = rng.randrange(70, 96) if rng.random() < 0.25 else None
+        quality = rng.randrange(70, 96) if rng.random() < recipe.jpeg_share else None
         lr = downscale(Image.fromarray(hr), recipe.scale, blur, quality)
         high.append(hr)
         low.append(np.asarray(lr))
@@ -282,8 +288,13 @@ def train(  # noqa: PLR0917 - one call site, each argument named there
 
 def _degradations(recipe: Recipe) -> str:
     if recipe.scale != 1:
-        return f"bicubic down; {recipe.blur_share:.0%} blurred first, 1 in 4 JPEG 70-95 after"
-    return "capture" if recipe.noise_map else "gaussian+poisson"
+        return (
+            f"bicubic down; {recipe.blur_share:.0%} blurred first, "
+            f"{recipe.jpeg_share:.0%} JPEG 70-95 after"
+        )
+    if recipe.noise_map:
+        return f"capture; {recipe.gaussian_share:.0%} plain Gaussian"
+    return "gaussian+poisson"
 
 
 def _provenance(path: Path | None) -> object:
@@ -335,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--crop-tries", type=int, help="override: keep the most detailed of this many crops"
     )
     parser.add_argument("--blur-share", type=float, help="override: upscalers' blurred share")
+    parser.add_argument("--jpeg-share", type=float, help="override: upscalers' JPEG share")
+    parser.add_argument(
+        "--gaussian-share", type=float, help="override: the denoiser's plain Gaussian share"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -364,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "patch": args.patch,
             "crop_tries": args.crop_tries,
             "blur_share": args.blur_share,
+            "jpeg_share": args.jpeg_share,
+            "gaussian_share": args.gaussian_share,
         }
         recipe = replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
         started = time.monotonic()
@@ -390,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "patch": recipe.patch,
                 "crop_tries": recipe.crop_tries,
                 "blur_share": recipe.blur_share,
+                "jpeg_share": recipe.jpeg_share,
+                "gaussian_share": recipe.gaussian_share,
                 "seed": args.seed,
                 "photos": sources,
                 "max_sigma": recipe.max_sigma,

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from processors.restore import pool
-from processors.restore.degrade import Capture, capture_noise
+from processors.restore.degrade import Capture, capture_noise, random_capture
 from tests.support.photos import photo
 
 DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -90,3 +90,13 @@ def test_capture_noise_has_the_stated_level_correlation_and_brightness_law() -> 
     assert abs(photon.std() - 20.0 * np.sqrt(32 / 127.5)) < 0.6  # dimmer, quieter
     jpeg = capture_noise(grey, Capture(20.0, jpeg_after=60), rng).astype(np.float64) - 128
     assert jpeg.std() < plain.std()  # the encoder smooths part of the noise away
+
+
+def test_the_gaussian_share_decides_how_many_captures_are_plain_gaussian() -> None:
+    rng = np.random.default_rng(3)
+    plain = Capture(0.0)[1:]  # every field but sigma at its default
+    for share, expected in ((1.0, 200), (0.0, 0)):
+        draws = [random_capture(rng, 50.0, share) for _ in range(200)]
+        assert sum(draw[1:] == plain for draw in draws) == expected
+    half = [random_capture(rng, 50.0)[1:] == plain for _ in range(400)]
+    assert 160 < sum(half) < 240

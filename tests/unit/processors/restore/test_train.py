@@ -1,18 +1,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
 
+from processors.restore.degrade import downscale
 from processors.restore.models import load_model
 from processors.restore.photos import EVALUATION, TRAINING, sample_photo
 from processors.restore.pool import Manifest, Picture
 from processors.restore.settings import ModelEntry, RestoreSettings
-from processors.restore.train import RECIPES, Recipe, main, train
+from processors.restore.train import RECIPES, Patches, Recipe, main, train, upscale_batch
 
 
 def test_training_never_sees_an_evaluation_photo() -> None:
@@ -32,6 +35,7 @@ def test_a_short_run_writes_weights_that_load_and_say_how_they_were_made(
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
     assert json.loads(meta["pixelfleet.steps"]) == 2
+    assert json.loads(meta["pixelfleet.jpeg_share"]) == RECIPES[model].jpeg_share
     assert "astronaut" in meta["pixelfleet.photos"] and "coffee" not in meta["pixelfleet.photos"]
     assert "pixelfleet.steps" in json.loads(meta["pixelfleet.init"])  # the run it continued
     loaded = load_model(model, ModelEntry(file=str(path), task=task, scale=scale))  # type: ignore[arg-type]
@@ -67,3 +71,13 @@ def test_training_on_a_pool_records_every_file_it_used(tmp_path: Path) -> None:
         meta = handle.metadata()
     assert json.loads(meta["pixelfleet.photos"]) == {"scikit-image/coffee.png": "ab" * 8}
     assert json.loads(meta["pixelfleet.arch"])["arch"] == "unet"
+
+
+def test_with_no_blur_and_no_jpeg_an_upscaler_learns_from_plain_bicubic_downscales() -> None:
+    recipe = replace(RECIPES["compact-x2"], batch=4, patch=16, blur_share=0.0, jpeg_share=0.0)
+    low, high = upscale_batch(recipe, Patches([sample_photo("coffee")], 7), torch.Generator())
+    assert low.shape == (4, 3, 16, 16) and high.shape == (4, 3, 32, 32)
+    for small, large in zip(low, high, strict=True):
+        hr = Image.fromarray((large * 255).round().byte().permute(1, 2, 0).numpy())
+        expected = np.asarray(downscale(hr, 2), np.float32) / 255
+        assert np.array_equal(small.permute(1, 2, 0).numpy(), expected)
