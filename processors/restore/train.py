@@ -2,45 +2,10 @@
 
 Fixed seeds, a fixed number of steps, and only the TRAINING photographs (never the ones the
 benchmark evaluates on). Every model but the earlier dncnn-color learns from the photo pool
-(`python -m processors.restore.pool_build --out POOL`, docs/restore-training.md). The
-shipped weights were made on a two-core machine with:
-
-    python -m processors.restore.train --model unet-color --pool POOL --threads 2 \
-        --checkpoint unet.ckpt --out stage1                              # 44 min
-    python -m processors.restore.train --model unet-color --pool POOL --threads 1 \
-        --init stage1/unet-color.safetensors --lr 3e-4 --patch 96 --crop-tries 2 \
-        --seed 4321 --steps 2000 --checkpoint unet-ft.ckpt --out stage2  # 39 min
-    python -m processors.restore.train --model unet-color --pool POOL --threads 1 \
-        --init stage2/unet-color.safetensors --lr 2e-4 --patch 96 --crop-tries 2 \
-        --seed 5678 --steps 1800 --checkpoint unet-ft2.ckpt --out stage3  # 33 min
-    python -m processors.restore.train --model unet-color --pool POOL --threads 1 \
-        --init stage3/unet-color.safetensors --lr 2e-4 --patch 96 --crop-tries 2 \
-        --gaussian-share 0.8 --seed 9753 --steps 1800 --checkpoint unet-ft3.ckpt  # 31 min
-    python -m processors.restore.train --model compact-x4 --pool POOL --threads 1 \
-        --checkpoint x4.ckpt --out stage1                                # 53 min
-    python -m processors.restore.train --model compact-x4 --pool POOL --threads 1 \
-        --init stage1/compact-x4.safetensors --lr 2e-4 --jpeg-share 0 \
-        --seed 8642 --steps 1800 --checkpoint x4-ft.ckpt                 # 12 min
-    python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
-        --checkpoint x2.ckpt --out stage1                                # 81 min
-    python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
-        --init stage1/compact-x2.safetensors --lr 3e-4 --blur-share 0 \
-        --seed 4321 --steps 2500 --checkpoint x2-ft.ckpt --out stage2    # 32 min
-    python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
-        --init stage2/compact-x2.safetensors --lr 2e-4 --blur-share 0 --jpeg-share 0 \
-        --seed 2468 --steps 1800 --checkpoint x2-ft2.ckpt --out stage3   # 19 min
-    python -m processors.restore.train --model compact-x2 --pool POOL --threads 1 \
-        --init stage3/compact-x2.safetensors --lr 2e-4 --blur-share 0 --jpeg-share 0 \
-        --seed 1357 --steps 2400 --checkpoint x2-ft3.ckpt --out stage4   # 29 min
-    python -m processors.restore.train --model compact-x2 --pool POOL --threads 2 \
-        --init stage4/compact-x2.safetensors --lr 1.5e-4 --patch 64 --blur-share 0 \
-        --jpeg-share 0 --seed 3579 --steps 1500 --checkpoint x2-ft4.ckpt  # 20 min
-    python -m processors.restore.train --model dncnn-color --threads 1 --out /tmp/dn  # 48 min
-    python -m processors.restore.train --model dncnn-color --threads 2 \
-        --init /tmp/dn/dncnn-color.safetensors --steps 4000 --lr 2e-4     # 18 min
-
-(the two upscalers ran side by side; each file's header records its recipe, its data list
-and what it continued from). Results differ in the last bits with another thread count.
+(`python -m processors.restore.pool_build --out POOL`). docs/restore-training.md gives
+the commands that made every shipped file, in order, with their times on a two-core
+machine; each file's header records its recipe, its data list and what it continued from.
+Results differ in the last bits with another thread count.
 """
 
 from __future__ import annotations
