@@ -301,10 +301,23 @@ def export(name: str, checkpoint: Path | None, out: Path) -> int:
     return 0
 
 
+# Recipe fields the command line may override: field -> (flag, type, help).
+_OVERRIDES: dict[str, tuple[str, type, str]] = {
+    "steps": ("--steps", int, "override the recipe's step count"),
+    "max_lr": ("--lr", float, "override the recipe's peak learning rate"),
+    "patch": ("--patch", int, "override the recipe's crop side (input px)"),
+    "crop_tries": ("--crop-tries", int, "override: keep the most detailed of this many crops"),
+    "blur_share": ("--blur-share", float, "override: upscalers' blurred share"),
+    "jpeg_share": ("--jpeg-share", float, "override: upscalers' JPEG share"),
+    "gaussian_share": ("--gaussian-share", float, "override: the denoiser's Gaussian share"),
+}
+# What each weights file's header records of its recipe, beside seed, data and provenance.
+_RECORDED = (*_OVERRIDES, "batch", "max_sigma")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=[*RECIPES, "all"], default="all")
-    parser.add_argument("--steps", type=int, help="override the recipe's step count")
     parser.add_argument("--photos", type=Path, help="train on this folder instead")
     parser.add_argument(
         "--pool", type=Path, help="train on the training split of this photo pool (pool_build)"
@@ -320,16 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all)")
     parser.add_argument("--log-every", type=int, default=200)
     parser.add_argument("--init", type=Path, help="continue from these weights (fine-tune)")
-    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
-    parser.add_argument("--patch", type=int, help="override the recipe's crop side (input px)")
-    parser.add_argument(
-        "--crop-tries", type=int, help="override: keep the most detailed of this many crops"
-    )
-    parser.add_argument("--blur-share", type=float, help="override: upscalers' blurred share")
-    parser.add_argument("--jpeg-share", type=float, help="override: upscalers' JPEG share")
-    parser.add_argument(
-        "--gaussian-share", type=float, help="override: the denoiser's plain Gaussian share"
-    )
+    for field, (flag, kind, text) in _OVERRIDES.items():
+        parser.add_argument(flag, dest=field, type=kind, help=text)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -353,16 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     names = list(RECIPES) if args.model == "all" else [args.model]
     for name in names:
-        overrides = {
-            "steps": args.steps,
-            "max_lr": args.lr,
-            "patch": args.patch,
-            "crop_tries": args.crop_tries,
-            "blur_share": args.blur_share,
-            "jpeg_share": args.jpeg_share,
-            "gaussian_share": args.gaussian_share,
-        }
-        recipe = replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
+        given = {field: getattr(args, field) for field in _OVERRIDES}
+        recipe = replace(RECIPES[name], **{k: v for k, v in given.items() if v is not None})
         started = time.monotonic()
         model = train(
             recipe,
@@ -382,18 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             model,
             path,
             {
-                "steps": recipe.steps,
-                "batch": recipe.batch,
-                "patch": recipe.patch,
-                "crop_tries": recipe.crop_tries,
-                "blur_share": recipe.blur_share,
-                "jpeg_share": recipe.jpeg_share,
-                "gaussian_share": recipe.gaussian_share,
+                **{field: getattr(recipe, field) for field in _RECORDED},
                 "seed": args.seed,
                 "photos": sources,
-                "max_sigma": recipe.max_sigma,
                 "degradations": _degradations(recipe),
-                "max_lr": recipe.max_lr,
                 "init": _provenance(args.init),
             },
         )
