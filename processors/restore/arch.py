@@ -4,6 +4,8 @@ load in tools that know those layouts (spandrel, chaiNNer) and theirs load in ou
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -57,6 +59,8 @@ class CompactSR(nn.Module):
         self.body = nn.ModuleList(body)
         self.shuffle = nn.PixelShuffle(scale)
         self.scale = scale
+        self.channels = channels
+        self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
@@ -65,6 +69,46 @@ class CompactSR(nn.Module):
         base = F.interpolate(x, scale_factor=self.scale, mode="nearest")
         upscaled: torch.Tensor = self.shuffle(out)
         return upscaled + base
+
+    @property
+    def convs(self) -> int:
+        """Hidden features-to-features convolutions (the first and the last not counted)."""
+        return sum(1 for m in self.body if isinstance(m, nn.Conv2d)) - 2
+
+    def deepened(self, extra: int) -> CompactSR:
+        """The same function with `extra` more hidden layers, spread evenly through the stack.
+
+        Each new layer starts as the identity (a 3x3 kernel with only its centre tap, and
+        a PReLU of slope one), so the deeper net begins exactly where this one is and
+        fine-tuning only has to learn what the added depth is for, not the whole mapping.
+        """
+        features = self.features
+        deeper = CompactSR(self.scale, self.channels, features, self.convs + extra)
+        # The hidden (conv, PReLU) pairs, then which of them get a new pair after them.
+        pairs = [(self.body[i], self.body[i + 1]) for i in range(2, len(self.body) - 1, 2)]
+        after = {round((k + 1) * len(pairs) / extra) - 1 for k in range(extra)}
+        layers: list[nn.Module] = [copy.deepcopy(m) for m in self.body[:2]]
+        for index, (conv, act) in enumerate(pairs):
+            layers += [copy.deepcopy(conv), copy.deepcopy(act)]
+            if index in after:
+                layers += _identity_pair(features)
+        while len(layers) < len(deeper.body) - 1:  # more new layers than old ones
+            layers += _identity_pair(features)
+        layers.append(copy.deepcopy(self.body[-1]))
+        deeper.body = nn.ModuleList(layers)
+        return deeper
+
+
+def _identity_pair(features: int) -> list[nn.Module]:
+    conv = nn.Conv2d(features, features, 3, padding=1)
+    act = nn.PReLU(features)
+    with torch.no_grad():
+        nn.init.zeros_(conv.weight)
+        if conv.bias is not None:  # always there: made with a bias above
+            nn.init.zeros_(conv.bias)
+        conv.weight[range(features), range(features), 1, 1] = 1.0
+        act.weight.fill_(1.0)
+    return [conv, act]
 
 
 def receptive_radius(model: nn.Module) -> int:

@@ -44,9 +44,12 @@ def save_ours(model: nn.Module, path: Path, extra: dict[str, object]) -> None:
     if isinstance(model, DnCNN):
         arch = {"arch": "dncnn", "layers": model.layers, "features": model.model[0].out_channels}
     elif isinstance(model, CompactSR):
-        convs = sum(1 for m in model.body if isinstance(m, nn.Conv2d)) - 2
-        features = model.body[0].out_channels
-        arch = {"arch": "compact", "scale": model.scale, "features": features, "convs": convs}
+        arch = {
+            "arch": "compact",
+            "scale": model.scale,
+            "features": model.features,
+            "convs": model.convs,
+        }
     elif isinstance(model, UNetDenoiser):
         arch = {"arch": "unet", "widths": list(model.widths), "blocks": model.blocks}
     else:

@@ -192,7 +192,7 @@ def train(  # noqa: PLR0917 - one call site, each argument named there
     photos: Sequence[NDArray[np.uint8]],
     seed: int,
     log_every: int,
-    start: Path | None = None,
+    start: nn.Module | None = None,
     checkpoint: Path | None = None,
     save_every: int = 250,
     stop_after: int | None = None,
@@ -205,11 +205,7 @@ def train(  # noqa: PLR0917 - one call site, each argument named there
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     patches = Patches(photos, seed)
-    model = recipe.make()
-    if start is not None:
-        # Fine-tuning: a second run that continues from the weights of a first one.
-        model.load_state_dict(load_file(str(start)))
-    model = model.to(memory_format=torch.channels_last)
+    model = (recipe.make() if start is None else start).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.max_lr, total_steps=recipe.steps, pct_start=0.05
@@ -287,13 +283,27 @@ def _provenance(path: Path | None) -> object:
         return {k: v for k, v in (handle.metadata() or {}).items() if k != "pixelfleet.arch"}
 
 
-def export(name: str, checkpoint: Path | None, out: Path) -> int:
-    """Write the weights a checkpoint holds, with the step it reached in the header."""
+def first_model(recipe: Recipe, init: Path | None, deepen: int = 0) -> nn.Module:
+    """What a run starts from: the recipe's fresh network, or (fine-tuning) the weights of
+    an earlier run, optionally with `deepen` identity layers added (CompactSR.deepened)."""
+    model = recipe.make()
+    if init is not None:
+        model.load_state_dict(load_file(str(init)))
+    if deepen:
+        if not isinstance(model, CompactSR) or init is None:
+            raise ValueError("--deepen grows the trained weights of an upscaler: give --init")
+        model = model.deepened(deepen)
+    return model
+
+
+def export(name: str, checkpoint: Path | None, out: Path, init: Path | None, deepen: int) -> int:
+    """Write the weights a checkpoint holds, with the step it reached in the header.
+    A deepened run's checkpoint needs the same --init and --deepen to rebuild its shape."""
     if name not in RECIPES or checkpoint is None or not checkpoint.is_file():
         print("--export needs one --model and an existing --checkpoint", file=sys.stderr)
         return 2
     saved = torch.load(checkpoint, weights_only=False)  # our own file
-    model = RECIPES[name].make()
+    model = first_model(RECIPES[name], init, deepen)
     model.load_state_dict(saved["model"])
     path = out / f"{name}.safetensors"
     save_ours(model, path, {"steps_done": saved["step"], "of_steps": RECIPES[name].steps})
@@ -333,13 +343,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all)")
     parser.add_argument("--log-every", type=int, default=200)
     parser.add_argument("--init", type=Path, help="continue from these weights (fine-tune)")
+    parser.add_argument(
+        "--deepen", type=int, default=0, help="with --init: add this many identity layers first"
+    )
     for field, (flag, kind, text) in _OVERRIDES.items():
         parser.add_argument(flag, dest=field, type=kind, help=text)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.deepen and args.init is None:
+        print("--deepen grows trained weights: give them with --init", file=sys.stderr)
+        return 2
     if args.export:
-        return export(args.model, args.checkpoint, args.out)
+        return export(args.model, args.checkpoint, args.out, args.init, args.deepen)
     sources: object
     if args.pool:
         manifest = Manifest.load(args.pool)
@@ -366,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             photos,
             args.seed,
             args.log_every,
-            args.init,
+            first_model(recipe, args.init, args.deepen),
             args.checkpoint,
             args.save_every,
             args.stop_after,
@@ -384,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "photos": sources,
                 "degradations": _degradations(recipe),
                 "init": _provenance(args.init),
+                "deepened": args.deepen,
             },
         )
         print(f"{name}: wrote {path} after {time.monotonic() - started:.0f} s", flush=True)

@@ -32,6 +32,7 @@ def _plain_state(model: torch.nn.Module, path: Path) -> None:
     ("model", "scale", "arch"),
     [
         (CompactSR(2, features=16, convs=4), 2, "Compact"),
+        (CompactSR(2, features=16, convs=4).deepened(3), 2, "Compact"),  # 7 hidden convs
         (DnCNN(features=16, layers=9), 1, "DnCNN"),
     ],
 )

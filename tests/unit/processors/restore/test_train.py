@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from processors.restore.arch import CompactSR
 from processors.restore.degrade import downscale
 from processors.restore.models import load_model
 from processors.restore.photos import EVALUATION, TRAINING, sample_photo
@@ -40,6 +41,36 @@ def test_a_short_run_writes_weights_that_load_and_say_how_they_were_made(
     assert "pixelfleet.steps" in json.loads(meta["pixelfleet.init"])  # the run it continued
     loaded = load_model(model, ModelEntry(file=str(path), task=task, scale=scale))  # type: ignore[arg-type]
     assert loaded.source == "pixelfleet"
+
+
+@pytest.mark.parametrize("extra", [1, 3, 6])
+def test_a_deepened_upscaler_starts_as_the_same_function(extra: int) -> None:
+    torch.manual_seed(2)
+    model = CompactSR(2, features=8, convs=4).eval()
+    with torch.no_grad():  # PReLU slopes other than the default, to catch a lost layer
+        for module in model.body[1::2]:
+            module.weight.uniform_(-0.5, 0.5)
+    deeper = model.deepened(extra).eval()
+    assert deeper.convs == 4 + extra
+    image = torch.rand(1, 3, 12, 16)
+    with torch.inference_mode():
+        assert torch.equal(deeper(image), model(image))
+
+
+def test_deepen_fine_tunes_the_grown_net_and_the_header_says_so(tmp_path: Path) -> None:
+    shipped = RestoreSettings().models["compact-x4"].path()
+    args = ["--model", "compact-x4", "--steps", "1", "--out", str(tmp_path), "--threads", "1"]
+    assert main([*args, "--deepen", "2"]) == 2  # nothing to grow without --init
+    ckpt = tmp_path / "x4.ckpt"
+    assert main([*args, "--init", str(shipped), "--deepen", "2", "--checkpoint", str(ckpt)]) == 0
+    with safe_open(str(tmp_path / "compact-x4.safetensors"), framework="pt") as handle:
+        meta = handle.metadata()
+    assert json.loads(meta["pixelfleet.arch"])["convs"] == RECIPES["compact-x4"].make().convs + 2
+    assert json.loads(meta["pixelfleet.deepened"]) == 2
+    # The checkpoint of a deepened run exports with the same --init and --deepen.
+    export = ["--export", "--checkpoint", str(ckpt), "--init", str(shipped), "--deepen", "2"]
+    assert main([*args, *export, "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "compact-x4.safetensors").is_file()
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
