@@ -63,7 +63,9 @@ def _strings(extra: dict[str, object]) -> dict[str, str]:
     return {f"pixelfleet.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()}
 
 
-def _ours(path: Path) -> nn.Module | None:
+def read_ours(path: Path) -> nn.Module | None:
+    """Our architecture rebuilt from the file's header, weights loaded; None for a file
+    without our header (a third-party layout: spandrel's job)."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -96,7 +98,7 @@ def load_model(name: str, entry: ModelEntry, *, allow_pickle: bool = False) -> L
             f"model {name!r}: {path.name} is a pickle checkpoint, which can run code when "
             "loaded; convert it to .safetensors or set stages.restore.allow_pickle = true"
         )
-    ours = _ours(path) if path.suffix == ".safetensors" else None
+    ours = read_ours(path) if path.suffix == ".safetensors" else None
     if ours is not None:
         if entry.scale != getattr(ours, "scale", 1):
             raise ModelError(

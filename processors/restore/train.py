@@ -28,7 +28,7 @@ from torch import nn
 
 from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
 from processors.restore.degrade import add_noise, capture_noise, downscale, random_capture
-from processors.restore.models import save_ours
+from processors.restore.models import read_ours, save_ours
 from processors.restore.photos import TRAINING, folder_photos, sample_photo
 from processors.restore.pool import Manifest, detail, read_picture
 from processors.restore.settings import WEIGHTS
@@ -286,9 +286,12 @@ def _provenance(path: Path | None) -> object:
 def first_model(recipe: Recipe, init: Path | None, deepen: int = 0) -> nn.Module:
     """What a run starts from: the recipe's fresh network, or (fine-tuning) the weights of
     an earlier run, optionally with `deepen` identity layers added (CompactSR.deepened)."""
-    model = recipe.make()
-    if init is not None:
-        model.load_state_dict(load_file(str(init)))
+    # Our own file rebuilds its own shape (an earlier run may have deepened it).
+    model = read_ours(init) if init is not None else None
+    if model is None:
+        model = recipe.make()
+        if init is not None:
+            model.load_state_dict(load_file(str(init)))
     if deepen:
         if not isinstance(model, CompactSR) or init is None:
             raise ValueError("--deepen grows the trained weights of an upscaler: give --init")

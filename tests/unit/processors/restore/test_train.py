@@ -70,7 +70,14 @@ def test_deepen_fine_tunes_the_grown_net_and_the_header_says_so(tmp_path: Path) 
     # The checkpoint of a deepened run exports with the same --init and --deepen.
     export = ["--export", "--checkpoint", str(ckpt), "--init", str(shipped), "--deepen", "2"]
     assert main([*args, *export, "--out", str(tmp_path / "again")]) == 0
-    assert (tmp_path / "again" / "compact-x4.safetensors").is_file()
+    grown = tmp_path / "again" / "compact-x4.safetensors"
+    # A grown file fine-tunes again as it is: its own header gives the shape.
+    assert main([*args, "--init", str(grown), "--out", str(tmp_path / "third")]) == 0
+    with safe_open(str(tmp_path / "third" / "compact-x4.safetensors"), framework="pt") as handle:
+        assert (
+            json.loads(handle.metadata()["pixelfleet.arch"])["convs"]
+            == RECIPES["compact-x4"].make().convs + 2
+        )
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
