@@ -12,52 +12,30 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
 from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
-from processors.restore.degrade import add_noise, capture_noise, downscale, random_capture
+from processors.restore.batches import (
+    Patches,
+    Recipe,
+    capture_batch,
+    denoise_batch,
+    upscale_batch,
+)
 from processors.restore.models import read_ours, save_ours
 from processors.restore.photos import TRAINING, folder_photos, sample_photo
-from processors.restore.pool import Manifest, detail, read_picture
+from processors.restore.pool import Manifest, read_picture
 from processors.restore.settings import WEIGHTS
-
-Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    steps: int
-    batch: int
-    patch: int  # network input side
-    make: Callable[[], nn.Module]
-    max_sigma: float = 55.0  # denoiser: noise range, grey levels
-    scale: int = 1
-    max_lr: float = 2e-3
-    clip_norm: float = 0.0  # gradient norm limit; 0: none
-    noise_map: bool = False  # the model takes the noise sigma as a fourth input channel
-    # Noise-map denoiser: the share of plain Gaussian noise among its captures.
-    gaussian_share: float = 0.5
-    # Draw this many crops and keep the most detailed: the pool's large wallpapers are
-    # mostly sky and gradient, where an upscaler learns nothing it needs.
-    crop_tries: int = 1
-    # Upscalers: the share of inputs blurred before downscaling. A net that learned to
-    # sharpen soft inputs over-sharpens clean ones; at 2x that costs more than it gains.
-    blur_share: float = 0.25
-    # Upscalers: the share of inputs JPEG-compressed after downscaling (quality 70-95).
-    jpeg_share: float = 0.25
 
 
 def _upscaler(
@@ -105,80 +83,6 @@ RECIPES = {
     "compact-x2": _upscaler(2, 8000, 48, max_lr=1e-3, clip_norm=1.0),
     "compact-x4": _upscaler(4, 8000, 32),
 }
-
-
-class Patches:
-    """Random augmented crops, drawn in proportion to each photograph's area."""
-
-    def __init__(self, photos: Sequence[NDArray[np.uint8]], seed: int) -> None:
-        self.photos = list(photos)
-        areas = np.array([p.shape[0] * p.shape[1] for p in self.photos], dtype=np.float64)
-        self.weights = (areas / areas.sum()).tolist()
-        self.rng = random.Random(seed)
-        self.np_rng = np.random.default_rng(seed)
-
-    def crop(self, side: int, tries: int = 1) -> NDArray[np.uint8]:
-        if tries > 1:
-            return max((self.crop(side) for _ in range(tries)), key=detail)
-        photo = self.rng.choices(self.photos, self.weights)[0]
-        top = self.rng.randrange(photo.shape[0] - side + 1)
-        left = self.rng.randrange(photo.shape[1] - side + 1)
-        patch = photo[top : top + side, left : left + side]
-        patch = np.rot90(patch, self.rng.randrange(4))
-        if self.rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        return np.ascontiguousarray(patch)
-
-
-def _tensor(arrays: Sequence[NDArray[np.uint8]]) -> torch.Tensor:
-    stacked = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return stacked.float().div(255.0).contiguous(memory_format=torch.channels_last)
-
-
-def denoise_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
-    clean = _tensor([patches.crop(recipe.patch) for _ in range(recipe.batch)])
-    sigma = torch.rand(recipe.batch, generator=generator) * recipe.max_sigma / 255.0
-    share = torch.rand(recipe.batch, generator=generator) * 0.5
-    # Clipped like an 8-bit capture: the network must handle saturated noise too.
-    return add_noise(clean, sigma, share, generator).clamp(0, 1), clean
-
-
-def capture_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
-    """Real-capture noise (processors.restore.degrade) and, as a fourth channel, the noise
-    actually present, as an estimator would report it: its standard deviation, jittered so
-    the network tolerates an estimate that is a little off."""
-    rng = patches.np_rng
-    noisy, clean, levels = [], [], []
-    for _ in range(recipe.batch):
-        crop = patches.crop(recipe.patch, recipe.crop_tries)
-        degraded = capture_noise(
-            crop, random_capture(rng, recipe.max_sigma, recipe.gaussian_share), rng
-        )
-        present = float((degraded.astype(np.float32) - crop).std())
-        levels.append(present * rng.uniform(0.85, 1.15) / 255.0)
-        noisy.append(degraded)
-        clean.append(crop)
-    inputs = _tensor(noisy)
-    level = torch.tensor(levels, dtype=torch.float32).view(-1, 1, 1, 1)
-    sigma_map = level.expand(-1, 1, *inputs.shape[-2:])
-    return torch.cat([inputs, sigma_map], dim=1).contiguous(
-        memory_format=torch.channels_last
-    ), _tensor(clean)
-
-
-def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) -> Batch:
-    del generator  # PIL draws from patches.rng, which the seed fixes
-    rng = patches.rng
-    high, low = [], []
-    for _ in range(recipe.batch):
-        hr = patches.crop(recipe.patch * recipe.scale, recipe.crop_tries)
-        # Mostly clean bicubic, sometimes a softer or JPEG-damaged source, as real uploads are.
-        blur = rng.uniform(0.3, 1.0) if rng.random() < recipe.blur_share else 0.0
-        quality = rng.randrange(70, 96) if rng.random() < recipe.jpeg_share else None
-        lr = downscale(Image.fromarray(hr), recipe.scale, blur, quality)
-        high.append(hr)
-        low.append(np.asarray(lr))
-    return _tensor(low), _tensor(high)
 
 
 def _save_checkpoint(path: Path, step: int, state: dict[str, object]) -> None:

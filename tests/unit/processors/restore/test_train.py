@@ -11,12 +11,13 @@ from PIL import Image
 from safetensors import safe_open
 
 from processors.restore.arch import CompactSR
+from processors.restore.batches import Patches, Recipe, upscale_batch
 from processors.restore.degrade import downscale
 from processors.restore.models import load_model
 from processors.restore.photos import EVALUATION, TRAINING, sample_photo
 from processors.restore.pool import Manifest, Picture
 from processors.restore.settings import ModelEntry, RestoreSettings
-from processors.restore.train import RECIPES, Patches, Recipe, main, train, upscale_batch
+from processors.restore.train import RECIPES, main, train
 
 
 def test_training_never_sees_an_evaluation_photo() -> None:
