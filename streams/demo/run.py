@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaError, KafkaException, Message
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -30,12 +29,6 @@ from streams.io import clients
 from streams.io.topic_reader import latest_records, topic_messages
 
 TERMINAL = ("done", "rejected", "failed")
-LEADER_WAIT_S = 30.0
-_NO_LEADER_YET = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
 
 
 class DemoError(Exception):
@@ -78,23 +71,11 @@ def items_of(folder: Path | None, samples_dir: Path) -> list[Item]:
     ]
 
 
-def _ingested(settings: Settings) -> list[Message]:
-    """The ingest topic's messages. Right after `init` created it, its partitions may still
-    be electing leaders: asked again for a while rather than failing the demo."""
-    deadline = time.monotonic() + LEADER_WAIT_S
-    while True:
-        try:
-            return topic_messages(settings, Topics(settings.topic_prefix).ingest)
-        except KafkaException as exc:
-            code = exc.args[0].code() if exc.args else None
-            if code not in _NO_LEADER_YET or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def submit_new(settings: Settings, items: list[Item]) -> int:
     """Submit what this stack has never seen; a re-run only finishes what is left."""
-    seen = {(m.key() or b"").decode() for m in _ingested(settings)}
+    # topic_messages waits out partitions still electing leaders right after `init`.
+    ingested = topic_messages(settings, Topics(settings.topic_prefix).ingest)
+    seen = {(m.key() or b"").decode() for m in ingested}
     submitter = Submitter(settings)
     fresh = [item for item in items if item.image_id not in seen]
     for item in fresh:

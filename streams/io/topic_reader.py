@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from schemas.events import ImageRecord, decoder
@@ -23,6 +23,16 @@ from streams.io.partitioner import partition_for
 READ_BATCH = 1000
 # How long one consume call waits for records before the end-of-partition check runs again.
 READ_WAIT_S = 0.5
+# A partition without a leader yet (a topic created moments ago, a broker that just restarted)
+# answers offset queries with one of these; asking again shortly after succeeds.
+NOT_READY = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+LEADER_WAIT_S, LEADER_RETRY_S = 30.0, 0.5
 
 
 @dataclass(frozen=True)
@@ -35,14 +45,26 @@ class StageLag:
     lag: int
 
 
+def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """The low and high offsets of one partition, asking again while it has no leader (for
+    at most LEADER_WAIT_S); any other error, or one that outlasts the wait, is raised."""
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            return low, high
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            if code not in NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(LEADER_RETRY_S)
+
+
 def topic_end_offsets(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None:
         return {}
-    return {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        for p in meta.partitions
-    }
+    return {p: watermarks(consumer, topic, p) for p in meta.partitions}
 
 
 def group_lag(settings: FleetSettings, stage: str, topic: str, group: str) -> StageLag:
@@ -172,7 +194,7 @@ def image_record(
 
     consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.status-probe")
     try:
-        end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        end = watermarks(consumer, topic, partition)
         complete = read_to_end(consumer, topic, {partition: end}, timeout_s, keep)
     finally:
         consumer.close()

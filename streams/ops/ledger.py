@@ -14,10 +14,9 @@ a second copy of a command fences the first, so two never commit interleaved hal
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.app.admin import ensure_topics
@@ -30,12 +29,6 @@ from streams.runner.records import OutMessage
 # A transaction of an operations command holds at most this many records: small enough
 # to commit in well under the transaction timeout, large enough to amortise the commit.
 TRANSACTION_RECORDS = 500
-READ_TRIES, READ_RETRY_S = 20, 0.5
-_NOT_READY = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
 
 
 def redriven_topic(prefix: str) -> str:
@@ -66,15 +59,7 @@ def latest_by_key(settings: FleetSettings, topic: str) -> dict[str, bytes]:
     created = ensure_ledgers(settings)
     if any(change.startswith(f"created topic {topic} ") for change in created):
         return {}  # new, so empty; and its partitions may have no leader for a moment
-    for attempt in range(READ_TRIES):
-        try:
-            messages = topic_messages(settings, topic)
-            break
-        except KafkaException as exc:
-            # A topic created moments ago by another run: leaders are still being elected.
-            if attempt == READ_TRIES - 1 or exc.args[0].code() not in _NOT_READY:
-                raise
-            time.sleep(READ_RETRY_S)
+    messages = topic_messages(settings, topic)
     latest: dict[str, bytes] = {}
     for message in messages:
         key, value = (message.key() or b"").decode(), message.value()
