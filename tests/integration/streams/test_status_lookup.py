@@ -11,14 +11,13 @@ import sys
 import time
 from collections.abc import Callable
 
-from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from schemas.events import ImageRecord, encode
 from streams.app.settings import Settings
 from streams.config.topics import Topics
 from streams.io import clients
-from streams.io.topic_reader import image_record
+from streams.io.topic_reader import image_record, watermarks
 from tests.conftest import Stack
 from tests.integration.streams.runner.fleet import ROOT, settings_env
 
@@ -58,7 +57,7 @@ def test_status_of_one_image_reads_to_the_partitions_end_and_returns_the_newest(
     newest = _fill(settings, topic, target)
     consumer = clients.consumer(settings.kafka, f"{prefix}.check")
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        low, high = watermarks(consumer, topic, 0)
     finally:
         consumer.close()
     # 20 transactions: the commit markers take offsets too, and the last offset is one.

@@ -18,6 +18,7 @@ from streams.config.notify import NotifySettings, WebhookSubscription
 from streams.config.settings import FleetSettings, RunnerSettings
 from streams.config.topics import Topics
 from streams.io import clients
+from streams.io.topic_reader import watermarks
 from streams.notify.worker import NotifyWorker, group
 from tests.conftest import Stack
 from tests.integration.streams.notify.receivers import Receiver
@@ -164,7 +165,7 @@ def committed_everything(stack: Stack, prefix: str) -> bool:
         parts = [TopicPartition(t, p) for t in (topics.done, topics.dlq) for p in range(PARTITIONS)]
         committed = consumer.committed(parts, timeout=10)
         for part in committed:
-            _low, high = consumer.get_watermark_offsets(part, timeout=10)
+            _low, high = watermarks(consumer, part.topic, part.partition)
             if high > 0 and part.offset != high:
                 return False
         return True
