@@ -180,7 +180,7 @@ class UNetDenoiser(nn.Module):
         self.m_body = nn.Sequential(*[_Residual(w[3]) for _ in range(blocks)])
         self.m_up3, self.m_up2, self.m_up1 = up(w[3], w[2]), up(w[2], w[1]), up(w[1], w[0])
         self.m_tail = nn.Conv2d(w[0], channels, 3, padding=1, bias=False)
-        self.widths, self.blocks, self.scale = w, blocks, 1
+        self.widths, self.blocks, self.scale, self.channels = w, blocks, 1, channels
         for conv in self.modules():
             if isinstance(conv, nn.Conv2d):
                 nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
@@ -203,6 +203,34 @@ class UNetDenoiser(nn.Module):
         for c in range(channels):
             self.m_head.weight[c, c, 1, 1] = 1.0
             self.m_tail.weight[c, c, 1, 1] = 1.0
+
+    def deepened(self, extra: int) -> UNetDenoiser:
+        """The same function with `extra` more residual blocks on every level and in the
+        body (the DRUNet layout keeps one block count throughout, and spandrel reads it
+        from the body).
+
+        Each new block comes after the level's trained ones, its first conv drawn at
+        random and its last conv zero: it adds nothing, so the deeper net begins exactly
+        where this one is, and the zero conv still gets a gradient from the first step.
+        """
+        deeper = UNetDenoiser(self.channels, self.widths, self.blocks + extra)
+        with torch.no_grad():
+            for block in deeper.modules():
+                if isinstance(block, _Residual):
+                    last = block.res[2]
+                    assert isinstance(last, nn.Conv2d)
+                    last.weight.zero_()
+        deeper.m_head, deeper.m_tail = copy.deepcopy(self.m_head), copy.deepcopy(self.m_tail)
+        for name in ("m_down1", "m_down2", "m_down3"):
+            old, new = getattr(self, name), getattr(deeper, name)
+            for i in range(self.blocks):
+                new[i] = copy.deepcopy(old[i])
+            new[-1] = copy.deepcopy(old[-1])  # the stride-2 conv
+        for name in ("m_up3", "m_up2", "m_up1", "m_body"):
+            old, new = getattr(self, name), getattr(deeper, name)
+            for i in range(len(old)):  # the transposed conv (up) and the trained blocks
+                new[i] = copy.deepcopy(old[i])
+        return deeper
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 4, H, W), RGB then the sigma map; any H and W.

@@ -189,7 +189,8 @@ def _provenance(path: Path | None) -> object:
 
 def first_model(recipe: Recipe, init: Path | None, deepen: int = 0) -> nn.Module:
     """What a run starts from: the recipe's fresh network, or (fine-tuning) the weights of
-    an earlier run, optionally with `deepen` identity layers added (CompactSR.deepened)."""
+    an earlier run, optionally grown by `deepen` layers (upscalers) or residual blocks per
+    level (the U-Net) that start as the identity (the architectures' `deepened`)."""
     # Our own file rebuilds its own shape (an earlier run may have deepened it).
     model = read_ours(init) if init is not None else None
     if model is None:
@@ -197,8 +198,8 @@ def first_model(recipe: Recipe, init: Path | None, deepen: int = 0) -> nn.Module
         if init is not None:
             model.load_state_dict(load_file(str(init)))
     if deepen:
-        if not isinstance(model, CompactSR) or init is None:
-            raise ValueError("--deepen grows the trained weights of an upscaler: give --init")
+        if not isinstance(model, CompactSR | UNetDenoiser) or init is None:
+            raise ValueError("--deepen grows trained weights of ours: give --init")
         model = model.deepened(deepen)
     return model
 

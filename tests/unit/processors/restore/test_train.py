@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from processors.restore.arch import CompactSR
+from processors.restore.arch import CompactSR, UNetDenoiser
 from processors.restore.batches import Patches, Recipe, upscale_batch
 from processors.restore.degrade import downscale
-from processors.restore.models import load_model
+from processors.restore.models import load_model, read_ours, save_ours
 from processors.restore.photos import EVALUATION, TRAINING, sample_photo
 from processors.restore.pool import Manifest, Picture
 from processors.restore.settings import ModelEntry, RestoreSettings
@@ -56,6 +56,29 @@ def test_a_deepened_upscaler_starts_as_the_same_function(extra: int) -> None:
     image = torch.rand(1, 3, 12, 16)
     with torch.inference_mode():
         assert torch.equal(deeper(image), model(image))
+
+
+@pytest.mark.parametrize("extra", [1, 2])
+def test_a_deepened_unet_starts_as_the_same_function_and_keeps_drunets_layout(
+    tmp_path: Path, extra: int
+) -> None:
+    torch.manual_seed(4)
+    model = UNetDenoiser(widths=(8, 8, 16, 16)).eval()
+    with torch.no_grad():  # trained-looking blocks: no zero conv that could hide a lost one
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    deeper = model.deepened(extra).eval()
+    assert deeper.blocks == 2 + extra
+    image = torch.rand(1, 4, 24, 40)
+    with torch.inference_mode():
+        assert torch.equal(deeper(image), model(image))
+    path = tmp_path / "deeper.safetensors"
+    save_ours(deeper, path, {})
+    rebuilt = read_ours(path)
+    assert isinstance(rebuilt, UNetDenoiser) and rebuilt.blocks == 2 + extra
+    spandrel = pytest.importorskip("spandrel")
+    descriptor = spandrel.ModelLoader().load_from_file(str(path))
+    assert descriptor.architecture.id == "DRUNet" and f"{2 + extra}nb" in descriptor.tags
 
 
 def test_deepen_fine_tunes_the_grown_net_and_the_header_says_so(tmp_path: Path) -> None:
