@@ -83,7 +83,8 @@ def test_registry_refuses_unknown_or_mismatched_models() -> None:
 
 def test_the_shipped_unet_takes_a_noise_map_and_the_registry_must_say_so() -> None:
     entry = RestoreSettings().models["unet-color"]
-    assert entry.noise_map and entry.path().stat().st_size < 5 * 1024 * 1024
+    # 1.55 million float32 weights since it grew a third block per level: still small.
+    assert entry.noise_map and entry.path().stat().st_size < 8 * 1024 * 1024
     loaded = load_model("unet-color", entry)
     assert loaded.inputs == 4 and loaded.radius == 32
     with torch.inference_mode():
