@@ -252,7 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-every", type=int, default=200)
     parser.add_argument("--init", type=Path, help="continue from these weights (fine-tune)")
     parser.add_argument(
-        "--deepen", type=int, default=0, help="with --init: add this many identity layers first"
+        "--deepen",
+        type=int,
+        default=0,
+        help="with --init: first grow the net by this many identity layers (upscalers) or "
+        "residual blocks per level (the U-Net)",
     )
     for field, (flag, kind, text) in _OVERRIDES.items():
         parser.add_argument(flag, dest=field, type=kind, help=text)
