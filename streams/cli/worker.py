@@ -7,6 +7,7 @@ only then; custom stages (`--spec`) run on the fleet settings alone.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -90,6 +91,11 @@ def _check_storage(settings: FleetSettings) -> None:
         _fail(check.error())
 
 
-def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
+def _stop_before_start(signum: int, _frame: FrameType | None) -> NoReturn:
     click.echo(f"stopped by {signal.Signals(signum).name} before the stages started", err=True)
-    sys.exit(0 if signum == signal.SIGTERM else 128 + signum)
+    sys.stderr.flush()
+    # os._exit, not sys.exit: nothing is consumed or committed yet, so there is nothing to
+    # finish, and a SystemExit raised in the middle of an import or of a client's set-up would
+    # leave the interpreter's shutdown waiting on whatever that set-up had begun (threads,
+    # half-built Kafka handles, torch's exit hooks).
+    os._exit(0 if signum == signal.SIGTERM else 128 + signum)
