@@ -12,10 +12,12 @@ Baselines: OpenCV's non-local means and BM3D (the `bm3d` package), each given th
 noise level of every crop times a factor per case tuned on crops of the TRAINING sources
 (bench/restore_baselines.json; `--retune` remakes it). Ours runs through restore() as the
 stage does: it estimates the noise level itself and keeps its input when the result is not
-measurably better. Upscaling: crops downscaled with Pillow's bicubic, brought back with
-bicubic, Lanczos and our upscalers; then again with the small picture JPEG-compressed
-(quality 85), a case without a target. PSNR (dB) per source and overall, SSIM and MP/s
-overall; the targets line last. Asserts nothing.
+measurably better; then each of our models runs again averaged over `--self-ensemble`
+flips and rotations (8 by default; the model setting of that name, n times the compute).
+Upscaling: crops downscaled with Pillow's bicubic, brought back with bicubic, Lanczos and
+our upscalers; then again with the small picture JPEG-compressed (quality 85), a case
+without a target. PSNR (dB) per source and overall, SSIM and MP/s overall; the targets
+lines last, for the models as shipped and as self-ensembles. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -172,8 +174,9 @@ class Ours:
 
 def denoise(
     pictures: dict[str, Array], factors: dict[str, dict[str, float]], models: dict[str, Ours]
-) -> dict[str, float]:
-    gains = {}
+) -> dict[str, dict[str, float]]:
+    """Print a table per noise case; each model's gain over the better baseline, by case."""
+    gains: dict[str, dict[str, float]] = {}
     for case, capture in CASES.items():
         scores = Scores()
         for name, clean in pictures.items():
@@ -188,10 +191,12 @@ def denoise(
                 )
             for label, model in models.items():
                 out, seconds = timed(model, noisy)
-                scores.add(label, name, quality(clean, out), mp, seconds)
+                scores.add(f"ours ({label})", name, quality(clean, out), mp, seconds)
         print(scores.table(f"Denoising, {case} ({capture})"), flush=True)
         classical = max(scores.mean(m) for m in scores.psnr if m.startswith(("NLM", "BM3D")))
-        gains[case] = scores.mean(next(iter(models))) - classical
+        for label in models:
+            gain = scores.mean(f"ours ({label})") - classical
+            gains.setdefault(label, {})[f"denoise, {case}"] = gain
     return gains
 
 
@@ -201,7 +206,8 @@ def upscale(
     run: TileRunner,
     scale: int,
     jpeg: int | None = None,
-) -> float:
+) -> dict[str, float]:
+    """Print the table of one scale; each upscaler's gain over Lanczos, by model name."""
     scores = Scores()
     names = [n for n in settings.upscale_models if settings.models[n].scale == scale]
     upscalers = {
@@ -232,7 +238,7 @@ def upscale(
     given = "bicubic-downscaled input" + (f", then JPEG quality {jpeg}" if jpeg else "")
     print(scores.table(f"Upscaling {scale}x ({given}; MP/s of output)"))
     print(f"inputs kept by the never-worse check: { {n: c.kept for n, c in upscalers.items()} }\n")
-    return scores.mean(f"ours ({names[0]})") - scores.mean("Lanczos")
+    return {n: scores.mean(f"ours ({n})") - scores.mean("Lanczos") for n in names}
 
 
 def main() -> None:
@@ -246,6 +252,10 @@ def main() -> None:
         "--model", action="append", default=[], metavar="NAME=FILE",
         help="use these weights for a registry model (e.g. a checkpoint in training)",
     )  # fmt: skip
+    parser.add_argument(
+        "--self-ensemble", type=int, choices=(1, 2, 4, 8), default=8, metavar="N",
+        help="also run our models averaged over N flips and rotations (1: not)",
+    )  # fmt: skip
     parser.add_argument("--upscale-only", action="store_true")
     parser.add_argument("--tune-only", action="store_true", help="tune the baselines, stop")
     args = parser.parse_args()
@@ -257,41 +267,66 @@ def main() -> None:
     for given in args.model:
         name, _, file = given.partition("=")
         models[name] = models[name].model_copy(update={"file": file})
-    settings = settings.model_copy(update={"models": models})
+    # Each of our models again as a self-ensemble, under its own registry name.
+    views = args.self_ensemble
+    ensembles = {
+        f"{n} x{views} views": n for n in (settings.denoise_model, *settings.upscale_models)
+    }
+    if views > 1:
+        models.update(
+            {e: models[n].model_copy(update={"self_ensemble": views}) for e, n in ensembles.items()}
+        )
+    upscalers = tuple(e for e in models if models[e].task == "upscale")
+    settings = settings.model_copy(update={"models": models, "upscale_models": upscalers})
     device = pick_device(args.device)
-    engines = {n: Engine(load_model(n, e), device, "fp32") for n, e in models.items()}
+    engines = {
+        n: Engine(load_model(n, e), device, "fp32", e.self_ensemble) for n, e in models.items()
+    }
     for engine in engines.values():
         engine.warm_up()
     run = direct_runner(engines)
     pictures = crops(args.pool, "eval", args.per_source, args.crop)
     print(f"{len(pictures)} held-out crops of {args.crop} px: {', '.join(pictures)}; {device}\n")
-    gains: dict[str, float] = {}
+    gains: dict[str, dict[str, float]] = {}  # by our model's name, then by case
     if not args.upscale_only:
         factors = (
             tune(args.pool, args.crop)
             if args.retune or not TUNING.exists()
             else json.loads(TUNING.read_text())["factors"]
         )
-        denoisers = {f"ours ({settings.denoise_model})": Ours(settings, run, "denoise")}
-        for other in (n for n, e in models.items() if e.task == "denoise"):
-            if other != settings.denoise_model:
-                changed = settings.model_copy(update={"denoise_model": other})
-                denoisers[f"earlier ({other})"] = Ours(changed, run, "denoise")
-        gains.update({f"denoise, {k}": v for k, v in denoise(pictures, factors, denoisers).items()})
+        denoisers = {
+            name: Ours(settings.model_copy(update={"denoise_model": name}), run, "denoise")
+            for name, entry in models.items()
+            if entry.task == "denoise"
+        }
+        for label, by_case in denoise(pictures, factors, denoisers).items():
+            gains.setdefault(label, {}).update(by_case)
         kept = {label: call.kept for label, call in denoisers.items()}
         print(f"inputs kept by the never-worse check: {kept}\n")
     for scale in (2, 4):
-        gains[f"upscale {scale}x"] = upscale(pictures, settings, run, scale)
+        for name, gain in upscale(pictures, settings, run, scale).items():
+            gains.setdefault(name, {})[f"upscale {scale}x"] = gain
     for scale in (2, 4):
         # No target: how the upscalers, trained on clean inputs, take a JPEG upload.
-        jpeg_gain = upscale(pictures, settings, run, scale, JPEG_INPUT)
-        print(f"upscale {scale}x, JPEG input: {jpeg_gain:+.2f} dB over Lanczos\n")
-    print("Targets (held-out sources; denoiser against the better of NLM and BM3D, "
-          "upscalers against Lanczos):")  # fmt: skip
-    for key, gain in gains.items():
-        target = TARGETS["denoise" if key.startswith("denoise") else key]
-        verdict = "met" if gain >= target else "NOT met"
-        print(f"  {key}: {gain:+.2f} dB (target +{target:g} dB) - {verdict}")
+        for name, gain in upscale(pictures, settings, run, scale, JPEG_INPUT).items():
+            print(f"{name} {scale}x, JPEG input: {gain:+.2f} dB over Lanczos")
+        print()
+    shipped = (settings.denoise_model, *RestoreSettings().upscale_models)
+    verdicts("the models as shipped", {n: gains[n] for n in shipped if n in gains})
+    if views > 1:
+        chosen = {e: gains[e] for e, n in ensembles.items() if n in shipped and e in gains}
+        verdicts(f"the same, each averaged over {views} views, self_ensemble: {views}", chosen)
+
+
+def verdicts(title: str, gains: dict[str, dict[str, float]]) -> None:
+    """The targets line of one set of our models: each case's gain, met or not."""
+    print(f"Targets, {title} (held-out sources; denoiser against the better of NLM and "
+          "BM3D, upscalers against Lanczos):")  # fmt: skip
+    for name, by_case in gains.items():
+        for case, gain in by_case.items():
+            target = TARGETS["denoise" if case.startswith("denoise") else case]
+            verdict = "met" if gain >= target else "NOT met"
+            print(f"  {case} ({name}): {gain:+.2f} dB (target +{target:g} dB) - {verdict}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ from processors.restore.models import LoadedModel
 from processors.restore.settings import Precision
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The eight flips and rotations of a tile as (quarter turns, mirrored), in the order a
+# self-ensemble of n views takes them: the first two, four or all eight.
+VIEWS = tuple((turns, mirror) for turns in range(4) for mirror in (False, True))
+VIEW_COUNTS = (1, 2, 4, 8)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -41,8 +45,10 @@ class Engine:
         loaded: LoadedModel,
         device: torch.device,
         precision: Precision = "auto",
-        self_ensemble: bool = False,
+        self_ensemble: int = 1,
     ) -> None:
+        if self_ensemble not in VIEW_COUNTS:
+            raise ValueError(f"self_ensemble must be one of {VIEW_COUNTS}, not {self_ensemble}")
         self.loaded = loaded
         self.device = device
         self.self_ensemble = self_ensemble
@@ -79,17 +85,16 @@ class Engine:
             return out.cpu()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.self_ensemble:
+        if self.self_ensemble == 1:
             return self.loaded.call(x)
         total = torch.zeros((), device=x.device)
-        for turns in range(4):
-            for mirror in (False, True):
-                view = torch.rot90(x, turns, dims=(2, 3))
-                view = view.flip(3) if mirror else view
-                y = self.loaded.call(view.contiguous(memory_format=torch.channels_last))
-                y = y.flip(3) if mirror else y
-                total = total + torch.rot90(y, -turns, dims=(2, 3)).float()
-        return total / 8
+        for turns, mirror in VIEWS[: self.self_ensemble]:
+            view = torch.rot90(x, turns, dims=(2, 3))
+            view = view.flip(3) if mirror else view
+            y = self.loaded.call(view.contiguous(memory_format=torch.channels_last))
+            y = y.flip(3) if mirror else y
+            total = total + torch.rot90(y, -turns, dims=(2, 3)).float()
+        return total / self.self_ensemble
 
     def warm_up(self, side: int = 64, batch: int = 2) -> None:
         """First calls pay for kernel selection and allocator growth; pay them before work."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Task = Literal["denoise", "upscale"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -25,12 +25,22 @@ class ModelEntry(BaseModel):
     # Context around each tile, input pixels: at least the model's receptive radius for
     # tiles to match the whole image exactly (default: the restore section's `overlap`).
     overlap: int | None = Field(default=None, ge=0)
-    # Average the model over the 8 flips and rotations of each tile: a little more
-    # quality for 8 times the compute (worth it on a GPU with room to spare).
-    self_ensemble: bool = False
+    # Average the model over this many flips and rotations of each tile (1, 2, 4 or 8):
+    # n times the compute for a sharper estimate (docs/restore.md has the figures; worth
+    # it on a GPU with room to spare). true and false, its older form, mean 8 and 1.
+    self_ensemble: Literal[1, 2, 4, 8] = 1
     # The model takes the noise sigma as a fourth input channel (DRUNet-style): restore
     # estimates it from the image (processors.quality.channel_noise_sigma).
     noise_map: bool = False
+
+    @field_validator("self_ensemble", mode="before")
+    @classmethod
+    def _views_from_flag(cls, value: object) -> object:
+        # Settings from the environment arrive as text.
+        text = value.strip().lower() if isinstance(value, str) else None
+        if isinstance(value, bool) or text in ("true", "false"):
+            return 8 if value is True or text == "true" else 1
+        return int(text) if text is not None and text.isdigit() else value
 
     def path(self) -> Path:
         given = Path(self.file)

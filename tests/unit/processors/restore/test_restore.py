@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pydantic import ValidationError
 
 from processors.restore.restore import choose_upscaler, direct_runner, restore
+from processors.restore.settings import ModelEntry
 from tests.support.photos import noisy, photo
 from tests.support.restore_models import engines, small_settings
 
@@ -112,22 +114,26 @@ def test_engine_tiled_matches_one_big_tile(tmp_path: Path, mode: str) -> None:
     assert diff.max() <= 1  # 8-bit rounding of float sums in a different order
 
 
-def test_self_ensemble_averages_eight_views_and_still_tiles_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("count", [2, 4, 8])
+def test_self_ensemble_averages_its_views_and_still_tiles_exactly(
+    tmp_path: Path, count: int
+) -> None:
     settings = small_settings(tmp_path)
-    entry = settings.models["dn"].model_copy(update={"self_ensemble": True})
+    entry = settings.models["dn"].model_copy(update={"self_ensemble": count})
     ensemble = settings.model_copy(update={"models": {**settings.models, "dn": entry}})
     engine = engines(ensemble)["dn"]
-    assert engine.self_ensemble
+    assert engine.self_ensemble == count
     x = torch.randint(0, 256, (2, 3, 20, 28), dtype=torch.uint8)
+    # The first `count` of: as it is, mirrored, turned a quarter, turned and mirrored, ...
+    chosen = [(turns, mirror) for turns in range(4) for mirror in (False, True)][:count]
     views = []
     with torch.inference_mode():
-        for turns in range(4):
-            for mirror in (False, True):
-                view = torch.rot90(x.float() / 255, turns, dims=(2, 3))
-                view = view.flip(3) if mirror else view
-                y = engine.loaded.module(view)
-                y = y.flip(3) if mirror else y
-                views.append(torch.rot90(y, -turns, dims=(2, 3)))
+        for turns, mirror in chosen:
+            view = torch.rot90(x.float() / 255, turns, dims=(2, 3))
+            view = view.flip(3) if mirror else view
+            y = engine.loaded.module(view)
+            y = y.flip(3) if mirror else y
+            views.append(torch.rot90(y, -turns, dims=(2, 3)))
     manual = (torch.stack(views).mean(0).clamp(0, 1) * 255).round().int()
     assert (engine(x).int() - manual).abs().max() <= 1
     plain = engines(settings)["dn"](x).int()
@@ -147,3 +153,15 @@ def test_self_ensemble_averages_eight_views_and_still_tiles_exactly(tmp_path: Pa
     assert tiled.image is not None and one.image is not None
     diff = np.abs(np.asarray(tiled.image, dtype=int) - np.asarray(one.image, dtype=int))
     assert diff.max() <= 1
+
+
+@pytest.mark.parametrize(("given", "views"), [(True, 8), (False, 1), ("true", 8), ("4", 4)])
+def test_self_ensemble_reads_its_older_yes_no_form_and_text(given: object, views: int) -> None:
+    entry = ModelEntry.model_validate({"file": "x", "task": "denoise", "self_ensemble": given})
+    assert entry.self_ensemble == views
+
+
+@pytest.mark.parametrize("given", [3, 16, "many"])
+def test_a_view_count_other_than_1_2_4_or_8_is_refused(given: object) -> None:
+    with pytest.raises(ValidationError, match="1, 2, 4 or 8"):
+        ModelEntry.model_validate({"file": "x", "task": "denoise", "self_ensemble": given})
