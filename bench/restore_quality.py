@@ -269,14 +269,12 @@ def main() -> None:
         models[name] = models[name].model_copy(update={"file": file})
     # Each of our models again as a self-ensemble, under its own registry name.
     views = args.self_ensemble
-    ensembles = {
-        f"{n} x{views} views": n for n in (settings.denoise_model, *settings.upscale_models)
-    }
-    if views > 1:
-        models.update(
-            {e: models[n].model_copy(update={"self_ensemble": views}) for e, n in ensembles.items()}
-        )
-    upscalers = tuple(e for e in models if models[e].task == "upscale")
+    ours = (settings.denoise_model, *settings.upscale_models)
+    ensembles = {f"{n} x{views} views": n for n in ours} if views > 1 else {}
+    models.update(
+        {e: models[n].model_copy(update={"self_ensemble": views}) for e, n in ensembles.items()}
+    )
+    upscalers = tuple(n for n in (*ours, *ensembles) if models[n].task == "upscale")
     settings = settings.model_copy(update={"models": models, "upscale_models": upscalers})
     device = pick_device(args.device)
     engines = {
@@ -313,7 +311,7 @@ def main() -> None:
         print()
     shipped = (settings.denoise_model, *RestoreSettings().upscale_models)
     verdicts("the models as shipped", {n: gains[n] for n in shipped if n in gains})
-    if views > 1:
+    if ensembles:
         chosen = {e: gains[e] for e, n in ensembles.items() if n in shipped and e in gains}
         verdicts(f"the same, each averaged over {views} views, self_ensemble: {views}", chosen)
 
