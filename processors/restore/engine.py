@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 
 from processors.restore.models import LoadedModel
-from processors.restore.settings import Precision
+from processors.restore.settings import Precision, Views
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The eight flips and rotations of a tile as (quarter turns, mirrored), in the order a
 # self-ensemble of n views takes them: the first two, four or all eight.
 VIEWS = tuple((turns, mirror) for turns in range(4) for mirror in (False, True))
-VIEW_COUNTS = (1, 2, 4, 8)
+VIEW_COUNTS = get_args(Views)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -45,7 +47,7 @@ class Engine:
         loaded: LoadedModel,
         device: torch.device,
         precision: Precision = "auto",
-        self_ensemble: int = 1,
+        self_ensemble: Views = 1,
     ) -> None:
         if self_ensemble not in VIEW_COUNTS:
             raise ValueError(f"self_ensemble must be one of {VIEW_COUNTS}, not {self_ensemble}")

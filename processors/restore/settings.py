@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Task = Literal["denoise", "upscale"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Views = Literal[1, 2, 4, 8]  # a self-ensemble's size: flips and rotations averaged
 WEIGHTS = Path(__file__).parent / "weights"
 
 
@@ -28,7 +29,7 @@ class ModelEntry(BaseModel):
     # Average the model over this many flips and rotations of each tile (1, 2, 4 or 8):
     # n times the compute for a sharper estimate (docs/restore.md has the figures; worth
     # it on a GPU with room to spare). true and false, its older form, mean 8 and 1.
-    self_ensemble: Literal[1, 2, 4, 8] = 1
+    self_ensemble: Views = 1
     # The model takes the noise sigma as a fourth input channel (DRUNet-style): restore
     # estimates it from the image (processors.quality.channel_noise_sigma).
     noise_map: bool = False
