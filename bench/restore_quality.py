@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
@@ -40,7 +41,7 @@ from processors.restore.engine import Engine, pick_device
 from processors.restore.models import load_model
 from processors.restore.pool import Manifest, Split, detail, read_picture
 from processors.restore.restore import TileRunner, direct_runner, restore
-from processors.restore.settings import RestoreSettings, Task
+from processors.restore.settings import RestoreSettings, Task, Views
 
 Array = NDArray[np.uint8]
 Method = Callable[[Array, float], Array]
@@ -253,7 +254,7 @@ def main() -> None:
         help="use these weights for a registry model (e.g. a checkpoint in training)",
     )  # fmt: skip
     parser.add_argument(
-        "--self-ensemble", type=int, choices=(1, 2, 4, 8), default=8, metavar="N",
+        "--self-ensemble", type=int, choices=get_args(Views), default=8, metavar="N",
         help="also run our models averaged over N flips and rotations (1: not)",
     )  # fmt: skip
     parser.add_argument("--upscale-only", action="store_true")
@@ -309,10 +310,9 @@ def main() -> None:
         for name, gain in upscale(pictures, settings, run, scale, JPEG_INPUT).items():
             print(f"{name} {scale}x, JPEG input: {gain:+.2f} dB over Lanczos")
         print()
-    shipped = (settings.denoise_model, *RestoreSettings().upscale_models)
-    verdicts("the models as shipped", {n: gains[n] for n in shipped if n in gains})
+    verdicts("the models as shipped", {n: gains[n] for n in ours if n in gains})
     if ensembles:
-        chosen = {e: gains[e] for e, n in ensembles.items() if n in shipped and e in gains}
+        chosen = {e: gains[e] for e in ensembles if e in gains}
         verdicts(f"the same, each averaged over {views} views, self_ensemble: {views}", chosen)
 
 
