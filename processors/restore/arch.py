@@ -232,6 +232,34 @@ class UNetDenoiser(nn.Module):
                 new[i] = copy.deepcopy(old[i])
         return deeper
 
+    def widened(self, widths: tuple[int, int, int, int]) -> UNetDenoiser:
+        """The same function with more channels on some levels (`widths`, none narrower).
+
+        Every conv keeps its trained weights in the old corner of its new kernel; what a
+        new channel feeds into an old one starts at zero, so old channels compute exactly
+        what they did (up to float rounding) whatever the new ones hold, and the network's
+        output is unchanged. The new channels start from a fresh network's random weights,
+        so the zero weights reading them get a gradient from the first step. Width at full
+        resolution is what keeps fine texture at low noise; depth alone did not.
+        """
+        if any(new < old for new, old in zip(widths, self.widths, strict=True)):
+            raise ValueError(f"widths {widths} narrow some level of {self.widths}")
+        wider = UNetDenoiser(self.channels, widths, self.blocks)
+        old_convs = dict(self.named_modules())
+        with torch.no_grad():
+            for name, conv in wider.named_modules():
+                if not isinstance(conv, nn.Conv2d | nn.ConvTranspose2d):
+                    continue
+                old = old_convs[name]
+                assert isinstance(old, nn.Conv2d | nn.ConvTranspose2d)
+                # Conv2d weights are (out, in, k, k); transposed ones (in, out, k, k).
+                weight = conv.weight if isinstance(conv, nn.Conv2d) else conv.weight.transpose(0, 1)
+                before = old.weight if isinstance(old, nn.Conv2d) else old.weight.transpose(0, 1)
+                outs, ins = before.shape[:2]
+                weight[:outs, :ins] = before
+                weight[:outs, ins:] = 0.0
+        return wider
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 4, H, W), RGB then the sigma map; any H and W.
 

@@ -187,10 +187,24 @@ def _provenance(path: Path | None) -> object:
         return {k: v for k, v in (handle.metadata() or {}).items() if k != "pixelfleet.arch"}
 
 
-def first_model(recipe: Recipe, init: Path | None, deepen: int = 0) -> nn.Module:
+Widths = tuple[int, int, int, int]
+
+
+def _widths(text: str) -> Widths:
+    """--widen's value: four channel counts, one per U-Net level, e.g. "32,48,64,128"."""
+    parts = [int(part) for part in text.split(",")]
+    if len(parts) != 4 or min(parts) < 1:
+        raise argparse.ArgumentTypeError("four positive channel counts, e.g. 32,48,64,128")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def first_model(
+    recipe: Recipe, init: Path | None, deepen: int = 0, widen: Widths | None = None
+) -> nn.Module:
     """What a run starts from: the recipe's fresh network, or (fine-tuning) the weights of
     an earlier run, optionally grown by `deepen` layers (upscalers) or residual blocks per
-    level (the U-Net) that start as the identity (the architectures' `deepened`)."""
+    level (the U-Net) that start as the identity (the architectures' `deepened`), or
+    widened to `widen` channels per level (the U-Net's `widened`, the same function)."""
     # Our own file rebuilds its own shape (an earlier run may have deepened it).
     model = read_ours(init) if init is not None else None
     if model is None:
@@ -201,17 +215,30 @@ def first_model(recipe: Recipe, init: Path | None, deepen: int = 0) -> nn.Module
         if not isinstance(model, CompactSR | UNetDenoiser) or init is None:
             raise ValueError("--deepen grows trained weights of ours: give --init")
         model = model.deepened(deepen)
+    if widen:
+        if not isinstance(model, UNetDenoiser) or init is None:
+            raise ValueError("--widen grows trained U-Net weights of ours: give --init")
+        model = model.widened(widen)
     return model
 
 
-def export(name: str, checkpoint: Path | None, out: Path, init: Path | None, deepen: int) -> int:
+def export(
+    name: str,
+    checkpoint: Path | None,
+    out: Path,
+    init: Path | None,
+    *,
+    deepen: int,
+    widen: Widths | None,
+) -> int:
     """Write the weights a checkpoint holds, with the step it reached in the header.
-    A deepened run's checkpoint needs the same --init and --deepen to rebuild its shape."""
+    A grown run's checkpoint needs the same --init and --deepen or --widen to rebuild
+    its shape."""
     if name not in RECIPES or checkpoint is None or not checkpoint.is_file():
         print("--export needs one --model and an existing --checkpoint", file=sys.stderr)
         return 2
     saved = torch.load(checkpoint, weights_only=False)  # our own file
-    model = first_model(RECIPES[name], init, deepen)
+    model = first_model(RECIPES[name], init, deepen, widen)
     model.load_state_dict(saved["model"])
     path = out / f"{name}.safetensors"
     save_ours(model, path, {"steps_done": saved["step"], "of_steps": RECIPES[name].steps})
@@ -258,16 +285,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --init: first grow the net by this many identity layers (upscalers) or "
         "residual blocks per level (the U-Net)",
     )
+    parser.add_argument(
+        "--widen",
+        type=_widths,
+        help="with --init: first widen the U-Net to these channels per level, e.g. 32,48,64,128",
+    )
     for field, (flag, kind, text) in _OVERRIDES.items():
         parser.add_argument(flag, dest=field, type=kind, help=text)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.deepen and args.init is None:
-        print("--deepen grows trained weights: give them with --init", file=sys.stderr)
+    if (args.deepen or args.widen) and args.init is None:
+        print("--deepen and --widen grow trained weights: give them with --init", file=sys.stderr)
         return 2
     if args.export:
-        return export(args.model, args.checkpoint, args.out, args.init, args.deepen)
+        return export(
+            args.model, args.checkpoint, args.out, args.init, deepen=args.deepen, widen=args.widen
+        )
     sources: object
     if args.pool:
         manifest = Manifest.load(args.pool)
@@ -294,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             photos,
             args.seed,
             args.log_every,
-            first_model(recipe, args.init, args.deepen),
+            first_model(recipe, args.init, args.deepen, args.widen),
             args.checkpoint,
             args.save_every,
             args.stop_after,
@@ -313,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "degradations": _degradations(recipe),
                 "init": _provenance(args.init),
                 "deepened": args.deepen,
+                "widened": list(args.widen) if args.widen else None,
             },
         )
         print(f"{name}: wrote {path} after {time.monotonic() - started:.0f} s", flush=True)

@@ -81,6 +81,53 @@ def test_a_deepened_unet_starts_as_the_same_function_and_keeps_drunets_layout(
     assert descriptor.architecture.id == "DRUNet" and f"{2 + extra}nb" in descriptor.tags
 
 
+def test_a_widened_unet_starts_as_the_same_function_and_keeps_drunets_layout(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(5)
+    model = UNetDenoiser(widths=(8, 8, 16, 16)).eval()
+    with torch.no_grad():  # trained-looking weights everywhere, zero ones included
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    wider = model.widened((16, 12, 16, 24)).eval()
+    assert wider.widths == (16, 12, 16, 24) and wider.blocks == 2
+    image = torch.rand(1, 4, 24, 40)
+    with torch.inference_mode():
+        torch.testing.assert_close(wider(image), model(image), rtol=0, atol=1e-5)
+    # The new channels are not dead: they hold something and their readers learn.
+    new_channels = wider.m_head(image)[:, 8:]
+    assert new_channels.abs().sum() > 0
+    with pytest.raises(ValueError, match="narrow"):
+        model.widened((4, 8, 16, 16))
+    path = tmp_path / "wider.safetensors"
+    save_ours(wider, path, {})
+    rebuilt = read_ours(path)
+    assert isinstance(rebuilt, UNetDenoiser) and rebuilt.widths == (16, 12, 16, 24)
+    spandrel = pytest.importorskip("spandrel")
+    descriptor = spandrel.ModelLoader().load_from_file(str(path))
+    assert descriptor.architecture.id == "DRUNet"
+    theirs = {k: v.shape for k, v in descriptor.model.state_dict().items()}
+    assert theirs == {k: v.shape for k, v in wider.state_dict().items()}  # every level's width
+
+
+def test_widen_fine_tunes_the_wider_unet_and_export_rebuilds_it(tmp_path: Path) -> None:
+    shipped = RestoreSettings().models["unet-color"].path()
+    args = ["--model", "unet-color", "--steps", "1", "--patch", "32", "--threads", "1"]
+    args += ["--out", str(tmp_path)]
+    assert main([*args, "--widen", "32,48,64,128"]) == 2  # nothing to widen without --init
+    ckpt = tmp_path / "wide.ckpt"
+    grow = ["--init", str(shipped), "--widen", "32,48,64,128"]
+    assert main([*args, *grow, "--checkpoint", str(ckpt)]) == 0
+    with safe_open(str(tmp_path / "unet-color.safetensors"), framework="pt") as handle:
+        meta = handle.metadata()
+    assert json.loads(meta["pixelfleet.arch"])["widths"] == [32, 48, 64, 128]
+    assert json.loads(meta["pixelfleet.widened"]) == [32, 48, 64, 128]
+    export = ["--export", "--checkpoint", str(ckpt), *grow, "--out", str(tmp_path / "again")]
+    assert main([*args, *export]) == 0
+    again = read_ours(tmp_path / "again" / "unet-color.safetensors")
+    assert isinstance(again, UNetDenoiser) and again.widths == (32, 48, 64, 128)
+
+
 def test_deepen_fine_tunes_the_grown_net_and_the_header_says_so(tmp_path: Path) -> None:
     shipped = RestoreSettings().models["compact-x4"].path()
     args = ["--model", "compact-x4", "--steps", "1", "--out", str(tmp_path), "--threads", "1"]
