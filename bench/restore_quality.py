@@ -257,6 +257,11 @@ def main() -> None:
         "--self-ensemble", type=int, choices=get_args(Views), default=8, metavar="N",
         help="also run our models averaged over N flips and rotations (1: not)",
     )  # fmt: skip
+    parser.add_argument(
+        "--split", choices=("eval", "train"), default="eval",
+        help="train: the training sources instead, to tell a model short of capacity (behind "
+        "there too) from one that learned its pictures; the targets are set on eval",
+    )  # fmt: skip
     parser.add_argument("--upscale-only", action="store_true")
     parser.add_argument("--tune-only", action="store_true", help="tune the baselines, stop")
     args = parser.parse_args()
@@ -284,8 +289,9 @@ def main() -> None:
     for engine in engines.values():
         engine.warm_up()
     run = direct_runner(engines)
-    pictures = crops(args.pool, "eval", args.per_source, args.crop)
-    print(f"{len(pictures)} held-out crops of {args.crop} px: {', '.join(pictures)}; {device}\n")
+    pictures = crops(args.pool, args.split, args.per_source, args.crop)
+    sources = "held-out" if args.split == "eval" else "TRAINING-split (not for the targets)"
+    print(f"{len(pictures)} {sources} crops of {args.crop} px: {', '.join(pictures)}; {device}\n")
     gains: dict[str, dict[str, float]] = {}  # by our model's name, then by case
     if not args.upscale_only:
         factors = (
@@ -310,15 +316,17 @@ def main() -> None:
         for name, gain in upscale(pictures, settings, run, scale, JPEG_INPUT).items():
             print(f"{name} {scale}x, JPEG input: {gain:+.2f} dB over Lanczos")
         print()
-    verdicts("the models as shipped", {n: gains[n] for n in ours if n in gains})
+    title = "the models as shipped"
+    verdicts(title, {n: gains[n] for n in ours if n in gains}, sources)
     if ensembles:
         chosen = {e: gains[e] for e in ensembles if e in gains}
-        verdicts(f"the same, each averaged over {views} views, self_ensemble: {views}", chosen)
+        title = f"the same, each averaged over {views} views, self_ensemble: {views}"
+        verdicts(title, chosen, sources)
 
 
-def verdicts(title: str, gains: dict[str, dict[str, float]]) -> None:
+def verdicts(title: str, gains: dict[str, dict[str, float]], sources: str) -> None:
     """The targets line of one set of our models: each case's gain, met or not."""
-    print(f"Targets, {title} (held-out sources; denoiser against the better of NLM and "
+    print(f"Targets, {title} ({sources} sources; denoiser against the better of NLM and "
           "BM3D, upscalers against Lanczos):")  # fmt: skip
     for name, by_case in gains.items():
         for case, gain in by_case.items():
