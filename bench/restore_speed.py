@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--tiles", default="128,256,512")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--models", help="comma-separated registry names (default: all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,7 +40,8 @@ def main() -> None:
     print("| model | tile | input MP/s | output MP/s | model alone, input MP/s |")
     print("|---|---:|---:|---:|---:|")
     base = RestoreSettings()
-    for name, entry in base.models.items():
+    chosen = args.models.split(",") if args.models else list(base.models)
+    for name, entry in ((n, base.models[n]) for n in chosen):
         for tile in (int(t) for t in args.tiles.split(",")):
             models = {**base.models, name: entry.model_copy(update={"tile": tile})}
             settings = base.model_copy(

@@ -75,7 +75,8 @@ def test_the_images_wheel_works_installed(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:4] == ["unet-color 1", "dncnn-color 1", "compact-x2 2", "compact-x4 4"]
-    assert lines[4] == "5"
-    assert lines[5] == "['kafka-pom.xml', 'log4j2.xml']"
+    models = ["unet-color 1", "unet-color-fast 1", "dncnn-color 1", "compact-x2 2", "compact-x4 4"]
+    assert lines[:5] == models
+    assert lines[5] == "5"
+    assert lines[6] == "['kafka-pom.xml', 'log4j2.xml']"
     assert "worker" in done.stdout and "init" in done.stdout
