@@ -239,8 +239,8 @@ class UNetDenoiser(nn.Module):
         new channel feeds into an old one starts at zero, so old channels compute exactly
         what they did (up to float rounding) whatever the new ones hold, and the network's
         output is unchanged. The new channels start from a fresh network's random weights,
-        so the zero weights reading them get a gradient from the first step. Width at full
-        resolution is what keeps fine texture at low noise; depth alone did not.
+        so the zero weights reading them get a gradient from the first step. Meant for the
+        finest levels, where a few channels must carry all the fine texture.
         """
         if any(new < old for new, old in zip(widths, self.widths, strict=True)):
             raise ValueError(f"widths {widths} narrow some level of {self.widths}")

@@ -53,8 +53,8 @@ def _default_models() -> dict[str, ModelEntry]:
         "unet-color": ModelEntry(
             file="unet-color.safetensors", task="denoise", tile=256, overlap=32, noise_map=True
         ),
-        # The same U-Net before its two finest levels were widened: about half the time
-        # per tile for 0.2 to 0.25 dB less (docs/restore.md), for throughput-first fleets.
+        # The same U-Net before its two finest levels were widened: 2.6 times the speed
+        # on a CPU core for 0.17 to 0.25 dB less (docs/restore.md), for throughput first.
         "unet-color-fast": ModelEntry(
             file="unet-color-fast.safetensors", task="denoise", tile=256, overlap=32, noise_map=True
         ),
