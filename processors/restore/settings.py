@@ -49,15 +49,15 @@ class ModelEntry(BaseModel):
 
 
 def _default_models() -> dict[str, ModelEntry]:
+    unet = ModelEntry(
+        file="unet-color.safetensors", task="denoise", tile=256, overlap=32, noise_map=True
+    )
     return {
-        "unet-color": ModelEntry(
-            file="unet-color.safetensors", task="denoise", tile=256, overlap=32, noise_map=True
-        ),
+        "unet-color": unet,
         # The same U-Net before its two finest levels were widened: 2.6 times the speed
         # on a CPU core for 0.17 to 0.25 dB less (docs/restore.md), for throughput first.
-        "unet-color-fast": ModelEntry(
-            file="unet-color-fast.safetensors", task="denoise", tile=256, overlap=32, noise_map=True
-        ),
+        # One entry copied, so the two cannot drift apart in tiling or noise map.
+        "unet-color-fast": unet.model_copy(update={"file": "unet-color-fast.safetensors"}),
         "dncnn-color": ModelEntry(file="dncnn-color.safetensors", task="denoise", tile=256),
         "compact-x2": ModelEntry(file="compact-x2.safetensors", task="upscale", scale=2, tile=256),
         "compact-x4": ModelEntry(file="compact-x4.safetensors", task="upscale", scale=4, tile=192),
