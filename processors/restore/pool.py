@@ -40,6 +40,11 @@ DEBIAN_SOURCES: dict[str, Split] = {
     "debian-edu-artwork-homeworld": "train",
     "debian-edu-artwork-softwaves": "train",
     "debian-edu-artwork-spacefun": "train",
+    # Ubuntu Touch's wallpapers, mostly large photographs by named photographers (CC BY
+    # and CC BY-SA 4.0): the training split's other photographs are scikit-image's few
+    # small ones and GNOME's, so without these it learns fine natural texture from little.
+    "lomiri-wallpapers-16.04": "train",
+    "lomiri-wallpapers-20.04": "train",
     "mate-backgrounds": "eval",
     "sway-backgrounds": "eval",
 }
@@ -190,8 +195,10 @@ def licence_of(installed_path: str, copyright_text: str) -> str:
     """The licence the package's copyright file gives for one installed file.
 
     Installed paths differ from the source paths the file names, so a stanza matches when
-    its pattern matches the path's tail; as in DEP-5, the last matching stanza wins. A
-    copyright file in free text yields the licences it names, marked as such.
+    its pattern matches the path's tail, or when it names the file itself (no wildcard in
+    its last part) under another folder than the one it is installed in; as in DEP-5, the
+    last matching stanza wins. A copyright file in free text yields the licences it names,
+    marked as such.
     """
     if copyright_text.lstrip().lower().startswith("format:"):
         found = "unknown"
@@ -208,4 +215,8 @@ def _tail_matches(path: str, pattern: str) -> bool:
         return True
     parts = path.split("/")
     depth = pattern.count("/") + 1
-    return fnmatch.fnmatch("/".join(parts[-depth:]), pattern)
+    if fnmatch.fnmatch("/".join(parts[-depth:]), pattern):
+        return True
+    # e.g. lomiri's "16.04/Dragonfly_by_Bolly.jpg", installed as backgrounds/Dragonfly...
+    named = pattern.rsplit("/", 1)[-1]
+    return not any(c in named for c in "*?[") and named == parts[-1]

@@ -27,6 +27,9 @@ License: CC-BY-SA-4.0
 
 Files: debian/*
 License: GPL-2+
+
+Files: 16.04/Dragonfly_by_Bolly.jpg
+License: CC-BY-4.0
 """
 
 
@@ -34,6 +37,13 @@ def test_the_last_matching_stanza_gives_the_licence() -> None:
     assert pool.licence_of("usr/share/backgrounds/x/nature/Dune.jpg", DEP5) == "CC-BY-SA-4.0"
     assert pool.licence_of("usr/share/backgrounds/x/desktop/Wide-1.png", DEP5) == "CC-BY-SA-4.0"
     assert pool.licence_of("usr/share/backgrounds/x/abstract/Flow.png", DEP5) == "GPL-2+"
+
+
+def test_a_stanza_naming_one_file_finds_it_installed_under_another_folder() -> None:
+    # The source tree's "16.04/" is not where the package installs the picture.
+    assert pool.licence_of("usr/share/backgrounds/Dragonfly_by_Bolly.jpg", DEP5) == "CC-BY-4.0"
+    # A wildcard's own folder still has to match: debian/* is not every file.
+    assert pool.licence_of("usr/share/backgrounds/Other.jpg", DEP5) == "GPL-2+"
 
 
 def test_a_free_text_copyright_file_names_what_it_says() -> None:
