@@ -230,8 +230,10 @@ def export(
     *,
     deepen: int,
     widen: Widths | None,
+    record: dict[str, object],
 ) -> int:
-    """Write the weights a checkpoint holds, with the step it reached in the header.
+    """Write the weights a checkpoint holds, with the step it reached and the run's training
+    record (`record`: what a finished run would write, from the same flags) in the header.
     A grown run's checkpoint needs the same --init and --deepen or --widen to rebuild
     its shape."""
     if name not in RECIPES or checkpoint is None or not checkpoint.is_file():
@@ -241,9 +243,31 @@ def export(
     model = first_model(RECIPES[name], init, deepen, widen)
     model.load_state_dict(saved["model"])
     path = out / f"{name}.safetensors"
-    save_ours(model, path, {"steps_done": saved["step"], "of_steps": RECIPES[name].steps})
+    save_ours(model, path, {**record, "steps_done": saved["step"]})
     print(f"{name}: wrote {path} from step {saved['step']} of {checkpoint}")
     return 0
+
+
+def _recipe(name: str, args: argparse.Namespace) -> Recipe:
+    """The named recipe with the command line's overrides."""
+    given = {field: getattr(args, field) for field in _OVERRIDES}
+    return replace(RECIPES[name], **{k: v for k, v in given.items() if v is not None})
+
+
+def _record(
+    recipe: Recipe, args: argparse.Namespace, sources: object, init: Path | None
+) -> dict[str, object]:
+    """A weights file's training record: the recipe as run, seed, data list, degradations
+    and what it started from."""
+    return {
+        **{field: getattr(recipe, field) for field in _RECORDED},
+        "seed": args.seed,
+        "photos": sources,
+        "degradations": _degradations(recipe),
+        "init": _provenance(init),
+        "deepened": args.deepen,
+        "widened": list(args.widen) if args.widen else None,
+    }
 
 
 # Recipe fields the command line may override: field -> (flag, type, help).
@@ -298,30 +322,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.deepen or args.widen) and args.init is None:
         print("--deepen and --widen grow trained weights: give them with --init", file=sys.stderr)
         return 2
-    if args.export:
-        return export(
-            args.model, args.checkpoint, args.out, args.init, deepen=args.deepen, widen=args.widen
-        )
-    sources: object
     if args.pool:
-        manifest = Manifest.load(args.pool)
-        chosen = manifest.of("train")
-        photos = [read_picture(args.pool, picture) for picture in chosen]
+        chosen = Manifest.load(args.pool).of("train")
         # The data list: every training file by name and content hash.
-        sources = {p.file: p.sha256[:16] for p in chosen}
+        sources: object = {p.file: p.sha256[:16] for p in chosen}
+    elif args.photos:
+        sources = f"photos from {args.photos}"
+    else:
+        sources = "scikit-image samples: " + ", ".join(TRAINING)
+    if args.export:
+        # The record of the run's own flags: an exported run says how it was trained.
+        record = (
+            _record(_recipe(args.model, args), args, sources, args.init)
+            if args.model in RECIPES
+            else {}
+        )
+        return export(
+            args.model, args.checkpoint, args.out, args.init, deepen=args.deepen,
+            widen=args.widen, record=record,
+        )  # fmt: skip
+    if args.pool:
+        photos = [read_picture(args.pool, picture) for picture in chosen]
     elif args.photos:
         photos = list(folder_photos(args.photos).values())
         sources = f"{len(photos)} photos from {args.photos}"
     else:
         photos = [sample_photo(name) for name in TRAINING]
-        sources = "scikit-image samples: " + ", ".join(TRAINING)
     if not photos:
         print(f"no readable photos in {args.photos}", file=sys.stderr)
         return 2
     names = list(RECIPES) if args.model == "all" else [args.model]
     for name in names:
-        given = {field: getattr(args, field) for field in _OVERRIDES}
-        recipe = replace(RECIPES[name], **{k: v for k, v in given.items() if v is not None})
+        recipe = _recipe(name, args)
         started = time.monotonic()
         model = train(
             recipe,
@@ -337,19 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: stopped after step {args.stop_after}; run again to go on")
             continue
         path = args.out / f"{name}.safetensors"
-        save_ours(
-            model,
-            path,
-            {
-                **{field: getattr(recipe, field) for field in _RECORDED},
-                "seed": args.seed,
-                "photos": sources,
-                "degradations": _degradations(recipe),
-                "init": _provenance(args.init),
-                "deepened": args.deepen,
-                "widened": list(args.widen) if args.widen else None,
-            },
-        )
+        save_ours(model, path, _record(recipe, args, sources, args.init))
         print(f"{name}: wrote {path} after {time.monotonic() - started:.0f} s", flush=True)
     return 0
 

@@ -126,6 +126,12 @@ def test_widen_fine_tunes_the_wider_unet_and_export_rebuilds_it(tmp_path: Path) 
     assert main([*args, *export]) == 0
     again = read_ours(tmp_path / "again" / "unet-color.safetensors")
     assert isinstance(again, UNetDenoiser) and again.widths == (32, 48, 64, 128)
+    with safe_open(str(tmp_path / "again" / "unet-color.safetensors"), framework="pt") as handle:
+        exported = handle.metadata()
+    # The export says how the run was trained, as a finished run's file does.
+    assert exported["pixelfleet.steps_done"] == "1" and exported["pixelfleet.steps"] == "1"
+    assert json.loads(exported["pixelfleet.widened"]) == [32, 48, 64, 128]
+    assert exported["pixelfleet.seed"] == meta["pixelfleet.seed"]
 
 
 def test_deepen_fine_tunes_the_grown_net_and_the_header_says_so(tmp_path: Path) -> None:
