@@ -4,6 +4,7 @@ upscalers)."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from processors.restore.degrade import add_noise, capture_noise, downscale, rand
 from processors.restore.pool import detail
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+LOSSES = ("mse", "psnr")
+# "psnr" adds this to each crop's squared error (45 dB): a crop with almost no noise left
+# would otherwise weigh without bound, and the net spend itself on near-identity crops.
+_ERROR_FLOOR = 10**-4.5
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,15 @@ class Recipe:
     blur_share: float = 0.25
     # Upscalers: the share of inputs JPEG-compressed after downscaling (quality 70-95).
     jpeg_share: float = 0.25
+    # What a step minimises (LOSSES). "mse", the batch's mean squared error, lets a crop
+    # at sigma 50 weigh about four times one at sigma 15 (its error is that much larger):
+    # the net learns heavy noise best. "psnr", the mean of each crop's error in decibels,
+    # counts every crop alike, as the benchmark averages each sigma on its own.
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r}: one of {', '.join(LOSSES)}")
 
 
 class Patches:
@@ -116,3 +130,18 @@ def upscale_batch(recipe: Recipe, patches: Patches, generator: torch.Generator) 
         high.append(hr)
         low.append(np.asarray(lr))
     return _tensor(low), _tensor(high)
+
+
+def step_loss(recipe: Recipe, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The quantity a training step minimises (Recipe.loss)."""
+    if recipe.loss == "mse":
+        return nn.functional.mse_loss(output, target)
+    per_crop = (output - target).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * (per_crop + _ERROR_FLOOR).log10().mean()
+
+
+def loss_as_psnr(recipe: Recipe, mean_loss: float) -> float:
+    """The training PSNR a mean step loss stands for, for the log."""
+    if recipe.loss == "mse":
+        return -10 * math.log10(max(mean_loss, 1e-12))
+    return -mean_loss

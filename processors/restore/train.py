@@ -11,10 +11,9 @@ Results differ in the last bits with another thread count.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,10 +25,13 @@ from torch import nn
 
 from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
 from processors.restore.batches import (
+    LOSSES,
     Patches,
     Recipe,
     capture_batch,
     denoise_batch,
+    loss_as_psnr,
+    step_loss,
     upscale_batch,
 )
 from processors.restore.models import read_ours, save_ours
@@ -134,7 +136,7 @@ def train(  # noqa: PLR0917 - one call site, each argument named there
     last = min(recipe.steps, stop_after or recipe.steps)
     for step in range(first, last + 1):
         inputs, targets = make_batch(recipe, patches, generator)
-        loss = nn.functional.mse_loss(model(inputs), targets)
+        loss = step_loss(recipe, model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if recipe.clip_norm:
@@ -155,7 +157,7 @@ def train(  # noqa: PLR0917 - one call site, each argument named there
             _save_checkpoint(checkpoint, step, state)
         if step % log_every == 0 or step == recipe.steps:
             elapsed = time.monotonic() - started
-            psnr = -10 * math.log10(max(running / (step % log_every or log_every), 1e-12))
+            psnr = loss_as_psnr(recipe, running / (step % log_every or log_every))
             eta = elapsed / (step - first + 1) * (recipe.steps - step)
             print(
                 f"{recipe.name}: step {step}/{recipe.steps}  train PSNR {psnr:5.2f} dB  "
@@ -270,8 +272,14 @@ def _record(
     }
 
 
+def _loss_kind(text: str) -> str:
+    if text not in LOSSES:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(LOSSES)}")
+    return text
+
+
 # Recipe fields the command line may override: field -> (flag, type, help).
-_OVERRIDES: dict[str, tuple[str, type, str]] = {
+_OVERRIDES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "steps": ("--steps", int, "override the recipe's step count"),
     "max_lr": ("--lr", float, "override the recipe's peak learning rate"),
     "patch": ("--patch", int, "override the recipe's crop side (input px)"),
@@ -279,6 +287,7 @@ _OVERRIDES: dict[str, tuple[str, type, str]] = {
     "blur_share": ("--blur-share", float, "override: upscalers' blurred share"),
     "jpeg_share": ("--jpeg-share", float, "override: upscalers' JPEG share"),
     "gaussian_share": ("--gaussian-share", float, "override: the denoiser's Gaussian share"),
+    "loss": ("--loss", _loss_kind, "override: what a step minimises, mse or psnr"),
 }
 # What each weights file's header records of its recipe, beside seed, data and provenance.
 _RECORDED = (*_OVERRIDES, "batch", "max_sigma")

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from processors.restore.arch import CompactSR, UNetDenoiser
-from processors.restore.batches import Patches, Recipe, upscale_batch
+from processors.restore.batches import Patches, Recipe, loss_as_psnr, step_loss, upscale_batch
 from processors.restore.degrade import downscale
 from processors.restore.models import load_model, read_ours, save_ours
 from processors.restore.photos import EVALUATION, TRAINING, sample_photo
@@ -196,3 +196,34 @@ def test_with_no_blur_and_no_jpeg_an_upscaler_learns_from_plain_bicubic_downscal
         hr = Image.fromarray((large * 255).round().byte().permute(1, 2, 0).numpy())
         expected = np.asarray(downscale(hr, 2), np.float32) / 255
         assert np.array_equal(small.permute(1, 2, 0).numpy(), expected)
+
+
+def test_the_psnr_loss_counts_each_crop_alike_whatever_its_noise() -> None:
+    mse, psnr = RECIPES["unet-color"], replace(RECIPES["unet-color"], loss="psnr")
+    target = torch.full((2, 3, 8, 8), 0.5)
+    # One crop left with ten times the other's error, as sigma 50 against sigma 15.
+    error = torch.stack([torch.full((3, 8, 8), 0.1), torch.full((3, 8, 8), 0.01)])
+    output = (target + error).requires_grad_()
+    assert loss_as_psnr(mse, step_loss(mse, output, target).item()) == pytest.approx(
+        -10 * np.log10((0.1**2 + 0.01**2) / 2), abs=1e-4
+    )
+    # psnr: the mean of the crops' own PSNRs (each 45 dB floor added to its error).
+    own = [-10 * np.log10(e**2 + 10**-4.5) for e in (0.1, 0.01)]
+    assert loss_as_psnr(psnr, step_loss(psnr, output, target).item()) == pytest.approx(
+        np.mean(own), abs=1e-4
+    )
+    # Under mse the noisier crop's pixels pull ten times harder; under psnr each pull is
+    # divided by the crop's own error, so an equal step in decibels costs each crop alike.
+    floor = 10**-4.5
+    for recipe, ratio in (
+        (mse, 10.0),
+        (psnr, (0.1 / (0.1**2 + floor)) / (0.01 / (0.01**2 + floor))),
+    ):
+        (grad,) = torch.autograd.grad(step_loss(recipe, output, target), output)
+        pull = grad[0].abs().mean() / grad[1].abs().mean()
+        assert pull.item() == pytest.approx(ratio, rel=1e-3)
+    assert ratio < 0.2  # under psnr the quieter crop pulls harder, per pixel
+    with pytest.raises(ValueError, match="psnr"):
+        replace(mse, loss="ssim")
+    with pytest.raises(SystemExit):
+        main(["--model", "unet-color", "--loss", "l1"])
