@@ -54,8 +54,8 @@ def _default_models() -> dict[str, ModelEntry]:
     )
     return {
         "unet-color": unet,
-        # The same U-Net before its two finest levels were widened (and before the run on
-        # more photographs): 2.6 times the speed on a CPU core for 0.4 to 0.6 dB less
+        # The same U-Net before its two finest levels were widened (and before the runs on
+        # more photographs): 2.6 times the speed on a CPU core for 0.4 to 0.8 dB less
         # (docs/restore.md), for throughput first.
         # One entry copied, so the two cannot drift apart in tiling or noise map.
         "unet-color-fast": unet.model_copy(update={"file": "unet-color-fast.safetensors"}),
