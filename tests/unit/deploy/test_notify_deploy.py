@@ -16,16 +16,11 @@ import yaml
 from prometheus_client import REGISTRY
 
 import streams.observe.metrics  # noqa: F401 (registers every metric)
-from tests.unit.deploy.tools import CHART, DEPLOY, manifests, render, tool
+from tests.unit.deploy.tools import CHART, DEPLOY, manifests, one, render, tool
 
 CI = CHART / "ci" / "values-notify.yaml"
 ALERT = "PixelfleetWebhookBreakerOpen"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket",), "gauge": ("",)}
-
-
-def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    return doc
 
 
 def test_notify_is_off_by_default() -> None:
@@ -35,7 +30,7 @@ def test_notify_is_off_by_default() -> None:
 
 def test_the_notify_deployment_runs_the_worker_with_its_secrets_and_probes() -> None:
     docs = manifests(CI)
-    deployment = _one(docs, "Deployment", "t-pixelfleet-notify")
+    deployment = one(docs, "Deployment", "t-pixelfleet-notify")
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -53,15 +48,15 @@ def test_the_notify_deployment_runs_the_worker_with_its_secrets_and_probes() -> 
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["terminationGracePeriodSeconds"] == 45
     # The subscriptions reach the worker through the settings file, without the secrets.
-    config = yaml.safe_load(_one(docs, "ConfigMap", "t-pixelfleet-config")["data"]["config.yaml"])
+    config = yaml.safe_load(one(docs, "ConfigMap", "t-pixelfleet-config")["data"]["config.yaml"])
     subs = config["notify"]["subscriptions"]
     assert [s["secret_env"] for s in subs] == ["CRM_WEBHOOK_SECRET", "FEED_WEBHOOK_SECRET"]
     assert all("secret" not in s for s in subs)
     # A headless Service with the metrics port: the workers' ServiceMonitor scrapes it.
-    service = _one(docs, "Service", "t-pixelfleet-notify")
+    service = one(docs, "Service", "t-pixelfleet-notify")
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["ports"][0]["name"] == "metrics"
-    monitor = _one(docs, "ServiceMonitor", "t-pixelfleet")
+    monitor = one(docs, "ServiceMonitor", "t-pixelfleet")
     excluded = monitor["spec"]["selector"]["matchExpressions"][0]["values"]
     assert "notify" not in excluded
 
@@ -71,7 +66,7 @@ def test_the_charts_config_is_one_the_worker_accepts(tmp_path: Path) -> None:
     from streams.config.settings import load_config_file
 
     docs = manifests(CI)
-    text = _one(docs, "ConfigMap", "t-pixelfleet-config")["data"]["config.yaml"]
+    text = one(docs, "ConfigMap", "t-pixelfleet-config")["data"]["config.yaml"]
     (tmp_path / "config.yaml").write_text(text)
     notify = NotifySettings.model_validate(load_config_file(tmp_path / "config.yaml")["notify"])
     assert [s.name for s in notify.subscriptions] == ["crm", "rings-feed"]
