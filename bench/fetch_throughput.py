@@ -21,7 +21,6 @@ PIXELFLEET_S3_ENDPOINT, or starts a throwaway local one. Exits 1 when a check fa
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
 import os
 import random
@@ -38,12 +37,13 @@ from pathlib import Path
 # LoopbackServer and settings_env live in tests/; make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import fetch_plain_loop
 from confluent_kafka import TopicPartition
+from fetch_plain_loop import peak_rss_mb
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from prometheus_client.parser import text_string_to_metric_families
 
-from processors.sniff import sniff
 from schemas.events import ImageSubmitted, Source, StageState, encode
 from streams.app import admin
 from streams.app.settings import Settings
@@ -57,7 +57,7 @@ from streams.io.topic_reader import topic_messages
 from streams.runner import records
 from streams.stages.common import admit_url
 from streams.stages.fetch.settings import FetchSettings, HostRule
-from streams.stages.fetch.stage import PART_SIZE, SNIFF_BYTES, _Sniffed, object_key, runtime_for
+from streams.stages.fetch.stage import object_key
 from tests.integration.streams.runner.fleet import settings_env
 from tests.support.http_servers import LoopbackServer
 
@@ -91,11 +91,6 @@ class Bench:
     fetch: FetchSettings
     warm: str  # one URL each side fetches before its clock starts
     tmp: Path
-
-
-def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(ln.split()[1]) / 1024 for ln in status.splitlines() if ln[:6] == "VmHWM:")
 
 
 def settled() -> None:
@@ -136,43 +131,12 @@ def stored_keys(s3: Minio, bucket: str, urls: list[str]) -> int:
 # -- the plain loop ---------------------------------------------------------------------
 
 
-def plain_loop(spec_file: str) -> None:
-    """The child's side: fetch and store every URL, print the figures as one JSON line."""
-    spec = json.loads(Path(spec_file).read_text())
-    s3 = clients.s3(FleetSettings().s3)
-    fetcher = runtime_for(FetchSettings.model_validate(spec["fetch"]), s3).fetcher
-
-    def one(url: str) -> float:
-        started = time.monotonic()
-        with fetcher.get(url) as response:
-            first = response.read(SNIFF_BYTES)
-            if sniff(first) is None:
-                raise RuntimeError(f"{url}: not an image")
-            # The stage's own stream wrapper and part size: S3 costs the same on both sides.
-            s3.put_object(
-                spec["bucket"],
-                object_key(url),
-                _Sniffed(first, response),  # type: ignore[arg-type]
-                length=-1,
-                part_size=PART_SIZE,
-                content_type=response.content_type or "application/octet-stream",
-            )
-        return time.monotonic() - started
-
-    with cf.ThreadPoolExecutor(spec["fetch"]["concurrency"]) as pool:
-        one(spec["warm"])
-        started = time.perf_counter()
-        busy = sum(pool.map(one, spec["urls"]))
-        seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "busy_s": busy, "rss": peak_rss_mb(os.getpid())}))
-
-
 def run_plain(bench: Bench, urls: list[str]) -> Run:
     s3, bucket = clients.s3(bench.base.s3), f"bf-plain-{uuid.uuid4().hex[:8]}"
     s3.make_bucket(bucket)
     spec = {"fetch": bench.fetch.model_dump(mode="json"), "bucket": bucket, "urls": urls}
     (bench.tmp / "plain.json").write_text(json.dumps(spec | {"warm": bench.warm}))
-    command = [sys.executable, __file__, "--plain-loop", str(bench.tmp / "plain.json")]
+    command = [sys.executable, str(Path(fetch_plain_loop.__file__)), str(bench.tmp / "plain.json")]
     settled()
     try:
         env = {**os.environ, **settings_env(bench.base)}
@@ -374,11 +338,7 @@ def main() -> None:
     parser.add_argument("--tarpit-window-s", type=float, default=90.0)
     parser.add_argument("--wait-s", type=float, default=240.0, help="the longest other runs take")
     parser.add_argument("--trace", action="store_true", help="the worker's batches every 5 s")
-    parser.add_argument("--plain-loop", help=argparse.SUPPRESS)  # the child's mode
     args = parser.parse_args()
-    if args.plain_loop:
-        plain_loop(args.plain_loop)
-        return
     if not 1 <= args.hosts <= 200:
         parser.error("--hosts must be 1 to 200: the servers are 127.0.0.1 to 127.0.0.201")
     if args.max_mb * 1e6 < MIN_BYTES:
