@@ -10,13 +10,13 @@ PIP     = $(BIN)/pip install -q -c deploy/docker/constraints.txt
 
 # The runtime packages get the images' pins (deploy/docker/constraints.txt), so the tests
 # run what the images ship; the dev tools are not pinned. Each stamp records one set of
-# extras; the demo's is a subset of the tests'.
+# extras; the demo's (the catalog serves its console) is a subset of the tests'.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.demo-installed: pyproject.toml deploy/docker/constraints.txt | $(BIN)/python
-	$(PIP) -e '.[restore,demo]'
+	$(PIP) -e '.[restore,demo,catalog]'
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml deploy/docker/constraints.txt | $(BIN)/python

@@ -6,8 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "pixelfleet_messages_total",
-    "Messages a stage finished, by outcome: ok, skipped, rejected (bad input), "
-    "failed (a crash or a bug).",
+    "Messages a stage finished, by outcome: ok, skipped, deferred (sent to itself to try "
+    "later), rejected (bad input), failed (a crash or a bug).",
     ["stage", "outcome"],
 )
 DEAD_LETTERS = Counter(
