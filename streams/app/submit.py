@@ -28,10 +28,20 @@ def content_image_id(data: bytes) -> str:
 
 
 def safe_image_id(text: str) -> str:
-    cleaned = _UNSAFE.sub("-", text).strip("-.")[:128]
+    cleaned = _clean(text)
     if not cleaned:
         raise ValueError(f"cannot make an image id from {text!r}")
     return cleaned
+
+
+def _clean(text: str) -> str:
+    return _UNSAFE.sub("-", text).strip("-.")[:128]
+
+
+def object_file_name(name: str) -> str:
+    """The file-name part of an upload's object key: the name made safe, or "upload" when
+    nothing of it is left (".." or "---" name no file, but the bytes are still an image)."""
+    return _clean(name) or "upload"
 
 
 def file_image_id(path: Path) -> str:
@@ -120,7 +130,7 @@ class Submitter:
     ) -> ImageSubmitted:
         """Stores the bytes in the incoming bucket under the image's id, then publishes."""
         image_id = image_id or content_image_id(data)
-        key = f"{image_id}/{safe_image_id(name)}"
+        key = f"{image_id}/{object_file_name(name)}"
         bucket = self.settings.buckets.incoming
         content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         self.s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
@@ -177,5 +187,8 @@ class Submitter:
         left = self.producer.flush(timeout_s)
         if left:
             raise RuntimeError(f"{left} events were not acknowledged by Kafka in {timeout_s:.0f} s")
-        if self.errors:
-            raise RuntimeError(f"{len(self.errors)} events failed: {self.errors[:3]}")
+        # Reported once, then forgotten: a long-lived submitter (the catalog's) must not
+        # fail every later flush for one delivery that failed before.
+        failed, self.errors = self.errors, []
+        if failed:
+            raise RuntimeError(f"{len(failed)} events failed: {failed[:3]}")

@@ -15,7 +15,6 @@ would fence each other: each kind runs one at a time here, the next request wait
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,21 +25,15 @@ from aiohttp import web
 from schemas.events import ImageRecord, decoder
 from streams.app.settings import Settings
 from streams.catalog import act
-from streams.catalog.http_support import error, may_act
+from streams.catalog.http_support import error, flag, may_act, read_json
 from streams.catalog.listing import ListedIndex
 
 log = logging.getLogger(__name__)
 _record = decoder(ImageRecord)
-_LETTER = re.compile(r"^\d{1,6}:\d{1,19}$")
+_LETTER = re.compile(r"[0-9]{1,6}:[0-9]{1,19}")  # fullmatch: no newline, ASCII digits
 MAX_LETTERS = 500
 # image id, the request (for its key) -> the record's JSON, None when there is none.
 FetchRecord = Callable[[str, web.Request], Awaitable[bytes | None]]
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).lower() in {"1", "true", "yes"}
 
 
 class ActionsApi:
@@ -85,15 +78,23 @@ class ActionsApi:
             )
         return web.json_response(answer.body, status=answer.status)
 
-    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+    async def _body(
+        self, request: web.Request, fields: frozenset[str]
+    ) -> dict[str, Any] | web.Response:
+        """The JSON object of the body ({} when there is none), holding no field but
+        `fields`: a misspelt `dry_run` is an error, not a field to ignore."""
         if not request.can_read_body:
             return {}
         try:
-            body = json.loads(await request.read() or b"{}")
+            body = read_json(await request.read() or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, "bad_json", f"the body is not JSON: {exc}")
         if not isinstance(body, dict):
             return error(400, "bad_json", "the body is a JSON object")
+        unknown = sorted(set(body) - fields)
+        if unknown:
+            known = ", ".join(sorted(fields)) or "none"
+            return error(400, "bad_field", f"unknown field {unknown[0]!r} (known: {known})")
         return body
 
     # --- what a key may do, and the dead letters -----------------------------------------
@@ -120,12 +121,15 @@ class ActionsApi:
         if refused is not None:
             return refused
         position = request.match_info["letter"]
-        if not _LETTER.match(position):
+        if not _LETTER.fullmatch(position):
             return error(400, "bad_letter", "a dead letter is named partition:offset, e.g. 0:42")
-        body = await self._body(request)
+        body = await self._body(request, frozenset({"again"}))
         if isinstance(body, web.Response):
             return body
-        again = _flag(body.get("again", False))
+        try:
+            again = flag("again", body.get("again", False))
+        except ValueError as exc:
+            return error(400, "bad_flag", str(exc))
         async with self._redrive_lock:
             return await self._run(
                 f"redriving dead letter {position}",
@@ -139,13 +143,16 @@ class ActionsApi:
         if refused is not None:
             return refused
         image_id = request.match_info["image_id"]
-        body = await self._body(request)
+        body = await self._body(request, frozenset({"stage", "dry_run"}))
         if isinstance(body, web.Response):
             return body
         stage = str(body.get("stage", "validate"))
         if stage not in act.REPLAY_STAGES:
             return error(400, "bad_stage", f"stage is one of {', '.join(act.REPLAY_STAGES)}")
-        dry_run = _flag(body.get("dry_run", False))
+        try:
+            dry_run = flag("dry_run", body.get("dry_run", False))
+        except ValueError as exc:
+            return error(400, "bad_flag", str(exc))
         record = await self._record(image_id, request)
         if isinstance(record, web.Response):
             return record
@@ -162,8 +169,11 @@ class ActionsApi:
         if refused is not None:
             return refused
         image_id = request.match_info["image_id"]
-        dry_run = _flag(request.query.get("dry_run", ""))
-        force = _flag(request.query.get("force", ""))
+        try:
+            dry_run = flag("dry_run", request.query.get("dry_run", ""))
+            force = flag("force", request.query.get("force", ""))
+        except ValueError as exc:
+            return error(400, "bad_flag", str(exc))
         record = await self._record(image_id, request)
         if isinstance(record, web.Response):
             return record

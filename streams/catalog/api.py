@@ -8,7 +8,6 @@ keeps of the whole topic. OpenAPI: `/v1/openapi.json`, readable at `/v1/docs`.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +22,7 @@ from streams.app.settings import Settings
 from streams.catalog.actions_api import ActionsApi
 from streams.catalog.console_api import ConsoleApi
 from streams.catalog.fleet import FleetView
-from streams.catalog.http_support import ROUTED_HEADER, error
+from streams.catalog.http_support import ROUTED_HEADER, error, flag, read_json
 from streams.catalog.listing import ListedIndex
 from streams.catalog.near_dup import parse_phash
 from streams.catalog.openapi import docs_page, openapi
@@ -197,7 +196,9 @@ class CatalogApi:
             timeout = aiohttp.ClientTimeout(total=PROXY_TIMEOUT_S)
             self._session = aiohttp.ClientSession(timeout=timeout)
         url = owner.rstrip("/") + path_qs
-        headers = {k: v for k, v in request.headers.items() if k.lower() in {"x-api-key"}}
+        # The key goes on in whichever header it came (X-API-Key or Authorization: Bearer).
+        passed = {"x-api-key", "authorization"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() in passed}
         headers[ROUTED_HEADER] = "1"
         async with self._session.get(url, headers=headers) as answer:
             return answer.status, await answer.read(), answer.content_type
@@ -270,18 +271,24 @@ class CatalogApi:
         if request.content_length is not None and request.content_length > limit:
             return error(413, "too_large", f"the body is over the {limit}-byte limit")
         kind = request.content_type
-        force = request.query.get("force", "").lower() in {"1", "true", "yes"}
+        try:
+            force = flag("force", request.query.get("force", ""))
+        except ValueError as exc:
+            return error(400, "bad_flag", str(exc))
         idempotency = request.headers.get("Idempotency-Key")
         if kind == "application/json":
             try:
-                body = json.loads(await request.read())
+                body = read_json(await request.read())
             except (ValueError, UnicodeDecodeError) as exc:
                 return error(400, "bad_json", f"the body is not JSON: {exc}")
             outcome = await asyncio.to_thread(
                 self.submissions.submit_url, body, idempotency=idempotency, force=force
             )
         elif kind == "multipart/form-data":
-            form = await _read_form(request)
+            try:
+                form = await _read_form(request)
+            except ValueError as exc:  # no boundary, or a body that does not start with it
+                return error(400, "bad_multipart", f"the form cannot be read: {exc}")
             if isinstance(form, web.Response):
                 return form
             data, name, meta, file_type = form
@@ -326,7 +333,7 @@ async def _read_form(
             data = bytes(await part.read())
         elif part.name == "meta":
             try:
-                meta = json.loads(await part.text())
+                meta = read_json(await part.text())
             except ValueError as exc:
                 return error(400, "bad_json", f"the meta part is not JSON: {exc}")
             if not isinstance(meta, dict):

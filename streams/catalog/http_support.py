@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,31 @@ def may_act(request: web.Request, acting: frozenset[str]) -> bool:
 def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     """Every 4xx and 5xx of the API: a stable code for programs, a sentence for people."""
     return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"", "0", "false", "no"})
+
+
+def flag(name: str, value: Any) -> bool:
+    """A yes/no parameter (a JSON boolean, or 1/0, true/false, yes/no). Anything else is a
+    ValueError naming it: a mistyped `dry_run` must never be read as "no" and do the work."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} is true or false (1 or 0, yes or no), not {value!r}")
+
+
+def read_json(data: bytes | str) -> Any:
+    """json.loads, with nesting too deep to parse reported as the ValueError it is."""
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
 
 
 def key_hash(key: str) -> str:

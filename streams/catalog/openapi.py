@@ -63,6 +63,7 @@ def openapi() -> dict[str, Any]:
                     "413": _ERROR,
                     "415": _ERROR,
                     "422": _ERROR,
+                    "503": _ERROR,
                     **errors,
                 },
             },

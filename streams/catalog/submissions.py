@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import urllib3
+from confluent_kafka import KafkaException
+from minio.error import MinioException
 
 from processors.sniff import sniff
 from schemas.events import Hints, Request
@@ -47,6 +50,20 @@ class Outcome:
 
 def _problem(status: int, code: str, message: str) -> Outcome:
     return Outcome(status=status, problem=(status, code, message))
+
+
+# What Kafka or S3 trouble raises while an upload is stored and its event published.
+_UNAVAILABLE = (RuntimeError, OSError, KafkaException, MinioException, urllib3.exceptions.HTTPError)
+FLUSH_TIMEOUT_S = 10.0
+
+
+def _unavailable(exc: BaseException) -> Outcome:
+    return _problem(
+        503,
+        "unavailable",
+        f"Kafka or S3 did not take the submission ({exc}); send it again (with the same "
+        "Idempotency-Key, a retry is safe)",
+    )
 
 
 class Submissions:
@@ -126,10 +143,13 @@ class Submissions:
         if done is not None and not force:
             # The same bytes under the same settings: the work exists, nothing is published.
             return Outcome(status=200, image_id=done, duplicate_of=done)
-        event = self.submitter.upload_bytes_and_submit(
-            data, name, image_id=content_image_id(data), hints=hints, request=request
-        )
-        self.submitter.flush(30)
+        try:
+            event = self.submitter.upload_bytes_and_submit(
+                data, name, image_id=content_image_id(data), hints=hints, request=request
+            )
+            self.submitter.flush(FLUSH_TIMEOUT_S)
+        except _UNAVAILABLE as exc:
+            return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id, extra={"sha256": sha})
 
     def _url(self, body: Any) -> Outcome:
@@ -143,6 +163,9 @@ class Submissions:
         url = body["url"]
         if not url.startswith(("http://", "https://")) or len(url) > 4096:
             return _problem(422, "bad_url", "url is an http(s) URL of at most 4096 characters")
-        event = self.submitter.submit_url(url, hints=hints, request=request)
-        self.submitter.flush(30)
+        try:
+            event = self.submitter.submit_url(url, hints=hints, request=request)
+            self.submitter.flush(FLUSH_TIMEOUT_S)
+        except _UNAVAILABLE as exc:
+            return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id)

@@ -125,6 +125,11 @@ def build_app(settings: FleetSettings, web_options: dict[str, Any]) -> faust.App
         table_standby_replicas=0,
         table_cleanup_interval=3600.0,
         web_enabled=True,
+        # faust's own /table and /router views would serve records and every replica's URL
+        # outside /v1/, where the key check does not look; the API routes by partition
+        # ownership itself (owner_url), so neither is needed.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_bind=catalog.host,
         web_port=catalog.port,
         canonical_url=advertised,

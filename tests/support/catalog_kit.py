@@ -95,8 +95,17 @@ class CatalogProcess:
         path = self.data_dir.parent / f"catalog-{self.port}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
-    def get(self, path: str, *, auth: bool = True, timeout: float = 10) -> tuple[int, Any]:
-        request = urllib.request.Request(self.url + path, headers=HEADERS if auth else {})
+    def get(
+        self,
+        path: str,
+        *,
+        auth: bool = True,
+        timeout: float = 10,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """GET with the API key (or `headers` instead of it, or nothing with auth=False)."""
+        sent = headers if headers is not None else HEADERS if auth else {}
+        request = urllib.request.Request(self.url + path, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 body = answer.read()

@@ -25,7 +25,7 @@ from streams.io import clients
 from streams.stages.fingerprint import fingerprint
 from tests.integration.streams.catalog.conftest import Launch
 from tests.integration.streams.runner.fleet import read_topic, settings_env
-from tests.support.catalog_kit import HEADERS, fake_record, publish
+from tests.support.catalog_kit import ACTING, HEADERS, fake_record, publish
 from tests.support.photos import encode, photo
 
 pytestmark = pytest.mark.integration
@@ -68,6 +68,30 @@ def test_keys_limits_and_errors_are_answered_clearly(
         assert bad_query.status_code == 400
         too_far = http.get("/v1/lookup?phash=0000000000000000&max_distance=99", headers=HEADERS)
         assert too_far.status_code == 400
+        # Hostile or mistyped bodies and flags: a clear 400 each, never a 500.
+        deep = b"[" * 5000 + b"]" * 5000
+        for path in ("/v1/images", "/v1/images/x/replay"):
+            nested = http.post(path, headers={**ACTING, "Content-Type": "application/json"},
+                               content=deep)  # fmt: skip
+            assert (nested.status_code, nested.json()["error"]) == (400, "bad_json"), path
+        no_boundary = http.post(
+            "/v1/images",
+            headers={**HEADERS, "Content-Type": "multipart/form-data"},
+            content=b"--x\r\n\r\n",
+        )
+        assert (no_boundary.status_code, no_boundary.json()["error"]) == (400, "bad_multipart")
+        maybe = http.post("/v1/images?force=maybe", headers=HEADERS, json={"url": "https://a/b"})
+        assert (maybe.status_code, maybe.json()["error"]) == (400, "bad_flag")
+        # A mistyped dry run is refused before anything is looked up, never run for real.
+        for answer in (
+            http.delete("/v1/images/x?dry_run=on", headers=ACTING),
+            http.post("/v1/images/x/replay", headers=ACTING, json={"dry_run": "on"}),
+        ):
+            assert (answer.status_code, answer.json()["error"]) == (400, "bad_flag")
+        typo = http.post("/v1/images/x/replay", headers=ACTING, json={"dryRun": True})
+        assert (typo.status_code, typo.json()["error"]) == (400, "bad_field")
+        letter = http.post("/v1/dlq/0:42%0A/redrive", headers=ACTING)
+        assert (letter.status_code, letter.json()["error"]) == (400, "bad_letter")
     # Nothing of the refused requests reached the fleet.
     assert read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest) == []
 
@@ -96,6 +120,8 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
         by_url = http.post(
             "/v1/images", json={"url": "https://images.example/a/cup.jpg", "hints": {"title": "c"}}
         )
+        # A file name that cleans down to nothing still names an image.
+        nameless = http.post("/v1/images", files={"file": ("..", encode(photo("coffee"), "PNG"))})
     image_id = content_image_id(data)
     assert [a.status_code for a in answers] == [202, 202]
     assert answers[0].json() == answers[1].json()
@@ -103,9 +129,14 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
     assert answers[0].headers["Location"] == f"/v1/images/{image_id}"
     assert (reused.status_code, reused.json()["error"]) == (422, "idempotency_key_reused")
     assert by_url.status_code == 202 and by_url.json()["image_id"].startswith("url-")
+    assert nameless.status_code == 202, nameless.text
 
     events = read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest)
-    assert Counter(e.key for e in events) == {image_id: 1, by_url.json()["image_id"]: 1}
+    assert Counter(e.key for e in events) == {
+        image_id: 1,
+        by_url.json()["image_id"]: 1,
+        nameless.json()["image_id"]: 1,
+    }
     submitted = decoder(ImageSubmitted).decode(next(e.value for e in events if e.key == image_id))
     assert submitted.hints.title == "espresso cup" and submitted.request.formats == ["webp"]
     source = submitted.source.object

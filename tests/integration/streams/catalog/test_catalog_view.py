@@ -15,7 +15,7 @@ from streams.config.topics import Topics
 from streams.io import clients
 from streams.io.topic_reader import latest_records
 from tests.integration.streams.catalog.conftest import Launch
-from tests.support.catalog_kit import CatalogProcess, fake_record, publish
+from tests.support.catalog_kit import API_KEY, CatalogProcess, fake_record, publish
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +127,18 @@ def test_two_replicas_split_the_partitions_and_route_lookups_to_the_owner(
     # each one passed on to it: about half of them.
     passed_on = served - 2 * len(asked)
     assert 0.2 * len(asked) < passed_on < 1.8 * len(asked), served
+    # A Bearer key is passed on to the owner as well as an X-API-Key is.
+    bearer = {"Authorization": f"Bearer {API_KEY}"}
+    for record in records[:20]:
+        for replica in (a, b):
+            code, body = replica.get(f"/v1/images/{record.image_id}", headers=bearer)
+            assert code == 200 and body["image_id"] == record.image_id, (replica.port, body)
+    # faust's own views of the table and of the cluster are not served, key or none.
+    some = records[0].image_id
+    for path in (f"/table/images/{some}/", "/table/", "/router/", f"/router/images/{some}/"):
+        for auth in (True, False):
+            code, _ = a.get(path, auth=auth)
+            assert code == 404, (path, auth, code)
 
 
 def test_records_of_an_aborted_transaction_never_show(
