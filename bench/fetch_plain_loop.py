@@ -23,7 +23,7 @@ from processors.sniff import sniff
 from streams.config.settings import FleetSettings
 from streams.io import clients
 from streams.stages.fetch.settings import FetchSettings
-from streams.stages.fetch.stage import PART_SIZE, SNIFF_BYTES, _Sniffed, object_key, runtime_for
+from streams.stages.fetch.stage import PART_SIZE, _Sniffed, object_key, read_head, runtime_for
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -40,7 +40,7 @@ def plain_loop(spec_file: str) -> None:
     def one(url: str) -> float:
         started = time.monotonic()
         with fetcher.get(url) as response:
-            first = response.read(SNIFF_BYTES)
+            first = read_head(response)
             if sniff(first) is None:
                 raise RuntimeError(f"{url}: not an image")
             # The stage's own stream wrapper and part size: S3 costs the same on both sides.

@@ -118,6 +118,7 @@ _V6_RULES = _rules(
     # so the IPv4 address it reaches cannot even be read back: refuse it whole.
     ("64:ff9b:1::/48", "nat64", "in the local-use NAT64 prefix 64:ff9b:1::/48"),
     ("2001:db8::/32", "documentation", "reserved for documentation"),
+    ("3fff::/20", "documentation", "reserved for documentation (RFC 9637)"),
     ("2001:2::/48", "benchmarking", "reserved for benchmarking"),
     ("2001:10::/28", "reserved", "reserved (ORCHID)"),
     ("2001:20::/28", "reserved", "reserved (ORCHIDv2)"),
@@ -160,17 +161,27 @@ def _classify_v4(address: ipaddress.IPv4Address) -> tuple[str, str] | None:
     return None
 
 
-def _classify_v6(address: ipaddress.IPv6Address) -> tuple[str, str] | None:
+def _embedding(
+    address: ipaddress.IPv6Address,
+) -> tuple[str, str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 form carries, with the form's rule and name."""
     for prefix, rule, kind, shift in _EMBEDDINGS:
         # :: and ::1 lie in ::/96 but are themselves, not IPv4-compatible addresses.
         if address in prefix and int(address) > 1:
-            embedded = ipaddress.IPv4Address((int(address) >> shift) & 0xFFFFFFFF)
-            verdict = _classify_v4(embedded)
-            if verdict is not None:
-                return rule, f"{kind} of {embedded}, which is {verdict[1]}"
-            if rule == "ipv4_compatible":  # deprecated since 2006; nothing routes it
-                return "reserved", f"{kind} of {embedded} (a deprecated form)"
-            return None  # the same global IPv4 destination, reached another way
+            return rule, kind, ipaddress.IPv4Address((int(address) >> shift) & 0xFFFFFFFF)
+    return None
+
+
+def _classify_v6(address: ipaddress.IPv6Address) -> tuple[str, str] | None:
+    carried = _embedding(address)
+    if carried is not None:
+        rule, kind, embedded = carried
+        verdict = _classify_v4(embedded)
+        if verdict is not None:
+            return rule, f"{kind} of {embedded}, which is {verdict[1]}"
+        if rule == "ipv4_compatible":  # deprecated since 2006; nothing routes it
+            return "reserved", f"{kind} of {embedded} (a deprecated form)"
+        return None  # the same global IPv4 destination, reached another way
     for network, rule, words in _V6_RULES:
         if address in network:
             return rule, words
@@ -191,7 +202,11 @@ def admitted(address: Address, policy: NetPolicy) -> bool:
         forms = (address, ipaddress.IPv6Address(f"::ffff:{address}"))
     # A metadata endpoint holds the cloud credentials: allowing 100.64.0.0/10 for a VPN must
     # not open Alibaba's 100.100.100.200 too. Only a network naming it alone does.
-    metadata = any(form in _METADATA for form in forms)
+    # Nor may a NAT64 or 6to4 prefix allowed whole reach one through the IPv4 it carries.
+    carried = _embedding(address) if isinstance(address, ipaddress.IPv6Address) else None
+    metadata = any(form in _METADATA for form in forms) or (
+        carried is not None and carried[2] in _METADATA
+    )
     return any(
         form in network and (not metadata or network.num_addresses == 1)
         for form in forms

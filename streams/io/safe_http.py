@@ -6,12 +6,16 @@ Every hop (the first URL and each redirect) is checked by `streams.io.netguard` 
 socket is opened; the host is resolved once per hop, every address is vetted, and the
 connection goes to a vetted IP (with the SNI and certificate check still on the host name),
 so DNS rebinding cannot switch the target between the check and the connect. Bodies are
-streamed, never decoded (a gzip bomb is refused, not inflated), and bounded in bytes and time.
-A POST follows no redirect at all: its body would have to be sent to a second destination.
+streamed, never decoded (a gzip bomb is refused, not inflated), and bounded in bytes and time:
+every socket wait is cut to what is left of the fetch's clock, the name lookup too, and
+`deadline_watch` shuts the connection down when the clock runs out inside the standard
+library's own loops (headers, interim answers, chunk trailers). A POST follows no redirect
+at all: its body would have to be sent to a second destination.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import socket
 import ssl
@@ -19,10 +23,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
+from streams.io.deadline_watch import WATCH, WatchedPool, WatchedTLSPool
 from streams.io.netguard import NetPolicy, Refused, Target, check_url, resolve_redirect, vet
 from streams.io.safe_http_errors import Clock, FetchError, Kind, from_status, from_urllib3_error
 from streams.io.safe_http_response import (
@@ -49,6 +55,9 @@ Resolver = Callable[[str, int], list[str]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Idle pools kept for keep-alive; a fleet worker talks to a bounded set of image hosts.
 MAX_POOLS = 128
+# Lookups in flight at once; one that never answers holds its thread until the system
+# resolver gives up, but the fetch that asked has long gone on without it.
+DNS_THREADS = 16
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -82,6 +91,7 @@ class SafeFetcher:
         )
         self._lock = threading.Lock()
         self._headers_base = {"User-Agent": limits.user_agent, "Accept-Encoding": "identity"}
+        self._dns = cf.ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="safe-http-dns")
 
     def get(
         self, url: str, *, deadline: float | None = None
@@ -122,6 +132,7 @@ class SafeFetcher:
             self._pools.clear()
         for pool in pools:
             pool.close()
+        self._dns.shutdown(wait=False, cancel_futures=True)
 
     def _fetch(self, url: str, deadline: float | None) -> Response:
         clock = Clock(self.limits.total_timeout_s, deadline)
@@ -159,9 +170,17 @@ class SafeFetcher:
         """The vetted addresses of this hop, from one resolver call (none for a literal)."""
         if target.literal is not None:
             return [str(target.literal)]
-        clock.wait(self.limits.connect_timeout_s, url)
+        wait = clock.wait(self.limits.connect_timeout_s, url)
+        # In a thread of its own: getaddrinfo takes no timeout, and a name server that
+        # never answers would hold the fetch for as long as the system resolver tries.
+        lookup = self._dns.submit(self._resolver, target.host, target.port)
         try:
-            found = self._resolver(target.host, target.port)
+            found = lookup.result(timeout=wait)
+        except cf.TimeoutError:
+            if clock.is_expired():
+                raise clock.expired(url) from None
+            reason = f"{target.host}: no answer within {wait:.1f} s"
+            raise FetchError("transient", "dns", reason, url=url) from None
         except socket.gaierror as exc:
             # EAI_AGAIN is the resolver failing for now; anything else says no such name.
             kind: Kind = "transient" if exc.errno == socket.EAI_AGAIN else "permanent"
@@ -196,23 +215,25 @@ class SafeFetcher:
                 connect=clock.wait(self.limits.connect_timeout_s, url),
                 read=clock.wait(self.limits.read_timeout_s, url),
             )
+            # Waiting for a free connection of this host counts against the clock too
+            # (urllib3 types it int; queue.get takes any float).
+            queue_wait: Any = clock.wait(self.limits.total_timeout_s, url)
             try:
-                raw = pool.urlopen(
-                    method,
-                    target.path,
-                    body=body,
-                    headers=headers,
-                    retries=False,
-                    redirect=False,
-                    timeout=timeout,
-                    # Waiting for a free connection of this host counts against the clock too
-                    # (urllib3 types it int; queue.get takes any float).
-                    pool_timeout=clock.wait(self.limits.total_timeout_s, url),  # type: ignore[arg-type]
-                    preload_content=False,
-                    decode_content=False,
-                    release_conn=False,
-                    assert_same_host=False,
-                )
+                with WATCH.expecting(clock.end):
+                    raw = pool.urlopen(
+                        method,
+                        target.path,
+                        body=body,
+                        headers=headers,
+                        retries=False,
+                        redirect=False,
+                        timeout=timeout,
+                        pool_timeout=queue_wait,
+                        preload_content=False,
+                        decode_content=False,
+                        release_conn=False,
+                        assert_same_host=False,
+                    )
             except (NewConnectionError, ConnectTimeoutError) as exc:
                 # Nothing was sent yet: the next vetted address of the same hop may answer.
                 failures.append(f"{address}: {exc}")
@@ -245,7 +266,7 @@ class SafeFetcher:
         if target.scheme == "https":
             # Connect to the vetted IP; SNI and the certificate check use the host name.
             name = target.host.strip("[]")
-            return urllib3.HTTPSConnectionPool(
+            return WatchedTLSPool(
                 address,
                 target.port,
                 maxsize=self._per_host,
@@ -256,9 +277,7 @@ class SafeFetcher:
                 assert_hostname=name,
                 cert_reqs="CERT_REQUIRED",
             )
-        return urllib3.HTTPConnectionPool(
-            address, target.port, maxsize=self._per_host, block=True, retries=False
-        )
+        return WatchedPool(address, target.port, maxsize=self._per_host, block=True, retries=False)
 
     def _response(
         self,

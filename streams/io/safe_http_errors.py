@@ -128,9 +128,10 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 def from_urllib3_error(exc: BaseException, clock: Clock, url: str, *, in_body: bool) -> FetchError:
     """A urllib3 error while sending, waiting for or reading a response, as a FetchError."""
+    if clock.is_expired():
+        # Whatever broke last, the clock ran out first (the watch may have cut the socket).
+        return clock.expired(url)
     if isinstance(exc, ReadTimeoutError):
-        if clock.is_expired():
-            return clock.expired(url)
         return FetchError("transient", "timeout", "no byte within the read timeout", url=url)
     if isinstance(exc, SSLError):
         inner = _cause(exc)

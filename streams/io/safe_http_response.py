@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from streams.io.deadline_watch import WATCH
 from streams.io.safe_http_errors import Clock, FetchError, from_urllib3_error, parse_retry_after
 
 
@@ -49,6 +50,8 @@ class Response:
         self.address = address
         self.bytes_read = 0
         self._raw = raw
+        # Held here: urllib3 lets go of it once the body has been read to its end.
+        self._connection = raw.connection
         self._limits = limits
         self._clock = clock
         self._hash = hashlib.sha256()
@@ -87,6 +90,9 @@ class Response:
         except HTTPError as exc:
             raise from_urllib3_error(exc, self._clock, self.url, in_body=True) from exc
         if not data:
+            if self._clock.is_expired():
+                # The watch cut the connection: a body without a length would look whole.
+                raise self._clock.expired(self.url)
             if self.declared_length is not None and self.bytes_read < self.declared_length:
                 missing = self.declared_length - self.bytes_read
                 reason = f"body ended {missing} bytes short of its Content-Length"
@@ -106,6 +112,7 @@ class Response:
 
     def close(self) -> None:
         """Closes the connection unless the whole body was read (then it is kept alive)."""
+        WATCH.disarm(self._connection)
         if not self._done:
             self._raw.close()
             self._done = True
@@ -139,6 +146,7 @@ def read_answer(
     connection back (kept alive when the body was read to its end)."""
     data = b""
     complete = False
+    connection = raw.connection  # urllib3 lets go of it at the body's end
     try:
         while len(data) < limit:
             conn = raw.connection
@@ -153,6 +161,7 @@ def read_answer(
     except (HTTPError, OSError, FetchError):
         pass  # the status is what counts; a broken body only costs its connection
     finally:
+        WATCH.disarm(connection)
         if not complete:
             raw.close()
         raw.release_conn()
@@ -180,5 +189,6 @@ def content_length(raw: urllib3.BaseHTTPResponse) -> int | None:
 
 def discard(raw: urllib3.BaseHTTPResponse) -> None:
     """Drops a response unread: its connection is closed, then its pool slot handed back."""
+    WATCH.disarm(raw.connection)
     raw.close()
     raw.release_conn()

@@ -28,7 +28,7 @@ from minio.error import S3Error
 from processors.sniff import sniff
 from schemas.events import Envelope, FetchInfo, ObjectRef
 from streams.config.topics import route
-from streams.io.netguard import NetPolicy
+from streams.io.netguard import NetPolicy, Refused, check_url
 from streams.io.safe_http import FetchError, HttpLimits, Response, SafeFetcher
 from streams.observe.metrics import (
     FETCH_BYTES,
@@ -97,6 +97,30 @@ def _backoff(settings: FetchSettings, attempts: int) -> float:
     return random.uniform(settings.backoff_initial_s, max(settings.backoff_initial_s, ceiling))
 
 
+def gate_host(url: str, policy: NetPolicy) -> str:
+    """The host the politeness gate counts a URL under: netguard's reading of it (lower
+    case, IDNA, no trailing dot, an address in its one spelling), so `EXAMPLE.com.`,
+    `bücher.de` and `xn--bcher-kva.de` queue as the one host they are. A URL the guard
+    refuses is refused by the fetcher without a request; it needs no turn of any host."""
+    try:
+        return check_url(url, policy).host
+    except Refused:
+        return ""
+
+
+def read_head(response: Response) -> bytes:
+    """The body's first SNIFF_BYTES (fewer only when the body is shorter). One read gives
+    what one packet or chunk held, maybe three bytes, and a magic number cut short names no
+    format: the image would be refused as not one."""
+    head = b""
+    while len(head) < SNIFF_BYTES:
+        piece = response.read(SNIFF_BYTES - len(head))
+        if not piece:
+            break
+        head += piece
+    return head
+
+
 class _Sniffed:
     """The response body with its first bytes already read (and checked) put back in front."""
 
@@ -128,7 +152,7 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
             # Not yet: straight back, without a request or a counted attempt.
             return _deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
         time.sleep(max(0.0, wait))
-    host = urllib.parse.urlsplit(url).hostname or ""
+    host = gate_host(url, runtime.fetcher.policy)
     try:
         with runtime.gate.turn(host, deadline):
             info.attempts += 1
@@ -213,7 +237,7 @@ def _download(
     try:
         with runtime.fetcher.get(url, deadline=deadline) as response:
             answered = True
-            first = response.read(SNIFF_BYTES)
+            first = read_head(response)
             if sniff(first) is None:
                 FETCHES.labels(STAGE, "rejected", "not_an_image").inc()
                 raise PermanentError(

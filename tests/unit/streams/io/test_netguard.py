@@ -76,6 +76,7 @@ ADDRESSES: list[tuple[str, str | None]] = [
     ("ff0e::1", "multicast"),
     ("100::1", "reserved"),
     ("2001:db8::1", "documentation"),
+    ("3fff::1", "documentation"),
     ("2001:2::1", "benchmarking"),
     ("2001:10::1", "reserved"),
     ("2001:20::1", "reserved"),

@@ -57,6 +57,10 @@ def test_ipv6_allow_network_admits_the_ipv4_it_maps() -> None:
         ("169.254.169.254/32", "169.254.169.254", None),
         ("fd00::/8", "fd00:ec2::254", "metadata"),
         ("fd00:ec2::254/128", "fd00:ec2::254", None),
+        # A translator prefix allowed whole still does not reach metadata through it.
+        ("64:ff9b::/96", "64:ff9b::a9fe:a9fe", "nat64"),
+        ("2002::/16", "2002:a9fe:a9fe::1", "6to4"),
+        ("64:ff9b::/96", "64:ff9b::a0a:a0a", None),
     ],
 )
 def test_allow_network_opens_metadata_only_when_naming_it_alone(
