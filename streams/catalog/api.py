@@ -22,7 +22,15 @@ from streams.app.settings import Settings
 from streams.catalog.actions_api import ActionsApi
 from streams.catalog.console_api import ConsoleApi
 from streams.catalog.fleet import FleetView
-from streams.catalog.http_support import ROUTED_HEADER, error, flag, read_json
+from streams.catalog.http_support import (
+    ROUTED_HEADER,
+    BadQueryError,
+    error,
+    flag,
+    key_hash,
+    presented_key,
+    read_json,
+)
 from streams.catalog.listing import ListedIndex
 from streams.catalog.near_dup import parse_phash
 from streams.catalog.openapi import docs_page, openapi
@@ -32,6 +40,10 @@ from streams.io import clients
 
 _record = decoder(ImageRecord)
 PROXY_TIMEOUT_S = 10.0
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 class CatalogApi:
@@ -223,9 +235,9 @@ class CatalogApi:
     def _query(self, phash: str, distance: int, limit: int, exclude: str | None) -> list[Any]:
         top = self.index.near.max_distance
         if not 0 <= distance <= top:
-            raise web.HTTPBadRequest(text=f"max_distance is 0 to {top}, not {distance}")
+            raise BadQueryError(f"max_distance is 0 to {top}, not {distance}")
         if not 1 <= limit <= 1000:
-            raise web.HTTPBadRequest(text=f"limit is 1 to 1000, not {limit}")
+            raise BadQueryError(f"limit is 1 to 1000, not {limit}")
         found = self.index.similar(phash, distance, limit=limit, exclude=exclude)
         return [{"image_id": m.image_id, "distance": m.distance} for m in found]
 
@@ -235,7 +247,7 @@ class CatalogApi:
         if "sha256" not in request.query:
             return await self.console.list_images(request)
         sha256 = request.query.get("sha256", "").lower()
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not _is_sha256(sha256):
             return error(400, "bad_query", "give sha256= as 64 hex digits")
         return web.json_response({"sha256": sha256, "images": self.index.with_sha256(sha256)})
 
@@ -245,6 +257,8 @@ class CatalogApi:
         query = request.query
         answer: dict[str, Any] = {"duplicate_of": None, "near_duplicates": []}
         sha256, print_ = query.get("sha256", "").lower(), query.get("fingerprint", "")
+        if sha256 and not _is_sha256(sha256):
+            return error(400, "bad_query", "give sha256= as 64 hex digits")
         if sha256 and print_:
             answer["duplicate_of"] = self.index.done_with(sha256, print_)
         phash = query.get("phash")
@@ -276,6 +290,9 @@ class CatalogApi:
         except ValueError as exc:
             return error(400, "bad_flag", str(exc))
         idempotency = request.headers.get("Idempotency-Key")
+        if idempotency is not None:
+            # Per caller: another key's Idempotency-Key is another request.
+            idempotency = f"{key_hash(presented_key(request))}:{idempotency}"
         if kind == "application/json":
             try:
                 body = read_json(await request.read())
@@ -350,4 +367,4 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} is a whole number, not {text!r}") from None
+        raise BadQueryError(f"{name} is a whole number, not {text!r}") from None

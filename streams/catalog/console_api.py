@@ -8,19 +8,49 @@ Thumbnails are only ever presigned URLs of variants, made per request like
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
 
 from aiohttp import web
 from minio import Minio
 
-from schemas.events import ImageRecord, ObjectRef
+from schemas.events import ImageRecord, ObjectRef, RecordStatus
 from streams.catalog.fleet import FleetView
 from streams.catalog.http_support import error
 from streams.catalog.listing import MAX_LIMIT, Filters, ListedIndex, Row
 
 FILTERS = ("status", "category", "route", "restore", "duplicate", "since", "until", "q")
 MAX_IDS = 100
+# The filters with a closed set of values: a typo is a 400, not an empty page found by
+# walking the whole fleet.
+CHOICES = {"status": frozenset(get_args(RecordStatus)), "duplicate": frozenset(
+    {"exact", "near", "any", "none"})}  # fmt: skip
+
+
+def _instant(name: str, text: str) -> str:
+    """A since/until value as the records write times (UTC, milliseconds, Z), so that
+    comparing the strings compares the instants; a date alone is its midnight UTC."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name} is an ISO 8601 date or time, not {text!r}") from None
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def read_filters(query: Mapping[str, str]) -> Filters:
+    """The list's filters from a query; ValueError names the first bad one."""
+    values = {name: (query.get(name) or None) for name in FILTERS}
+    for name, allowed in CHOICES.items():
+        if values[name] is not None and values[name] not in allowed:
+            choices = ", ".join(sorted(allowed))
+            raise ValueError(f"{name} is one of {choices}, not {values[name]!r}")
+    for name in ("since", "until"):
+        given = values[name]
+        if given is not None:
+            values[name] = _instant(name, given)
+    return Filters(**values)
 
 
 class ConsoleApi:
@@ -99,10 +129,15 @@ class ConsoleApi:
         query = request.query
         ids = query.get("ids")
         if ids is not None:
-            wanted = [i for i in ids.split(",") if i][:MAX_IDS]
+            wanted = [i for i in ids.split(",") if i]
+            if len(wanted) > MAX_IDS:
+                return error(400, "bad_query", f"ids names at most {MAX_IDS} images at once")
             rows = [r for r in (self.index.row(i) for i in wanted) if r is not None]
             return web.json_response({"images": [self.card(r) for r in rows], "cursor": None})
-        values = {name: (query.get(name) or None) for name in FILTERS}
+        try:
+            filters = read_filters(query)
+        except ValueError as exc:
+            return error(400, "bad_query", str(exc))
         cursor_text, limit_text = query.get("cursor"), query.get("limit", "48")
         try:
             cursor = int(cursor_text) if cursor_text else None
@@ -111,7 +146,7 @@ class ConsoleApi:
             return error(400, "bad_query", "cursor and limit are whole numbers")
         if not 1 <= limit <= MAX_LIMIT or (cursor is not None and cursor < 1):
             return error(400, "bad_query", f"limit is 1 to {MAX_LIMIT}; cursor is positive")
-        page = self.index.page(Filters(**values), cursor, limit)
+        page = self.index.page(filters, cursor, limit)
         return web.json_response(
             {
                 "images": [self.card(r) for r in page.rows],

@@ -8,12 +8,16 @@ Nothing here is a new way of computing a figure:
   deploy/helm/pixelfleet/files/dashboard.json); with none configured they are null;
 - counts of images and dead-letter reasons come from the catalog's index.
 Lag asks the broker for each stage, so one answer is reused for `CACHE_S` seconds: a room of
-consoles polling costs the broker the same as one.
+consoles polling costs the broker the same as one. The stages are asked at once, each in a
+thread of the view's own, and the page waits `LAG_TIMEOUT_S` for them in all: a broker
+that does not answer costs the page its lag column (null, then kept `MISSING_CACHE_S`),
+never a minute of every poll behind it, nor the threads the submissions run in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import logging
 import math
 import time
@@ -27,6 +31,8 @@ from streams.io.topic_reader import group_lag
 
 log = logging.getLogger(__name__)
 CACHE_S = 2.0
+LAG_TIMEOUT_S = 3.0
+MISSING_CACHE_S = 10.0  # an answer with a lag missing is kept longer: the broker is in trouble
 PROMETHEUS_TIMEOUT_S = 3.0
 RATE_WINDOW = "1m"  # stands for Grafana's $__rate_interval
 
@@ -76,18 +82,22 @@ class FleetView:
         self._cached: tuple[float, dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
+        # One thread per stage: lookups stuck on a silent broker wait here, not in the loop's
+        # default executor that the submissions share.
+        self._lag_threads = cf.ThreadPoolExecutor(len(STAGES), thread_name_prefix="fleet-lag")
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        self._lag_threads.shutdown(wait=False, cancel_futures=True)
 
     async def stages(self) -> dict[str, Any]:
         """Per stage figures, at most CACHE_S old."""
         async with self._lock:
             now = time.monotonic()
-            if self._cached is not None and now - self._cached[0] < CACHE_S:
+            if self._cached is not None and now < self._cached[0]:
                 return self._cached[1]
-            lags, metrics = await asyncio.gather(asyncio.to_thread(self._lags), self._metrics())
+            lags, metrics = await asyncio.gather(self._lags(), self._metrics())
             rows = []
             for stage in STAGES:
                 row: dict[str, Any] = {"stage": stage, "lag": lags.get(stage)}
@@ -99,21 +109,30 @@ class FleetView:
                 "metrics_source": "prometheus" if self.prometheus_url else None,
                 "measured_at": time.time(),
             }
-            self._cached = (now, answer)
+            keep = MISSING_CACHE_S if None in lags.values() else CACHE_S
+            self._cached = (now + keep, answer)
             return answer
 
-    def _lags(self) -> dict[str, int | None]:
-        topics = Topics(self.settings.topic_prefix)
+    async def _lags(self) -> dict[str, int | None]:
+        loop = asyncio.get_running_loop()
+        asked = {
+            stage: loop.run_in_executor(self._lag_threads, self._lag, stage) for stage in STAGES
+        }
+        await asyncio.wait(asked.values(), timeout=LAG_TIMEOUT_S)
         found: dict[str, int | None] = {}
-        for stage in STAGES:
-            try:
-                found[stage] = group_lag(
-                    self.settings, stage, topics.inbox(stage), topics.group(stage)
-                ).lag
-            except Exception as exc:  # the page shows the others; the log says why
-                log.warning("lag of %s: %s", stage, exc)
-                found[stage] = None
+        for stage, future in asked.items():
+            if not future.done():
+                log.warning("lag of %s: no answer from the broker in %.0f s", stage, LAG_TIMEOUT_S)
+            found[stage] = future.result() if future.done() else None
         return found
+
+    def _lag(self, stage: str) -> int | None:
+        topics = Topics(self.settings.topic_prefix)
+        try:
+            return group_lag(self.settings, stage, topics.inbox(stage), topics.group(stage)).lag
+        except Exception as exc:  # the page shows the others; the log says why
+            log.warning("lag of %s: %s", stage, exc)
+            return None
 
     async def _metrics(self) -> dict[str, dict[str, float | None]]:
         if self.prometheus_url is None:

@@ -71,15 +71,25 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def presented_key(request: web.Request) -> str:
+    """The API key a request carries: X-API-Key, else Authorization: Bearer; "" if none."""
+    key = request.headers.get(API_KEY_HEADER, "")
+    if not key:
+        bearer = request.headers.get("Authorization", "")
+        key = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+    return key
+
+
+class BadQueryError(ValueError):
+    """A query parameter a handler cannot use: answered 400 `bad_query` with its message."""
+
+
 def auth_middleware(accepted: frozenset[str]) -> Any:
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS or not request.path.startswith("/v1/"):
             return await handler(request)
-        key = request.headers.get(API_KEY_HEADER, "")
-        if not key:
-            bearer = request.headers.get("Authorization", "")
-            key = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+        key = presented_key(request)
         if not key:
             return error(401, "unauthorized", f"send an API key in the {API_KEY_HEADER} header")
         digest = key_hash(key)
@@ -106,10 +116,14 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except web.HTTPRequestEntityTooLarge as exc:
         response = error(413, "too_large", exc.text or "the request body is too large")
+    except BadQueryError as exc:
+        response = error(400, "bad_query", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the route has
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:  # a bug: logged with its traceback, answered and counted as a 500
         log.exception("%s %s failed", request.method, request.path)
         response = error(500, "internal", "the catalog failed on this request; see its log")

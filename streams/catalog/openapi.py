@@ -102,7 +102,12 @@ def openapi() -> dict[str, Any]:
             "get": {
                 "summary": "The image's latest metadata record",
                 "parameters": [_ID],
-                "responses": {"200": _ok("the record", record_schema), "404": _ERROR, **errors},
+                "responses": {
+                    "200": _ok("the record", record_schema),
+                    "404": _ERROR,
+                    "503": _ERROR,  # the replica holding it does not answer
+                    **errors,
+                },
             },
             "delete": {
                 "summary": "Acting keys only. Erase the image for good, as `pixelfleet delete` "
@@ -128,7 +133,12 @@ def openapi() -> dict[str, Any]:
                 "body, or the uploaded file), for a before/after view; url null (and why) "
                 "when it is not stored",
                 "parameters": [_ID],
-                "responses": {"200": _ok("url, width, height, bytes"), "404": _ERROR, **errors},
+                "responses": {
+                    "200": _ok("url, width, height, bytes"),
+                    "404": _ERROR,
+                    "503": _ERROR,
+                    **errors,
+                },
             }
         },
         "/v1/images/{image_id}/replay": {
@@ -153,7 +163,7 @@ def openapi() -> dict[str, Any]:
             "get": {
                 "summary": "Each variant with a presigned download URL, made fresh per request",
                 "parameters": [_ID],
-                "responses": {"200": _ok("variants"), "404": _ERROR, **errors},
+                "responses": {"200": _ok("variants"), "404": _ERROR, "503": _ERROR, **errors},
             }
         },
         "/v1/images/{image_id}/similar": {
@@ -164,7 +174,12 @@ def openapi() -> dict[str, Any]:
                     _query("max_distance", "Hamming distance", "integer"),
                     _query("limit", "at most this many (1-1000)", "integer"),
                 ],
-                "responses": {"200": _ok("nearest first"), "404": _ERROR, **errors},
+                "responses": {
+                    "200": _ok("nearest first"),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    **errors,
+                },
             }
         },
         "/v1/lookup": {
@@ -176,9 +191,14 @@ def openapi() -> dict[str, Any]:
                     _query("fingerprint", "settings fingerprint"),
                     _query("phash", "16 hex digits"),
                     _query("max_distance", "Hamming distance", "integer"),
+                    _query("limit", "at most this many near-duplicates (1-1000)", "integer"),
                     _query("exclude", "an image id to leave out"),
                 ],
-                "responses": {"200": _ok("duplicate_of and near_duplicates"), **errors},
+                "responses": {
+                    "200": _ok("duplicate_of and near_duplicates"),
+                    "400": _ERROR,
+                    **errors,
+                },
             }
         },
         "/v1/stats": {
@@ -212,7 +232,12 @@ def openapi() -> dict[str, Any]:
                     _query("reason", "only this reason class"),
                     _query("limit", "1-500, default 100", "integer"),
                 ],
-                "responses": {"200": _ok("count, letters"), "400": _ERROR, **errors},
+                "responses": {
+                    "200": _ok("count, letters"),
+                    "400": _ERROR,
+                    "503": _ERROR,
+                    **errors,
+                },
             }
         },
         "/v1/dlq/{letter}/redrive": {

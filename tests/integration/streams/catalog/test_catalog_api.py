@@ -92,6 +92,22 @@ def test_keys_limits_and_errors_are_answered_clearly(
         assert (typo.status_code, typo.json()["error"]) == (400, "bad_field")
         letter = http.post("/v1/dlq/0:42%0A/redrive", headers=ACTING)
         assert (letter.status_code, letter.json()["error"]) == (400, "bad_letter")
+        # Filters with a closed set of values, times, and ranges: 400 bad_query, each named.
+        for query, named in (
+            ("status=DONE", "status"),
+            ("duplicate=bogus", "duplicate"),
+            ("since=yesterday", "since"),
+            ("ids=" + ",".join(f"i{n}" for n in range(101)), "ids"),
+        ):
+            listed = http.get(f"/v1/images?{query}", headers=HEADERS)
+            assert (listed.status_code, listed.json()["error"]) == (400, "bad_query"), query
+            assert named in listed.json()["message"], listed.json()
+        for query in ("sha256=abc&fingerprint=f", "phash=0000000000000000&limit=x"):
+            looked = http.get(f"/v1/lookup?{query}", headers=HEADERS)
+            assert (looked.status_code, looked.json()["error"]) == (400, "bad_query"), query
+        wrong_method = http.put("/v1/images", headers=HEADERS)
+        assert wrong_method.status_code == 405
+        assert set(wrong_method.headers["Allow"].split(",")) >= {"GET", "POST"}
     # Nothing of the refused requests reached the fleet.
     assert read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest) == []
 
@@ -117,6 +133,12 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
             files={"file": ("cup.jpg", data + b"\x00", "image/jpeg")},
             headers={"Idempotency-Key": "order-17"},
         )
+        # Another caller's "order-17" is another request.
+        other_caller = http.post(
+            "/v1/images",
+            json={"url": "https://images.example/b/plate.jpg"},
+            headers={**ACTING, "Idempotency-Key": "order-17"},
+        )
         by_url = http.post(
             "/v1/images", json={"url": "https://images.example/a/cup.jpg", "hints": {"title": "c"}}
         )
@@ -128,6 +150,7 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
     assert answers[0].json()["image_id"] == image_id
     assert answers[0].headers["Location"] == f"/v1/images/{image_id}"
     assert (reused.status_code, reused.json()["error"]) == (422, "idempotency_key_reused")
+    assert other_caller.status_code == 202, other_caller.text
     assert by_url.status_code == 202 and by_url.json()["image_id"].startswith("url-")
     assert nameless.status_code == 202, nameless.text
 
@@ -136,6 +159,7 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
         image_id: 1,
         by_url.json()["image_id"]: 1,
         nameless.json()["image_id"]: 1,
+        other_caller.json()["image_id"]: 1,
     }
     submitted = decoder(ImageSubmitted).decode(next(e.value for e in events if e.key == image_id))
     assert submitted.hints.title == "espresso cup" and submitted.request.formats == ["webp"]
