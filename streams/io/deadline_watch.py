@@ -10,7 +10,8 @@ end, and the fetcher reports the clock that ran out.
 
 Connections of `SafeFetcher`'s pools arm themselves when a request is sent, with the
 deadline the sending thread set (`expecting`); the response disarms them when it is
-done, so an idle keep-alive connection is never cut.
+done, so an idle keep-alive connection is never cut. Their responses also refuse headers
+past `bounded_headers.MAX_HEADER_BYTES`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from streams.io.bounded_headers import BoundedHeadersResponse
 
 
 class DeadlineWatch:
@@ -95,12 +98,16 @@ WATCH = DeadlineWatch()
 
 
 class WatchedHTTPConnection(HTTPConnection):
+    response_class = BoundedHeadersResponse
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         WATCH.arm_sent(self)
         super().request(*args, **kwargs)
 
 
 class WatchedHTTPSConnection(HTTPSConnection):
+    response_class = BoundedHeadersResponse
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         WATCH.arm_sent(self)
         super().request(*args, **kwargs)

@@ -11,6 +11,7 @@ import hashlib
 import threading
 import time
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,51 @@ def test_ssrf_spellings_never_connect(make_fetcher: MakeFetcher) -> None:
             assert (failed.kind, failed.reason_class) == ("refused", "ssrf"), url
         assert dns.calls == []
         assert not trap.contacted()
+
+
+# --- headers ---------------------------------------------------------------------------
+
+
+def _headers_route(server: LoopbackServer, path: str, count: int, size: int) -> None:
+    """200 with `count` headers of `size` bytes each, then a small image body. The bytes
+    are made here, once, so that serving them allocates next to nothing."""
+    lines = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * size) for n in range(count))
+    block = b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 6\r\n\r\nGIF89a"
+
+    def answer(h: Any) -> None:
+        h.wfile.write(block)
+
+    server.route(path, answer)
+
+
+def test_headers_past_their_limit_are_refused_before_they_cost_memory(
+    server: LoopbackServer, make_fetcher: MakeFetcher
+) -> None:
+    _headers_route(server, "/fat", count=90, size=60_000)  # 5.4 MB, within http.client.s
+    _headers_route(server, "/fine", count=20, size=2_000)  # 40 KB: a generous real host
+    fetcher = make_fetcher(policy(server))
+    tracemalloc.start()
+    try:
+        failed = fetch_error(fetcher, server.url("/fat"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (failed.kind, failed.reason_class) == ("permanent", "bad_response"), failed
+    assert "headers pass 65536 bytes" in failed.reason
+    assert peak < 2_000_000, peak  # the 5.4 MB were never held
+    with fetcher.get(server.url("/fine")) as response:
+        assert read_all(response) == b"GIF89a"
+
+
+def test_interim_answers_count_against_the_same_header_limit(
+    server: LoopbackServer, make_fetcher: MakeFetcher
+) -> None:
+    def answer(h: Any) -> None:
+        for _ in range(5000):  # 125 KB of "100 Continue", then they would go on
+            h.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        h.wfile.flush()
+        h.close_connection = True
+
+    server.route("/interim", answer)
+    failed = fetch_error(make_fetcher(policy(server)), server.url("/interim"))
+    assert (failed.kind, failed.reason_class) == ("permanent", "bad_response"), failed
