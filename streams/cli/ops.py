@@ -119,11 +119,14 @@ def dlq_redrive(
     settings = Settings()
     letters, _unreadable = ops_dlq.read_letters(settings)
     chosen = select_letters(letters, stage=stage, reason=reason, since=_since(since))
+    # Printed before anything is sent: after a Ctrl-C, --redrive-id with it finishes the
+    # same redrive without sending a letter twice.
+    redrive_id = redrive_id or ops_dlq.new_redrive_id()
+    click.echo(f"redrive {redrive_id}{' (dry run)' if dry_run else ''}")
     report = ops_dlq.Redriver(settings).run(
         chosen, redrive_id=redrive_id, again=again, dry_run=dry_run
     )
     verb = "would re-send" if dry_run else "re-sent"
-    click.echo(f"redrive {report.redrive_id}{' (dry run)' if dry_run else ''}")
     for item, kept in report.restored:
         restored = "would restore" if dry_run else "restored"
         click.echo(
@@ -162,7 +165,7 @@ def delete(image_ids: tuple[str, ...], dry_run: bool, force: bool) -> None:
     settings = Settings()
     eraser = Eraser(settings)
     try:
-        records = latest_records(settings)
+        records = latest_records(settings, strict=True)
         if not dry_run:
             finish_interrupted(eraser, records, click.echo)
         choice = choose_delete(eraser, image_ids, records, force=force)
@@ -221,7 +224,7 @@ def cleanup(
     settings = Settings()
     eraser = Eraser(settings, batch_images=batch)
     try:
-        records = latest_records(settings)
+        records = latest_records(settings, strict=True)
         if not dry_run:
             finish_interrupted(eraser, records, click.echo)
         choice = choose_cleanup(
@@ -331,7 +334,7 @@ def replay(
     except ValueError as exc:
         _fail(str(exc))
     settings = Settings()
-    records = latest_records(settings)
+    records = latest_records(settings, strict=True)
     chosen = select_records(records, where=wanted, since=_since(since), finished_only=True)
     if image_ids:
         chosen = [r for r in chosen if r.image_id in set(image_ids)]

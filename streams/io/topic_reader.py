@@ -142,23 +142,38 @@ def count_records(settings: FleetSettings, topic: str, max_offsets: int = 200_00
         consumer.close()
 
 
-def topic_messages(settings: FleetSettings, topic: str, timeout_s: float = 60) -> list[Message]:
-    """Every committed record of a topic up to the end offsets seen at the start."""
+class IncompleteReadError(RuntimeError):
+    """A topic was not read to its end in time: what was read may miss records."""
+
+
+def topic_messages(
+    settings: FleetSettings, topic: str, timeout_s: float = 60, *, strict: bool = False
+) -> list[Message]:
+    """Every committed record of a topic up to the end offsets seen at the start. `strict`:
+    raise IncompleteReadError rather than return a partial read (what an operation that
+    deletes or re-sends must never act on)."""
     consumer = clients.consumer(settings.kafka, f"{settings.topic_prefix}.reader")
     messages: list[Message] = []
     try:
-        read_to_end(consumer, topic, topic_end_offsets(consumer, topic), timeout_s, messages.append)
+        ends = topic_end_offsets(consumer, topic)
+        complete = read_to_end(consumer, topic, ends, timeout_s, messages.append)
     finally:
         consumer.close()
+    if strict and not complete:
+        raise IncompleteReadError(
+            f"{topic} was not read to its end within {timeout_s:.0f} s (is the broker slow "
+            "or a partition without a leader?); nothing was changed: run the command again"
+        )
     return sorted(messages, key=lambda m: (m.partition() or 0, m.offset() or 0))
 
 
-def latest_records(settings: FleetSettings) -> dict[str, ImageRecord]:
+def latest_records(settings: FleetSettings, *, strict: bool = False) -> dict[str, ImageRecord]:
     """The newest committed metadata record of every image (what compaction keeps); an
-    image whose newest record is a tombstone is gone."""
+    image whose newest record is a tombstone is gone. `strict` as for topic_messages."""
     decode = decoder(ImageRecord).decode
     latest: dict[str, ImageRecord] = {}
-    for message in topic_messages(settings, Topics(settings.topic_prefix).metadata):
+    topic = Topics(settings.topic_prefix).metadata
+    for message in topic_messages(settings, topic, strict=strict):
         value, key = message.value(), (message.key() or b"").decode()
         if value:
             latest[key] = decode(value)

@@ -60,6 +60,9 @@ def choose_delete(
     for plan in choice.plans:
         if plan.image_id in extra:
             plan.note = f"duplicate of {records[plan.image_id].duplicate_of}"
+        elif plan.record is None and not plan.objects:
+            # Repeating a delete is no error; a mistyped id must still not look deleted.
+            plan.note = "no record and no object: deleted already, or not an image id"
         elif plan.record is None:
             plan.note = "no record"
     return choice

@@ -61,7 +61,7 @@ def read_letters(settings: FleetSettings) -> tuple[list[LetterAt], int]:
     decode = decoder(DeadLetter).decode
     letters: list[LetterAt] = []
     unreadable = 0
-    for message in topic_messages(settings, Topics(settings.topic_prefix).dlq):
+    for message in topic_messages(settings, Topics(settings.topic_prefix).dlq, strict=True):
         try:
             letter = decode(message.value() or b"")
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -133,27 +133,32 @@ class Redriver:
         again: bool = False,
         dry_run: bool = False,
     ) -> RedriveReport:
+        writer = None
         if not dry_run:
             ledger.ensure_ledgers(self.settings)
-        report = RedriveReport(redrive_id or new_redrive_id())
-        send, report.already = plan(
-            chosen, read_marks(self.settings), report.redrive_id, again=again
-        )
-        ready: list[LetterAt] = []
-        for item in send:
-            problem = self._check_input(item, report, dry_run)
-            if problem:
-                report.unsendable.append((item, problem))
-            else:
-                ready.append(item)
-        if not dry_run and ready:
+            # The writer first: starting it fences any other redrive still running (one
+            # transactional id for all of them), so the marks read next include everything
+            # such a run will ever commit, and no letter is planned by two runs at once.
             writer = ledger.TransactionalWriter(self.settings, "dlq-redrive")
-            try:
+        try:
+            report = RedriveReport(redrive_id or new_redrive_id())
+            send, report.already = plan(
+                chosen, read_marks(self.settings), report.redrive_id, again=again
+            )
+            ready: list[LetterAt] = []
+            for item in send:
+                problem = self._check_input(item, report, dry_run)
+                if problem:
+                    report.unsendable.append((item, problem))
+                else:
+                    ready.append(item)
+            if writer is not None:
                 step = ledger.TRANSACTION_RECORDS // 2  # two records per letter
                 for start in range(0, len(ready), step):
                     batch = ready[start : start + step]
                     writer.commit(self._messages(batch, report.redrive_id))
-            finally:
+        finally:
+            if writer is not None:
                 writer.close()
         report.sent = ready
         return report

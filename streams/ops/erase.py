@@ -100,11 +100,22 @@ class Eraser:
         *,
         thorough: bool = True,
     ) -> list[Erased]:
-        """What erasing each image removes, found now; nothing is changed."""
-        return [
-            Erased(i, self.finder.find(i, records.get(i), thorough=thorough), records.get(i))
-            for i in image_ids
-        ]
+        """What erasing each image removes, found now; nothing is changed. A fetched URL's
+        body is one object for every image submitted from that URL: it goes only with the
+        last of them (among `records`)."""
+        chosen = list(image_ids)
+        leaving = set(chosen)
+        kept = {
+            (r.fetch.object.bucket, r.fetch.object.key)
+            for i, r in records.items()
+            if i not in leaving and r.fetch is not None and r.fetch.object is not None
+        }
+        plans = []
+        for i in chosen:
+            found = self.finder.find(i, records.get(i), thorough=thorough)
+            mine = [o for o in found if (o.bucket, o.key) not in kept]
+            plans.append(Erased(i, mine, records.get(i)))
+        return plans
 
     def erase(
         self, plans: Sequence[Erased], on_done: Callable[[Erased], None] | None = None

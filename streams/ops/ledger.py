@@ -59,7 +59,7 @@ def latest_by_key(settings: FleetSettings, topic: str) -> dict[str, bytes]:
     created = ensure_ledgers(settings)
     if any(change.startswith(f"created topic {topic} ") for change in created):
         return {}  # new, so empty; and its partitions may have no leader for a moment
-    messages = topic_messages(settings, topic)
+    messages = topic_messages(settings, topic, strict=True)
     latest: dict[str, bytes] = {}
     for message in messages:
         key, value = (message.key() or b"").decode(), message.value()

@@ -125,7 +125,7 @@ class Replayer:
         deadline = time.monotonic() + timeout_s
         fresh: dict[str, ImageRecord] = {}
         while True:
-            latest = latest_records(self.settings)
+            latest = latest_records(self.settings, strict=True)
             for image_id, before in old.items():
                 now = latest.get(image_id)
                 if now is not None and now.status in FINISHED and _newer(now, before):

@@ -60,7 +60,7 @@ def newest_by_image(
 ) -> dict[str, bytes]:
     """The newest committed value of each wanted image on a topic."""
     found: dict[str, bytes] = {}
-    for message in topic_messages(settings, topic, timeout_s=600):
+    for message in topic_messages(settings, topic, timeout_s=600, strict=True):
         key = (message.key() or b"").decode()
         value = message.value()
         if key in wanted and value:

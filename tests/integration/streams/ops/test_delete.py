@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
+
+from schemas.events import FetchInfo
 from streams.app.settings import Settings
 from streams.cli.ops import delete
 from streams.io.topic_reader import latest_records, topic_messages
@@ -83,5 +86,33 @@ def test_delete_erases_every_object_and_the_record(fleet: Settings) -> None:
     # Deleting again finds nothing and writes one more tombstone; it never fails.
     again = invoke(fleet, delete, "img-a")
     assert again.exit_code == 0, again.output
-    assert "deleting img-a (no record): 0 object(s), 0 B" in again.output
+    assert (
+        "deleting img-a (no record and no object: deleted already, or not an image id): "
+        "0 object(s), 0 B" in again.output
+    )
     assert len(_all_keys(fleet)) == 2 * seed.OBJECTS_PER_IMAGE
+
+
+def test_a_fetched_body_shared_by_two_images_goes_with_the_last_of_them(
+    fleet: Settings,
+) -> None:
+    s3 = s3_of(fleet)
+    shared = seed.put(s3, fleet.buckets.incoming, "url/" + "ab" * 20 + "/cup.jpg", 500)
+    fetched = FetchInfo(url="https://images.example/cup.jpg", object=shared)
+    records = [
+        msgspec.structs.replace(seed.image(fleet, s3, image_id), fetch=fetched)
+        for image_id in ("from-url-1", "from-url-2")
+    ]
+    seed.seed(fleet, s3, records)
+    shared_key = f"{shared.bucket}:{shared.key}"
+
+    first = invoke(fleet, delete, "from-url-1")
+    assert first.exit_code == 0, first.output
+    assert shared_key in _all_keys(fleet)  # from-url-2 still points at it
+    assert f"{fleet.buckets.incoming}:from-url-1/photo.jpg" not in _all_keys(fleet)
+
+    last = invoke(fleet, delete, "from-url-2", "--dry-run")
+    assert f"  s3://{shared.bucket}/{shared.key} (500 B)" in last.output  # now it is the last
+    done = invoke(fleet, delete, "from-url-2")
+    assert done.exit_code == 0, done.output
+    assert shared_key not in _all_keys(fleet)
