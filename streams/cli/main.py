@@ -43,6 +43,20 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # Settings that do not validate: said without their values, not as a traceback.
+            from pydantic import ValidationError
+
+            from streams.cli.problems import settings_problem
+
+            if not isinstance(exc, ValidationError):
+                raise
+            click.echo(f"error: {settings_problem(exc)}", err=True)
+            ctx.exit(1)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pixelfleet")

@@ -11,8 +11,9 @@ from typing import NoReturn
 
 import click
 
+from streams.cli.problems import settings_problem
 from streams.config.settings import FleetSettings
-from streams.notify.worker import NotifySetupError, NotifyWorker
+from streams.notify.worker import DeadLetterLostError, NotifySetupError, NotifyWorker
 from streams.observe import logs
 from streams.observe.health import HealthServer
 
@@ -44,7 +45,7 @@ def notify(metrics_port: int | None) -> None:
     try:
         settings = FleetSettings()
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        _fail(settings_problem(exc))
     try:
         worker = NotifyWorker(settings)
     except NotifySetupError as exc:
@@ -60,6 +61,8 @@ def notify(metrics_port: int | None) -> None:
     signal.signal(signal.SIGINT, stop)
     try:
         worker.run()
+    except DeadLetterLostError as exc:
+        _fail(str(exc))
     finally:
         if server is not None:
             server.stop()

@@ -45,6 +45,10 @@ def group(prefix: str) -> str:
     return f"{prefix}.notify"
 
 
+class DeadLetterLostError(RuntimeError):
+    """Kafka refused a webhook dead letter: the worker stops rather than commit past it."""
+
+
 class NotifySetupError(Exception):
     """The worker cannot start: a subscription's URL, secret or the network rules."""
 
@@ -97,6 +101,7 @@ class NotifyWorker:
         self._assigned: list[TopicPartition] = []
         self._paused = False
         self.revocations = 0  # partitions taken away (a rebalance), for logs and tests
+        self._lost: str | None = None  # why a dead letter was not stored, once one was not
         # Made by `run`: building the worker checks the settings and connects to nothing.
         self._producer: Producer
         self._consumer: Consumer
@@ -196,7 +201,8 @@ class NotifyWorker:
             endpoint.join(max(end - time.monotonic(), 0))
         for endpoint in self.endpoints:
             endpoint.halt()
-        self._commit()
+        if self._lost is None:  # else the events are to be delivered again: no commit
+            self._commit()
         self._consumer.close()
         self._producer.flush(10)
         for endpoint in self.endpoints:
@@ -243,7 +249,6 @@ class NotifyWorker:
         elif self._paused and in_hand < limit // 2:
             self._consumer.resume(self._assigned)
             self._paused = False
-        self.revocations = 0  # partitions taken away (a rebalance), for logs and tests
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
         moved = self.ledger.positions(only)
@@ -255,6 +260,16 @@ class NotifyWorker:
             self.ledger.unmark(moved)
             log.warning("webhook dead letters not acknowledged yet; commit postponed")
             return
+        # flush() also counts a message Kafka refused as gone from its queue: only the
+        # delivery reports say whether each dead letter was stored.
+        if self._lost is not None:
+            self.ledger.unmark(moved)
+            raise DeadLetterLostError(
+                f"a webhook dead letter was not stored in {self.dlq_topic} ({self._lost}); "
+                "stopping without committing, so the events since the last commit are "
+                "delivered again after a restart. Check that the topic exists and that "
+                "this worker may write to it."
+            )
         offsets = [TopicPartition(t, p, o) for (t, p), o in moved.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -288,6 +303,12 @@ class NotifyWorker:
 
     # --- the endpoints' side ------------------------------------------------------------
 
+    def _dead_letter_stored(self, error: KafkaError | None, _message: Message) -> None:
+        """Delivery report of a dead letter (on the thread that polls the producer)."""
+        if error is not None and self._lost is None:
+            self._lost = str(error)
+            log.error(f"webhook dead letter not stored in {self.dlq_topic}: {error}")
+
     def _finish(self, endpoint: str, delivery: Delivery, outcome: Outcome) -> None:
         """Called on an endpoint's thread (or the consumer's, for an event refused at once)."""
         event = delivery.event
@@ -319,7 +340,9 @@ class NotifyWorker:
     def _produce(self, key: bytes, value: bytes) -> None:
         while True:
             try:
-                self._producer.produce(self.dlq_topic, value=value, key=key)
+                self._producer.produce(
+                    self.dlq_topic, value=value, key=key, on_delivery=self._dead_letter_stored
+                )
                 return
             except BufferError:
                 self._producer.poll(0.1)  # the local queue is full: let deliveries drain

@@ -1,0 +1,81 @@
+"""A dead letter Kafka refused is never committed past: the worker stops, and the events
+are delivered again after a restart. And a bad subscription's secret is never printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from processors import webhooks
+from streams.cli.notify import notify
+from streams.config.notify import NotifySettings, WebhookSubscription
+from streams.config.settings import FleetSettings
+from streams.notify.delivery import Delivery, Outcome
+from streams.notify.worker import DeadLetterLostError, NotifyWorker
+from tests.unit.streams.notify import events
+
+TP = ("p.done", 0)
+
+
+class _RefusingProducer:
+    """Takes dead letters and, at flush, reports each one refused (as Kafka does for a
+    topic this worker may not write to), leaving nothing queued."""
+
+    def __init__(self) -> None:
+        self.queued: list[Any] = []
+
+    def produce(self, topic: str, *, value: bytes, key: bytes, on_delivery: Any) -> None:
+        self.queued.append(on_delivery)
+
+    def poll(self, _timeout: float) -> int:
+        return 0
+
+    def flush(self, _timeout: float) -> int:
+        for report in self.queued:
+            report("TOPIC_AUTHORIZATION_FAILED", None)
+        self.queued.clear()
+        return 0  # what flush says once the refused messages left the queue
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.committed: list[Any] = []
+
+    def commit(self, *, offsets: Any, asynchronous: bool) -> None:
+        self.committed.append(offsets)
+
+
+def _worker() -> NotifyWorker:
+    sub = WebhookSubscription(name="crm", url="https://hooks.example.com/in", secret="s")  # type: ignore[arg-type]
+    return NotifyWorker(FleetSettings(notify=NotifySettings(subscriptions=[sub])))
+
+
+def test_a_refused_dead_letter_stops_the_worker_before_its_offset_is_committed() -> None:
+    worker = _worker()
+    producer, consumer = _RefusingProducer(), _Consumer()
+    worker._producer = producer  # type: ignore[assignment]
+    worker._consumer = consumer  # type: ignore[assignment]
+    event = webhooks.from_done(events.done("img-1"))
+    assert event is not None
+    ticket = worker.ledger.add(TP, 41, endpoints=1)
+    worker._finish("crm", Delivery(event, ticket, attempts=5), Outcome("dead", "http_4xx"))
+    with pytest.raises(DeadLetterLostError, match="TOPIC_AUTHORIZATION_FAILED"):
+        worker._commit()
+    assert consumer.committed == []
+    assert worker.ledger.positions() == {TP: 42}  # still to commit: nothing was lost
+
+
+def test_a_bad_subscription_is_named_and_its_secret_never_printed(tmp_path: Path) -> None:
+    secret = "whsec-0123456789abcdef0123456789abcdef"
+    config = tmp_path / "fleet.yaml"
+    config.write_text(
+        "notify:\n  subscriptions:\n"
+        f"    - {{name: 'bad name!', url: 'https://hooks.example.com/in', secret: '{secret}'}}\n"
+    )
+    result = CliRunner().invoke(notify, [], env={"PIXELFLEET_CONFIG": str(config)})
+    assert result.exit_code == 1
+    assert "notify.subscriptions.0" in result.output and "name" in result.output
+    assert secret not in result.output and secret[-8:] not in result.output
