@@ -78,8 +78,11 @@ def build_fetcher(settings: FleetSettings) -> SafeFetcher:
         user_agent=notify.user_agent,
         ca_file=notify.ca_file,
     )
-    # One connection per endpoint is all its single delivery thread uses.
-    return SafeFetcher(policy, limits, system_resolver, connections_per_host=1)
+    # Each endpoint's single delivery thread uses one connection at a time; the pools are
+    # per host, so a host that several subscriptions share needs one for each of them, or
+    # a slow endpoint would hold the connection a healthy one on that host waits for.
+    endpoints = max(1, len(notify.subscriptions))
+    return SafeFetcher(policy, limits, system_resolver, connections_per_host=endpoints)
 
 
 class NotifyWorker:

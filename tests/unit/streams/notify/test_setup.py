@@ -60,3 +60,13 @@ def test_a_bad_network_rule_or_a_missing_secret_stops_the_start(
     settings = FleetSettings(notify=NotifySettings(subscriptions=(sub,)))
     with pytest.raises(NotifySetupError, match="HOOK_SECRET"):
         NotifyWorker(settings)
+
+
+def test_subscriptions_on_one_host_each_get_a_connection() -> None:
+    subs = [
+        WebhookSubscription(name=f"hook{n}", url=f"https://hooks.example.com/{n}", secret="s")  # type: ignore[arg-type]
+        for n in range(3)
+    ]
+    worker = NotifyWorker(FleetSettings(notify=NotifySettings(subscriptions=subs)))
+    # One pool per host: three endpoints there must not queue for one connection.
+    assert worker.fetcher._per_host == 3
