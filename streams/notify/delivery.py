@@ -102,6 +102,7 @@ class Endpoint:
         self._pending.set(0)
         NOTIFY_DISABLED.labels(self.name).set(0)
         self._thread = threading.Thread(target=self._run, name=f"notify-{self.name}", daemon=True)
+        self.broken: str | None = None  # why the thread ended before it was told to
 
     # --- the consumer's side ------------------------------------------------------------
 
@@ -172,7 +173,14 @@ class Endpoint:
             with self._cond:
                 self._queue.popleft()
                 self._pending.set(len(self._queue))
-            self._finish(self.name, delivery, outcome)
+            try:
+                self._finish(self.name, delivery, outcome)
+            except Exception as exc:
+                # The event stays unfinished, so its offset is never committed; the worker
+                # reports itself not live and is restarted, and the event comes again.
+                log.exception(f"webhook endpoint {self.name}: finishing an event failed")
+                self.broken = f"finishing an event failed: {exc}"
+                return
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0:

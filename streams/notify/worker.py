@@ -133,6 +133,9 @@ class NotifyWorker:
 
     def live(self) -> tuple[bool, str]:
         age = time.monotonic() - self._heartbeat
+        broken = [f"endpoint {e.name}: {e.broken}" for e in self.endpoints if e.broken]
+        if broken:
+            return False, "; ".join(broken)
         ok = age < 60
         return ok, f"last poll {age:.1f}s ago"
 

@@ -214,3 +214,20 @@ def test_an_open_breaker_skips_the_endpoint_until_its_cool_down(endpoints: Any) 
     ((delivery, outcome),) = finished.wait()
     assert outcome.kind == "delivered" and delivery.attempts == 3
     assert endpoint.breaker.state == "closed"
+
+
+def test_a_failure_to_finish_an_event_is_reported_not_swallowed() -> None:
+    """When parking an event raises (Kafka refused the producer call), the endpoint says
+    it is broken, so the worker's liveness fails; the event stays unfinished."""
+
+    def refusing(_endpoint: str, _delivery: Delivery, _outcome: Outcome) -> None:
+        raise RuntimeError("producer is fenced")
+
+    section = NotifySettings.model_validate(FAST)
+    endpoint = Endpoint(SUB, section, ScriptedClient(status(204)), refusing)  # type: ignore[arg-type]
+    ledger = Ledger()
+    endpoint.start()
+    endpoint.offer(_event(), ledger.add(("t", 0), 9, 1))
+    assert endpoint.join(5)  # the thread ended
+    assert endpoint.broken is not None and "producer is fenced" in endpoint.broken
+    assert ledger.positions() == {("t", 0): 9}  # committed up to the event, never past it
