@@ -19,9 +19,12 @@ from pillow_jxl import JpegXLImagePlugin
 
 from processors import exif
 from processors.errors import InputRejectedError
-from processors.sniff import gif_frames, jxl_size, sniff
+from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
 
 _SRGB = ImageCms.createProfile("sRGB")
+# Scans in a JPEG: baseline has one per component at most, encoders' progressive scripts a
+# dozen or so; libjpeg-turbo's own tools suggest a cap of this order (-maxscans).
+MAX_SCANS = 100
 
 # HEIF/HEIC (every iPhone photo) and JPEG XL come from plugins; registering them is all it
 # takes for Image.open. The JXL decoder would use every core; a stage's pool already does.
@@ -90,7 +93,11 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise InputRejectedError("decompression_bomb", str(exc)) from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
+            # RuntimeError: the JXL plugin decodes every pixel at open, and says so for any
+            # damage in them.
+            if true_format == "JXL":
+                raise InputRejectedError("corrupt", f"JXL cannot be decoded: {exc}") from exc
             raise InputRejectedError(
                 "corrupt_header", f"{true_format} header cannot be read: {exc}"
             ) from exc
@@ -102,6 +109,12 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
         width, height = image.size
         _check_size(width, height, limits)
         frames = _frames(image, data, true_format, limits)
+        if true_format == "JPEG" and jpeg_scans(data, MAX_SCANS) > MAX_SCANS:
+            # Each scan of a progressive JPEG is a pass over every pixel, and a scan can
+            # take 12 bytes: 150 KB of them keep a worker busy for minutes.
+            raise InputRejectedError(
+                "too_many_scans", f"more than {MAX_SCANS} scans (real ones have a few dozen)"
+            )
     with _strict_decoding(limits.max_pixels):
         try:
             image.load()
@@ -124,10 +137,13 @@ def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:
     try:
         # GIF counts by walking its blocks (Pillow would read every frame); the other
         # formats declare the count in a header or index Pillow has already read.
-        frames = (
-            gif_frames(data, limits.max_frames) if fmt == "GIF" else getattr(image, "n_frames", 1)
-        )
-    except (OSError, ValueError, EOFError, struct.error) as exc:
+        if fmt == "GIF":
+            frames = gif_frames(data, limits.max_frames)
+        elif fmt == "TIFF":
+            frames = tiff_pages(data, limits.max_frames)
+        else:
+            frames = getattr(image, "n_frames", 1)
+    except (OSError, ValueError, EOFError, struct.error, TypeError) as exc:
         raise InputRejectedError(
             "corrupt_header", f"{fmt} frames cannot be counted: {exc}"
         ) from exc

@@ -101,6 +101,11 @@ def _read(image: Image.Image) -> ExifRead:
     out = ExifRead()
     try:
         raw = image.info.get("exif")
+        if isinstance(raw, bytes) and len(raw) > MAX_CARRIED_BYTES:
+            # Too large to carry anyway, and parsing it costs time and memory in proportion
+            # (a PNG, WebP or HEIF may hold megabytes of one tag's values).
+            out.dropped.append(f"EXIF block ({len(raw)} bytes, over {MAX_CARRIED_BYTES})")
+            return out
         if isinstance(raw, bytes):
             # Parsed afresh (not Pillow's cached copy from open time), so that what it
             # skips is warned about here, where we catch it.

@@ -7,6 +7,8 @@ and how many frames a GIF holds (Pillow walks them all to count).
 
 from __future__ import annotations
 
+import struct
+
 # Magic numbers, checked in order.
 _MAGIC: list[tuple[bytes, str]] = [
     (b"\xff\xd8\xff", "JPEG"),
@@ -160,3 +162,53 @@ def _skip_sub_blocks(data: bytes, pos: int) -> int:
         if size == 0:
             break
     return pos
+
+
+def jpeg_scans(data: bytes, cap: int) -> int:
+    """Start-of-scan markers in a JPEG, counted up to `cap` + 1.
+
+    Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker,
+    so FF DA appears only as a marker (or inside an APPn segment, such as an EXIF
+    thumbnail's own scans): a count that may run a little high, never low.
+    """
+    count, at = 0, 0
+    while count <= cap:
+        at = data.find(b"\xff\xda", at)
+        if at < 0:
+            break
+        count += 1
+        at += 2
+    return count
+
+
+def tiff_pages(data: bytes, cap: int) -> int:
+    """The pages (IFDs) of a TIFF, counted up to `cap` + 1 by following their chain.
+
+    Pillow's `n_frames` checks each page against a list of the ones seen, so a file of a
+    hundred thousand chained pages takes minutes; a loop back to a page seen ends the count.
+    """
+    if len(data) < 8 or data[:2] not in (b"II", b"MM"):
+        raise ValueError("not a TIFF header")
+    order = "<" if data[:2] == b"II" else ">"
+    (magic,) = struct.unpack_from(order + "H", data, 2)
+    if magic == 43:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+        offset_format, count_format, entry, first = order + "Q", order + "Q", 20, 8
+    elif magic == 42:
+        offset_format, count_format, entry, first = order + "I", order + "H", 12, 4
+    else:
+        raise ValueError(f"TIFF magic {magic}")
+    (offset,) = struct.unpack_from(offset_format, data, first)
+    seen: set[int] = set()
+    pages = 0
+    count_size = struct.calcsize(count_format)
+    while offset and offset not in seen and pages <= cap:
+        if offset + count_size > len(data):
+            break  # a dangling offset: the pages before it stand
+        seen.add(offset)
+        pages += 1
+        (entries,) = struct.unpack_from(count_format, data, offset)
+        after = offset + count_size + entries * entry
+        if after + struct.calcsize(offset_format) > len(data):
+            break
+        (offset,) = struct.unpack_from(offset_format, data, after)
+    return pages

@@ -21,7 +21,7 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", 
 # comparable across library versions; the tag is stored beside them.
 HASH_RESAMPLE = Image.Resampling.LANCZOS
 HASH_VERSION = "v1-lanczos"
-# A note names this many dropped EXIF tags; facts["exif_dropped"] has them all.
+# A note names this many dropped EXIF tags; facts["exif_dropped"] up to MAX_DROPPED.
 MAX_NAMED_TAGS = 8
 
 
@@ -108,7 +108,10 @@ def validate(
     dropped = found.dropped + unwritable
     if dropped:
         # The camera wrote something unreadable; the pixels are fine, so say it and go on.
-        facts["exif_dropped"] = dropped
+        # Each IFD entry can be one dropped name: a crafted block has thousands.
+        facts["exif_dropped"] = dropped[:MAX_DROPPED] + (
+            [f"... and {len(dropped) - MAX_DROPPED} more"] if len(dropped) > MAX_DROPPED else []
+        )
         shown = ", ".join(dropped[:MAX_NAMED_TAGS])
         more = f" and {len(dropped) - MAX_NAMED_TAGS} more" if len(dropped) > MAX_NAMED_TAGS else ""
         notes.append(f"EXIF left out as unreadable or unwritable: {shown}{more}")
@@ -178,13 +181,20 @@ def exif_subset(found: exif.ExifRead, keep_gps: bool) -> dict[str, Any]:
     return out
 
 
+# What one EXIF value may take in the record: the record is one Kafka message (1 MB at
+# most), and a `Make` of two million characters would make it one no broker takes.
+MAX_TEXT = 256
+MAX_ITEMS = 16
+MAX_DROPPED = 100
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode(errors="replace").strip("\x00 ")
+        return value[: MAX_TEXT * 4].decode(errors="replace").strip("\x00 ")[:MAX_TEXT]
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v) for v in value[:MAX_ITEMS]]
     if isinstance(value, str | int | bool) or value is None:
-        return value.strip("\x00 ") if isinstance(value, str) else value
+        return value.strip("\x00 ")[:MAX_TEXT] if isinstance(value, str) else value
     try:
         return float(value)
     except (TypeError, ValueError):

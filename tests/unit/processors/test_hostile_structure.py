@@ -1,0 +1,86 @@
+"""Files built to cost a worker minutes or to slip an exception past the gate: each is
+refused by validate with a named reason, fast, or processed with its excess left out."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+from PIL import Image
+
+from processors.errors import InputRejectedError
+from processors.validate import MAX_TEXT, ValidateSettings, validate
+from tests.support.photos import encode, photo
+
+S = ValidateSettings()
+
+
+def _rejected(data: bytes, reason_class: str) -> InputRejectedError:
+    with pytest.raises(InputRejectedError) as caught:
+        validate(data, S)
+    assert caught.value.reason_class == reason_class, caught.value
+    return caught.value
+
+
+def test_a_progressive_jpeg_of_endless_scans_is_refused_before_it_decodes() -> None:
+    data = encode(Image.new("RGB", (320, 320), (120, 30, 200)), "JPEG", progressive=True)
+    end = data.rfind(b"\xff\xd9")
+    last_scan = data[data.rfind(b"\xff\xda") : end]
+    bomb = data[:end] + last_scan * 2000 + data[end:]  # about 20 KB more
+    began = time.monotonic()
+    error = _rejected(bomb, "too_many_scans")
+    assert "more than 100 scans" in error.reason
+    assert time.monotonic() - began < 2.0  # decoding all 2,000 scans would take far longer
+    # A real progressive JPEG (a dozen scans or so) goes through.
+    assert validate(encode(photo("coffee"), "JPEG", progressive=True, quality=90), S)
+
+
+def _tiff_with_pages(extra: int) -> bytes:
+    """A little-endian TIFF whose first page chains `extra` empty pages after it."""
+    data = bytearray(encode(Image.new("L", (320, 320), 90), "TIFF"))
+    (first,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, first)
+    link = first + 2 + entries * 12
+    struct.pack_into("<I", data, link, len(data))
+    for n in range(extra):
+        after = len(data) + 6
+        data += struct.pack("<HI", 0, after if n < extra - 1 else 0)
+    return bytes(data)
+
+
+def test_a_tiff_of_chained_pages_is_counted_to_the_limit_not_to_its_end() -> None:
+    began = time.monotonic()
+    _rejected(_tiff_with_pages(20_000), "animation_bomb")
+    assert time.monotonic() - began < 2.0
+
+
+def test_a_tiff_page_without_dimensions_is_no_crash() -> None:
+    # Pillow's own page count raised TypeError on it, which no handler expected.
+    result = validate(_tiff_with_pages(1), S)
+    assert result.facts["width"] == 320
+    assert any("2 frames" in note for note in result.notes)
+
+
+def test_a_damaged_jpeg_xl_is_refused_as_corrupt() -> None:
+    data = encode(photo("coffee").resize((320, 240)), "JXL")
+    _rejected(data[: int(len(data) * 0.6)], "corrupt")
+
+
+def test_a_huge_exif_block_is_left_out_unparsed() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "M" * 600_000  # Make: one tag of 600 KB
+    data = encode(Image.new("RGB", (320, 320), 40), "PNG", exif=exif.tobytes())
+    began = time.monotonic()
+    result = validate(data, S)
+    assert time.monotonic() - began < 2.0
+    assert "camera_make" not in result.facts["exif"]
+    assert any("EXIF block" in d for d in result.facts["exif_dropped"])
+
+
+def test_an_exif_value_is_cut_to_what_a_record_may_hold() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "M" * 200_000  # within the block limit, far over a record's share
+    data = encode(Image.new("RGB", (320, 320), 40), "PNG", exif=exif.tobytes())
+    result = validate(data, S)
+    assert result.facts["exif"]["camera_make"] == "M" * MAX_TEXT
