@@ -126,10 +126,7 @@ class ActionsApi:
         body = await self._body(request, frozenset({"again"}))
         if isinstance(body, web.Response):
             return body
-        try:
-            again = flag("again", body.get("again", False))
-        except ValueError as exc:
-            return error(400, "bad_flag", str(exc))
+        again = flag("again", body.get("again", False))
         async with self._redrive_lock:
             return await self._run(
                 f"redriving dead letter {position}",
@@ -149,10 +146,7 @@ class ActionsApi:
         stage = str(body.get("stage", "validate"))
         if stage not in act.REPLAY_STAGES:
             return error(400, "bad_stage", f"stage is one of {', '.join(act.REPLAY_STAGES)}")
-        try:
-            dry_run = flag("dry_run", body.get("dry_run", False))
-        except ValueError as exc:
-            return error(400, "bad_flag", str(exc))
+        dry_run = flag("dry_run", body.get("dry_run", False))
         record = await self._record(image_id, request)
         if isinstance(record, web.Response):
             return record
@@ -169,11 +163,8 @@ class ActionsApi:
         if refused is not None:
             return refused
         image_id = request.match_info["image_id"]
-        try:
-            dry_run = flag("dry_run", request.query.get("dry_run", ""))
-            force = flag("force", request.query.get("force", ""))
-        except ValueError as exc:
-            return error(400, "bad_flag", str(exc))
+        dry_run = flag("dry_run", request.query.get("dry_run", ""))
+        force = flag("force", request.query.get("force", ""))
         record = await self._record(image_id, request)
         if isinstance(record, web.Response):
             return record

@@ -285,10 +285,7 @@ class CatalogApi:
         if request.content_length is not None and request.content_length > limit:
             return error(413, "too_large", f"the body is over the {limit}-byte limit")
         kind = request.content_type
-        try:
-            force = flag("force", request.query.get("force", ""))
-        except ValueError as exc:
-            return error(400, "bad_flag", str(exc))
+        force = flag("force", request.query.get("force", ""))
         idempotency = request.headers.get("Idempotency-Key")
         if idempotency is not None:
             # Per caller: another key's Idempotency-Key is another request.

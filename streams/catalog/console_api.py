@@ -24,8 +24,10 @@ FILTERS = ("status", "category", "route", "restore", "duplicate", "since", "unti
 MAX_IDS = 100
 # The filters with a closed set of values: a typo is a 400, not an empty page found by
 # walking the whole fleet.
-CHOICES = {"status": frozenset(get_args(RecordStatus)), "duplicate": frozenset(
-    {"exact", "near", "any", "none"})}  # fmt: skip
+CHOICES = {
+    "status": frozenset(get_args(RecordStatus)),
+    "duplicate": frozenset({"exact", "near", "any", "none"}),
+}
 
 
 def _instant(name: str, text: str) -> str:

@@ -46,9 +46,13 @@ _TRUE = frozenset({"1", "true", "yes"})
 _FALSE = frozenset({"", "0", "false", "no"})
 
 
+class BadFlagError(ValueError):
+    """A yes/no parameter that is neither: answered 400 `bad_flag` with its message."""
+
+
 def flag(name: str, value: Any) -> bool:
-    """A yes/no parameter (a JSON boolean, or 1/0, true/false, yes/no). Anything else is a
-    ValueError naming it: a mistyped `dry_run` must never be read as "no" and do the work."""
+    """A yes/no parameter (a JSON boolean, or 1/0, true/false, yes/no). Anything else raises
+    BadFlagError naming it: a mistyped `dry_run` must never be read as "no" and do the work."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -56,7 +60,7 @@ def flag(name: str, value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{name} is true or false (1 or 0, yes or no), not {value!r}")
+    raise BadFlagError(f"{name} is true or false (1 or 0, yes or no), not {value!r}")
 
 
 def read_json(data: bytes | str) -> Any:
@@ -118,6 +122,8 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         response = error(413, "too_large", exc.text or "the request body is too large")
     except BadQueryError as exc:
         response = error(400, "bad_query", str(exc))
+    except BadFlagError as exc:
+        response = error(400, "bad_flag", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -17,6 +17,7 @@ past `bounded_headers.MAX_HEADER_BYTES`.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import threading
 import time
@@ -97,20 +98,22 @@ class DeadlineWatch:
 WATCH = DeadlineWatch()
 
 
-class WatchedHTTPConnection(HTTPConnection):
-    response_class = BoundedHeadersResponse
+class _Watched:
+    """What both connection classes add: headers bounded, and the watch armed per request."""
+
+    response_class: type[http.client.HTTPResponse] = BoundedHeadersResponse
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         WATCH.arm_sent(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class WatchedHTTPSConnection(HTTPSConnection):
-    response_class = BoundedHeadersResponse
+class WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        WATCH.arm_sent(self)
-        super().request(*args, **kwargs)
+
+class WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class WatchedPool(urllib3.HTTPConnectionPool):
