@@ -196,6 +196,9 @@ class DeadLetter(Struct, frozen=True, kw_only=True):
     original: str
     original_encoding: Literal["utf-8", "base64"] = "utf-8"
     quarantined: ObjectRef | None = None
+    # Set when the original event was too large to keep in the letter (`original` is then
+    # empty): its size in bytes. It stays at topic/partition/offset while the topic keeps it.
+    original_size: int | None = None
 
 
 class ImageProcessed(Struct, frozen=True, kw_only=True):

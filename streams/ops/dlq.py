@@ -200,6 +200,12 @@ class Redriver:
         """None when the letter's input object is there (or restorable from quarantine, then
         restored unless a dry run); else why it cannot be re-sent."""
         letter = item.letter
+        if letter.original_size is not None:
+            return (
+                f"its original event ({letter.original_size:,} bytes) was too large to keep in "
+                f"the letter; it stays at {letter.topic} partition {letter.partition} offset "
+                f"{letter.offset} while the topic keeps it"
+            )
         try:
             envelope = decode_input(letter.topic, self.topics, original_bytes(letter), now_iso())
         except PermanentError:

@@ -9,7 +9,7 @@ from confluent_kafka import Message, TopicPartition
 
 from schemas.events import Envelope, ObjectRef, StageState
 from streams.config.topics import Topics
-from streams.runner import records
+from streams.runner import oversize, records
 from streams.runner.blobs import BlobStore, input_ref
 from streams.runner.executor import Failure, Outcome, Timed, WorkItem
 from streams.runner.records import Origin, OutMessage
@@ -164,7 +164,11 @@ def upload_results(done: list[Slot], store: BlobStore) -> Quarantined:
 def records_of(
     done: list[Slot], topics: Topics, stage: str, quarantined: Quarantined, crash_attempts: int
 ) -> list[OutMessage]:
-    """Every record the finished slots produce: next events, metadata, dead letters."""
+    """Every record the finished slots produce: next events, metadata, dead letters.
+
+    A record too large for the broker refuses its image rather than the batch (see
+    streams.runner.oversize): the slot's outcome becomes that failure.
+    """
     out: list[OutMessage] = []
     now = records.now_iso()
     for slot in done:
@@ -176,33 +180,70 @@ def records_of(
                 seconds=round(slot.seconds, 6),
                 detail=result.detail,
             )
-            out.extend(
-                records.success(
-                    topics, stage, result.envelope, state, now, forward_to=result.forward_to
-                )
+            made = records.success(
+                topics, stage, result.envelope, state, now, forward_to=result.forward_to
             )
-            continue
-        failure = slot.failure
-        assert failure is not None
-        state = StageState(
-            outcome="rejected" if failure.kind == "permanent" else "failed",
-            started_at=slot.started_at,
-            seconds=round(slot.seconds, 6),
-            attempts=crash_attempts if failure.kind == "crash" else 1,
-            detail=f"{failure.reason_class}: {failure.reason}",
-        )
+            big = oversize.too_large(made)
+            if big is None:
+                out.extend(made)
+                continue
+            slot.outcome = Failure("permanent", oversize.REASON_CLASS, oversize.reason(big))
         out.extend(
-            records.failure(
+            _failure_records(
+                slot,
                 topics,
                 stage,
-                slot.origin,
-                slot.envelope,
-                kind=failure.kind,
-                reason_class=failure.reason_class,
-                reason=failure.reason,
-                state=state,
-                quarantined=quarantined.get(id(slot)),
+                quarantined=quarantined,
+                crash_attempts=crash_attempts,
                 now=now,
             )
         )
     return out
+
+
+def _failure_records(
+    slot: Slot,
+    topics: Topics,
+    stage: str,
+    *,
+    quarantined: Quarantined,
+    crash_attempts: int,
+    now: str,
+) -> list[OutMessage]:
+    failure = slot.failure
+    assert failure is not None
+    state = StageState(
+        outcome="rejected" if failure.kind == "permanent" else "failed",
+        started_at=slot.started_at,
+        seconds=round(slot.seconds, 6),
+        attempts=crash_attempts if failure.kind == "crash" else 1,
+        detail=f"{failure.reason_class}: {failure.reason}",
+    )
+
+    def build(envelope: Envelope | None, keep_original: bool) -> list[OutMessage]:
+        return records.failure(
+            topics,
+            stage,
+            slot.origin,
+            envelope,
+            kind=failure.kind,
+            reason_class=failure.reason_class,
+            reason=failure.reason,
+            state=state,
+            quarantined=quarantined.get(id(slot)),
+            now=now,
+            keep_original=keep_original,
+        )
+
+    made = build(slot.envelope, True)
+    over = oversize.over_limit(made)
+    if not over:
+        return made
+    # Even the failure's records are too large: the letter leaves out the original event
+    # (it stays in its topic), the record its bulky parts, whichever is over.
+    envelope = slot.envelope
+    if envelope is not None:
+        envelope.record.errors.pop()  # the rebuild adds this failure's error again
+        if over - {topics.dlq}:
+            envelope = oversize.slimmed(envelope)
+    return build(envelope, topics.dlq not in over)

@@ -154,13 +154,20 @@ def failure(
     state: StageState,
     quarantined: ObjectRef | None,
     now: str,
+    keep_original: bool = True,
 ) -> list[OutMessage]:
-    """The dead letter, plus the rejected record and completion event when the image is known."""
+    """The dead letter, plus the rejected record and completion event when the image is known.
+
+    `keep_original=False` leaves the consumed message out of the letter (for one too large
+    to carry: see streams.runner.oversize) and records its size instead.
+    """
     image_id = envelope.record.image_id if envelope else _image_id_from_key(origin.key)
-    try:
-        original, encoding = origin.value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(origin.value).decode(), "base64"
+    original, encoding = "", "utf-8"
+    if keep_original:
+        try:
+            original = origin.value.decode("utf-8")
+        except UnicodeDecodeError:
+            original, encoding = base64.b64encode(origin.value).decode(), "base64"
     at = now
     letter = DeadLetter(
         image_id=image_id or "",
@@ -175,6 +182,7 @@ def failure(
         original=original,
         original_encoding=encoding,  # type: ignore[arg-type]
         quarantined=quarantined,
+        original_size=None if keep_original else len(origin.value),
     )
     key = (image_id or "").encode() or (origin.key or b"")
     cid = envelope.submitted.correlation_id if envelope else None

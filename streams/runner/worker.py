@@ -55,6 +55,7 @@ from streams.runner.blobs import BlobStore
 from streams.runner.executor import Executor, default_processes
 from streams.runner.intake import Intake
 from streams.runner.offsets import CommittedOffsets
+from streams.runner.oversize import MESSAGE_MAX_BYTES
 from streams.runner.sizing import BatchSizer
 from streams.runner.stage import StageContext, StageSpec, TransientError
 from streams.runner.transactions import FatalKafkaError, TransactionalProducer, kafka_error
@@ -139,6 +140,8 @@ class StageWorker:
             "linger.ms": PRODUCER_LINGER_MS,
             "compression.type": "lz4",
             "queue.buffering.max.messages": PRODUCER_QUEUE_MESSAGES,
+            # What records_of measures each record against (streams.runner.oversize).
+            "message.max.bytes": MESSAGE_MAX_BYTES,
         }
         transactional_id = f"{self.group}.{runner.replica_id}"
         self.producer = TransactionalProducer(

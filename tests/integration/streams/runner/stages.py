@@ -1,7 +1,8 @@
 """Trivial stage functions for the runner's tests, importable by worker subprocesses.
 
 The image id says how a test input behaves: `poison-*` is refused for good, `crash-*`
-kills its process, `slow-*` sleeps, `pace-*` takes 20 ms. Every stage writes one object
+kills its process, `slow-*` sleeps, `pace-*` takes 20 ms, `bloat-*` makes a record over
+the broker's message limit. Every stage writes one object
 whose key and content derive from the image, so exactly-once is checkable in MinIO.
 """
 
@@ -29,9 +30,16 @@ def _behave(image_id: str) -> None:
         time.sleep(0.02)  # a steady stream that lasts long enough to rebalance under
 
 
+def _bloat(envelope: Envelope) -> None:
+    if envelope.record.image_id.startswith("bloat"):
+        # A record no broker takes: more than the 1 MB message limit.
+        envelope.record.enhancement = {"pad": "x" * 1_100_000}
+
+
 def first(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageResult:
     image_id = envelope.record.image_id
     _behave(image_id)
+    _bloat(envelope)
     envelope.route = list(ROUTE)
     key = f"validate/{image_id}.txt"
     envelope.record.current = ObjectRef(bucket=ctx.buckets.work, key=key)
