@@ -21,7 +21,7 @@ COMMANDS = {
     "demo": "streams.cli.demo:demo",
     "catalog": "streams.cli.catalog:catalog",
     "notify": "streams.cli.notify:notify",
-    "replay": "streams.cli.ops:replay",
+    "replay": "streams.cli.replay:replay",
     "dlq": "streams.cli.ops:dlq",
     "delete": "streams.cli.ops:delete",
     "cleanup": "streams.cli.ops:cleanup",

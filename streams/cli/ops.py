@@ -1,4 +1,5 @@
-"""`pixelfleet dlq list|redrive`, `delete`, `cleanup` and `replay`: day-two operations.
+"""`pixelfleet dlq list|redrive`, `delete` and `cleanup`: day-two operations (`replay` is
+in streams/cli/replay.py).
 
 The work is in streams/ops/; this module parses options and prints. Plain lines (one per
 thing done) so scripts and tests can grep them; docs/operations.md shows each output.
@@ -7,30 +8,45 @@ thing done) so scripts and tests can grep them; docs/operations.md shows each ou
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NoReturn
 
 import click
 
+from streams.config.topics import STAGES
 from streams.ops.selection import LetterAt, counts_by_reason, parse_since
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 
 
-def _since(text: str | None) -> datetime | None:
+def since_time(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
         return parse_since(text, datetime.now(UTC))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 _SINCE_HELP = "Only those at or after this: a duration back from now (2h, 3d) or a time."
+# A mistyped stage would choose nothing and look like an empty DLQ: click refuses it.
+_STAGE_OPTION = click.option(
+    "--stage", type=click.Choice(STAGES), default=None, help="Only dead letters of this stage."
+)
+
+
+def _unknown_reason(letters: list[LetterAt], reason: str | None) -> str | None:
+    """What to say when no letter has the reason class asked for (most likely mistyped)."""
+    if reason is None or any(item.letter.reason_class == reason for item in letters):
+        return None
+    present = sorted({item.letter.reason_class for item in letters})
+    return (
+        f"no dead letter has the reason class {reason!r}; those on the DLQ: "
+        f"{', '.join(present) or 'none'}"
+    )
 
 
 @click.group()
@@ -39,7 +55,7 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--stage", default=None, help="Only dead letters of this stage.")
+@_STAGE_OPTION
 @click.option("--reason", default=None, help="Only this reason class (e.g. source_missing).")
 @click.option("--since", default=None, help=_SINCE_HELP)
 @click.option("--limit", type=int, default=100, show_default=True, help="Entries shown (0: all).")
@@ -51,7 +67,10 @@ def dlq_list(stage: str | None, reason: str | None, since: str | None, limit: in
 
     settings = Settings()
     letters, unreadable = ops_dlq.read_letters(settings)
-    chosen = select_letters(letters, stage=stage, reason=reason, since=_since(since))
+    unknown = _unknown_reason(letters, reason)
+    if unknown:
+        click.echo(f"note: {unknown}", err=True)
+    chosen = select_letters(letters, stage=stage, reason=reason, since=since_time(since))
     marks = ops_dlq.read_marks(settings)
     redriven = sum(1 for item in chosen if item.position in marks)
     click.echo(f"dead letters: {len(chosen)} ({redriven} already redriven)")
@@ -82,7 +101,7 @@ def _letter_line(item: LetterAt, note: str) -> str:
 
 
 @dlq.command("redrive")
-@click.option("--stage", default=None, help="Only dead letters of this stage.")
+@_STAGE_OPTION
 @click.option("--reason", default=None, help="Only this reason class (e.g. source_missing).")
 @click.option("--since", default=None, help=_SINCE_HELP)
 @click.option("--dry-run", is_flag=True, help="Print what would be re-sent; send nothing.")
@@ -118,7 +137,10 @@ def dlq_redrive(
 
     settings = Settings()
     letters, _unreadable = ops_dlq.read_letters(settings)
-    chosen = select_letters(letters, stage=stage, reason=reason, since=_since(since))
+    unknown = _unknown_reason(letters, reason)
+    if unknown:
+        fail(f"{unknown}; nothing re-sent")
+    chosen = select_letters(letters, stage=stage, reason=reason, since=since_time(since))
     # Printed before anything is sent: after a Ctrl-C, --redrive-id with it finishes the
     # same redrive without sending a letter twice.
     redrive_id = redrive_id or ops_dlq.new_redrive_id()
@@ -220,7 +242,7 @@ def cleanup(
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     settings = Settings()
     eraser = Eraser(settings, batch_images=batch)
     try:
@@ -238,146 +260,3 @@ def cleanup(
         run_erasure(eraser, choice, dry_run=dry_run, objects=list_objects, echo=click.echo)
     finally:
         eraser.close()
-
-
-_REPLAY_STAGES = ("validate", "categorize", "enhance", "restore", "compress")
-
-
-@click.command()
-@click.option(
-    "--stage",
-    type=click.Choice(_REPLAY_STAGES),
-    default="validate",
-    show_default=True,
-    help="Run this stage and every later one again. Where its input has expired, the image "
-    "starts from its original (said per image).",
-)
-@click.option(
-    "--image-id",
-    "image_ids",
-    multiple=True,
-    help="Only this image (repeatable); combines with the other filters.",
-)
-@click.option(
-    "--where",
-    default=None,
-    help="Only records matching every pair: category=rings,status=done (a field twice: "
-    "either value). Fields: category, status, fingerprint, duplicate (yes/no).",
-)
-@click.option(
-    "--since", default=None, help="Only images updated at or after this (2h, 3d, a time)."
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Read the settings from this file instead of PIXELFLEET_CONFIG (the workers' new "
-    "config, with --outdated).",
-)
-@click.option(
-    "--outdated",
-    is_flag=True,
-    help="Only images made under other stage settings than the config's (by fingerprint).",
-)
-@click.option(
-    "--dry-run", is_flag=True, help="Print what would be replayed, from where; send nothing."
-)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many images.")
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="At most this many images a second, so live traffic keeps its pace (default: no limit).",
-)
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="Wait for the new records, then remove the variants they replaced.",
-)
-@click.option(
-    "--timeout", type=float, default=3600, show_default=True, help="Seconds --wait waits."
-)
-def replay(
-    stage: str,
-    image_ids: tuple[str, ...],
-    where: str | None,
-    since: str | None,
-    config_file: str | None,
-    outdated: bool,
-    dry_run: bool,
-    limit: int | None,
-    rate: float | None,
-    wait: bool,
-    timeout: float,
-) -> None:
-    """Re-run finished images from a stage onward with the settings the workers run now.
-
-    Each chosen image's input for the stage is sent to that stage's inbox again (or, where
-    it has expired, its original to validate). Replaying twice is harmless: keys are
-    deterministic. With --wait, once an image's new record is committed the variants its
-    old record listed and the new one does not are removed.
-    """
-    import os
-
-    from streams.config.settings import CONFIG_ENV
-
-    if config_file:
-        os.environ[CONFIG_ENV] = config_file
-    from streams.app.settings import Settings
-    from streams.io import clients
-    from streams.io.topic_reader import latest_records
-    from streams.ops.selection import parse_where, select_records
-
-    try:
-        wanted = parse_where(where) if where else {}
-    except ValueError as exc:
-        _fail(str(exc))
-    settings = Settings()
-    records = latest_records(settings, strict=True)
-    chosen = select_records(records, where=wanted, since=_since(since), finished_only=True)
-    if image_ids:
-        chosen = [r for r in chosen if r.image_id in set(image_ids)]
-    if outdated:
-        from schemas.events import Request
-        from streams.stages.fingerprint import fingerprint
-
-        current = fingerprint(settings.stages, Request())
-        chosen = [r for r in chosen if r.fingerprint != current]
-    chosen = chosen[:limit] if limit else chosen
-    from streams.ops.replay_run import run_replay
-
-    code = run_replay(
-        settings,
-        clients.s3(settings.s3),
-        chosen,
-        stage,
-        dry_run=dry_run,
-        rate=rate,
-        wait=wait,
-        timeout=timeout,
-        echo=click.echo,
-        progress=_progress,
-    )
-    if code:
-        sys.exit(code)
-
-
-def _progress(total: int) -> Callable[[int], None]:
-    """A line at every tenth of the way, with the rate and the time left."""
-    import time
-
-    from streams.ops.pacing import eta_seconds
-
-    started = time.monotonic()
-    step = max(1, total // 10)
-
-    def report(done: int) -> None:
-        if done % step and done != total:
-            return
-        elapsed = time.monotonic() - started
-        eta = eta_seconds(done, total, elapsed)
-        left = f", ETA {eta:.0f} s" if eta is not None and done < total else ""
-        click.echo(f"replay: {done}/{total} sent{left}", err=True)
-
-    return report

@@ -1,6 +1,6 @@
 """One `pixelfleet replay` run: plan, send (paced, with progress), wait, sweep, and say so.
 
-The command's option parsing stays in streams/cli/ops.py; what it prints is decided here,
+The command's option parsing stays in streams/cli/replay.py; what it prints is decided here,
 through the `echo` it passes, so the whole course reads top to bottom in one place.
 """
 

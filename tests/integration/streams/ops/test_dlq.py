@@ -57,6 +57,17 @@ def _check_listing(fleet: Settings) -> None:
     assert lines[0] == "dead letters: 3 (0 already redriven)"
     assert "      2  validate    refused" in lines
     assert "      1  validate    source_missing" in lines
+    # A mistyped reason chooses nothing: listing says so, a redrive refuses to run.
+    typo = invoke(fleet, dlq, "list", "--reason", "refsued")
+    assert typo.exit_code == 0 and "dead letters: 0 (0 already redriven)" in typo.output
+    hint = (
+        "no dead letter has the reason class 'refsued'; those on the DLQ: refused, source_missing"
+    )
+    assert hint in typo.output
+    redrive = invoke(fleet, dlq, "redrive", "--reason", "refsued")
+    assert redrive.exit_code == 1 and f"error: {hint}; nothing re-sent" in redrive.output
+    stage = invoke(fleet, dlq, "redrive", "--stage", "valdate")
+    assert stage.exit_code == 2 and "'valdate' is not one of" in stage.output
     only = invoke(fleet, dlq, "list", "--reason", "source_missing").output
     assert only.splitlines()[0] == "dead letters: 1 (0 already redriven)"
     assert "gone-d" in only and "big-a" not in only

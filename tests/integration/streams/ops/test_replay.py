@@ -11,7 +11,7 @@ from confluent_kafka import TopicPartition
 
 from streams.app.settings import Settings
 from streams.app.submit import Submitter
-from streams.cli.ops import replay
+from streams.cli.replay import replay
 from streams.io import clients
 from streams.io.topic_reader import latest_records, topic_end_offsets, topic_messages
 from streams.ops.replay import REPLAY_HEADER
@@ -58,6 +58,20 @@ def test_replay_from_compress_replaces_variants_and_starts_expired_ones_over(
     assert one.output.splitlines() == [
         "dry run: 1 image(s) would be replayed (1 from compress); 0 cannot be"
     ]
+    # A mistyped id is said to be one, and the command fails so a script notices.
+    typo = invoke(
+        fleet,
+        replay,
+        "--stage",
+        "compress",
+        "--image-id",
+        "img-1",
+        "--image-id",
+        "imgg-2",
+        "--dry-run",
+    )
+    assert typo.exit_code == 2, typo.output
+    assert typo.output.splitlines()[0] == "imgg-2: no such image (no record on the metadata topic)"
 
     time.sleep(1.5)  # the old variants are then older than the new records, to the second
     workers = [start_thread(fleet, PREPARE), start_thread(fleet, FINISH)]
