@@ -53,6 +53,8 @@ class Swept:
     removed: list[StoredObject] = field(default_factory=list)
     # Left in place: written after the new record, so not the replaced run's.
     kept_newer: list[StoredObject] = field(default_factory=list)
+    # Left in place: another image's record lists it (a duplicate of the replayed one).
+    kept_shared: list[StoredObject] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -64,6 +66,8 @@ class Replayer:
         self.settings = settings
         self.s3 = s3
         self.replay_id = replay_id
+        # Every image's latest record as `wait` last read them: sweep keeps what they list.
+        self.seen: Mapping[str, ImageRecord] = {}
         self.finder = ObjectFinder(s3, settings.buckets)
 
     def send(
@@ -126,6 +130,7 @@ class Replayer:
         fresh: dict[str, ImageRecord] = {}
         while True:
             latest = latest_records(self.settings, strict=True)
+            self.seen = latest
             for image_id, before in old.items():
                 now = latest.get(image_id)
                 if now is not None and now.status in FINISHED and _newer(now, before):
@@ -139,13 +144,25 @@ class Replayer:
     def sweep(self, old: Mapping[str, ImageRecord], new: Mapping[str, ImageRecord]) -> Swept:
         """Remove the variants the new records replaced; only objects older than the new
         record (the replaced run's), never one a still newer run wrote, and only where the
-        replay succeeded (a rejected replay's record lists no variants to replace them)."""
+        replay succeeded (a rejected replay's record lists no variants to replace them), and
+        never one another image's record lists (read by `wait`)."""
         result = Swept()
+        # A duplicate's record lists the variants of the image it duplicates: removing one
+        # would leave that record pointing at nothing, so what any other image lists stays.
+        shared = {
+            (v.object.bucket, v.object.key)
+            for other in self.seen.values()
+            if other.image_id not in new
+            for v in other.variants
+        }
         for image_id, record in new.items():
             if record.status != "done":
                 continue  # a replay that failed keeps the old variants for a person to judge
             committed_at = parse_time(record.updated_at)
             for obj in self._replaced(old[image_id], record):
+                if (obj.bucket, obj.key) in shared:
+                    result.kept_shared.append(obj)
+                    continue
                 written = self._written_at(obj)
                 if written is None:
                     continue  # already gone

@@ -88,6 +88,11 @@ def run_replay(
     )
     for obj in swept.removed:
         echo(f"  removed s3://{obj.bucket}/{obj.key}")
+    if swept.kept_shared:
+        echo(
+            f"kept {len(swept.kept_shared)} replaced variant(s) that other images' records "
+            "list (duplicates of a replayed image; replay them too to move them on)"
+        )
     if len(new) < len(old):
         echo(
             f"not finished after {timeout:.0f} s: {len(old) - len(new)} image(s); the variants "

@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import msgspec
 from confluent_kafka import TopicPartition
 
+from schemas.events import encode
 from streams.app.settings import Settings
 from streams.app.submit import Submitter
 from streams.cli.replay import replay
@@ -200,3 +202,44 @@ def test_replay_past_the_topics_retention_rebuilds_from_the_original(fleet: Sett
         "old-b": ["rings/web/old-b.webp"],
     }
     assert counts(fleet, t.ingest) == Counter({"old-a": 1})
+
+
+def test_a_replay_waited_for_keeps_the_variants_a_duplicate_lists(fleet: Settings) -> None:
+    s3 = s3_of(fleet)
+    FORMAT["ext"] = "webp"
+    submitter = Submitter(fleet)
+    submitter.upload_bytes_and_submit(b"first", "photo.jpg", image_id="orig-1")
+    submitter.flush()
+    run_until_done(fleet, [PREPARE, FINISH], count=1)
+    # A later image of the same content, done as a duplicate: its record lists orig-1's
+    # variants (what the dedup stage writes), no objects of its own.
+    original = latest_records(fleet)["orig-1"]
+    twin = msgspec.structs.replace(original, image_id="twin-1", duplicate_of="orig-1")
+    producer = clients.producer(fleet.kafka)
+    producer.produce(topics(fleet).metadata, key=b"twin-1", value=encode(twin))
+    assert producer.flush(30) == 0
+
+    FORMAT["ext"] = "avif"
+    time.sleep(1.5)
+    workers = [start_thread(fleet, PREPARE), start_thread(fleet, FINISH)]
+    try:
+        result = invoke(
+            fleet,
+            replay,
+            "--stage",
+            "compress",
+            "--image-id",
+            "orig-1",
+            "--wait",
+            "--timeout",
+            "120",
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert result.exit_code == 0, result.output
+    assert "finished: 1 of 1 (1 done); removed 0 replaced variant(s)" in result.output
+    assert "kept 1 replaced variant(s) that other images' records list" in result.output
+    # The twin's record still points at an object that is there.
+    assert keys(s3, fleet.buckets.images) == ["rings/web/orig-1.avif", "rings/web/orig-1.webp"]
+    assert _variant_keys(fleet)["twin-1"] == ["rings/web/orig-1.webp"]
