@@ -76,8 +76,10 @@ class NotifySettings(_Group):
     user_agent: str = "pixelfleet-notify/0.1"
     # -- retries of one event at one endpoint
     max_attempts: int = Field(default=8, ge=1)
-    # How long one event may wait for one endpoint, breaker cool-downs included; then it
-    # goes to <prefix>.webhooks.dlq with the last status.
+    # How long one endpoint may keep retrying one event, counted from its first attempt,
+    # breaker cool-downs included; then it goes to <prefix>.webhooks.dlq with the last
+    # status. While the endpoint's breaker is open it counts from when the event was queued,
+    # so a dead endpoint's queue drains (streams/notify/delivery.py).
     retry_budget_s: float = Field(default=600.0, gt=0)
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)

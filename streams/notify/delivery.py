@@ -6,6 +6,18 @@ so a dead or slow receiver holds up nobody but itself: its queue fills, and past
 is bounded by the request timeout, and an event by its attempts and its retry budget,
 cool-downs included; so every event handed to an endpoint is finished (delivered, dead-
 lettered or dropped) within a bounded time, and its offset can be committed.
+
+The retry budget (`retry_budget_s`) counts from the event's first turn, when the thread
+first takes it: time spent queued behind other events is not the event's fault, and
+counting it would dead-letter a burst at a slow but healthy receiver unattempted. The
+exception is an endpoint that is failing: while its breaker is open, the budget counts
+from when the event was queued, and an event whose budget is spent so is dead-lettered
+(`budget_exhausted`) at once, maybe without an attempt. So a dead receiver's queue drains
+within about one budget, not one budget per event (up to `max_pending` of them).
+
+When a rebalance takes partitions away, `withdraw` takes back their queued events: the
+partitions' new owner reads and delivers them, so delivering them here too would only
+send them twice. The event being attempted is not queued any more, and may finish.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,7 +38,7 @@ from processors.webhooks import WebhookEvent
 from streams.config.notify import NotifySettings, WebhookSubscription
 from streams.io.safe_http import FetchError, PostResult, SafeFetcher
 from streams.notify.breaker import EndpointBreaker
-from streams.notify.ledger import Ticket
+from streams.notify.ledger import Ticket, TopicPartition
 from streams.observe.metrics import (
     NOTIFY_DELIVERED,
     NOTIFY_DISABLED,
@@ -42,7 +54,9 @@ log = logging.getLogger("pixelfleet.notify")
 class Delivery:
     event: WebhookEvent
     ticket: Ticket
-    started: float = 0.0  # on the endpoint's clock, when it was queued
+    # Both on the endpoint's clock; the module's docstring says which one the budget uses.
+    queued: float = 0.0  # when `offer` queued it
+    first_turn: float | None = None  # when the endpoint's thread first took it
     attempts: int = 0
     last_status: int | None = None
     last_error: str | None = None
@@ -93,7 +107,10 @@ class Endpoint:
         self.breaker = EndpointBreaker(
             self.name, settings.breaker_failures, settings.breaker_reset_s, clock
         )
+        # Both guarded by _cond. The thread takes an event off the queue before attempting
+        # it and holds it in _current, so `withdraw` can never take the one in flight.
         self._queue: deque[Delivery] = deque()
+        self._current: Delivery | None = None
         self._cond = threading.Condition()
         self._closing = threading.Event()  # no new events; finish those in hand
         self._halt = threading.Event()  # stop now; what is in hand stays unfinished
@@ -113,11 +130,11 @@ class Endpoint:
     def offer(self, event: WebhookEvent, ticket: Ticket) -> None:
         """Queues the event, or finishes it at once: dropped when the receiver ended the
         subscription, dead-lettered when this endpoint already holds `max_pending`."""
-        delivery = Delivery(event, ticket, started=self._clock())
+        delivery = Delivery(event, ticket, queued=self._clock())
         with self._cond:
-            if not self.disabled and len(self._queue) < self._settings.max_pending:
+            if not self.disabled and self._held() < self._settings.max_pending:
                 self._queue.append(delivery)
-                self._pending.set(len(self._queue))
+                self._pending.set(self._held())
                 self._cond.notify()
                 return
             disabled = self.disabled
@@ -128,8 +145,28 @@ class Endpoint:
             self._finish(self.name, delivery, Outcome("dead", "backlog_full"))
 
     def pending(self) -> int:
+        """Events waiting or being attempted."""
         with self._cond:
-            return len(self._queue)
+            return self._held()
+
+    def withdraw(self, tps: Collection[TopicPartition]) -> int:
+        """Takes back the queued events of these partitions, now another consumer's, and
+        says how many: they are neither finished nor dead-lettered, the partitions' new owner
+        delivers them. The event being attempted is left to finish (its `Ledger.done` counts
+        for nothing once the partition is forgotten)."""
+        gone = set(tps)
+        with self._cond:
+            kept = [d for d in self._queue if d.ticket.tp not in gone]
+            taken = len(self._queue) - len(kept)
+            if taken:
+                self._queue.clear()
+                self._queue.extend(kept)
+                self._pending.set(self._held())
+        return taken
+
+    def _held(self) -> int:
+        # Under _cond. What max_pending bounds and the gauge shows: queued or in flight.
+        return len(self._queue) + (self._current is not None)
 
     def start(self) -> None:
         self._thread.start()
@@ -160,7 +197,8 @@ class Endpoint:
                     self._cond.wait()
                 if not self._queue or self._halt.is_set():
                     return
-                delivery = self._queue[0]
+                delivery = self._current = self._queue.popleft()
+            delivery.first_turn = self._clock()
             try:
                 outcome = self._deliver(delivery)
             except Exception:
@@ -171,8 +209,8 @@ class Endpoint:
             if outcome is None:
                 return
             with self._cond:
-                self._queue.popleft()
-                self._pending.set(len(self._queue))
+                self._current = None
+                self._pending.set(self._held())
             try:
                 self._finish(self.name, delivery, outcome)
             except Exception as exc:
@@ -191,7 +229,7 @@ class Endpoint:
         while not self._halt.is_set():
             if self.disabled:
                 return Outcome("dropped", "gone")
-            left = delivery.started + settings.retry_budget_s - self._clock()
+            left = self._budget_left(delivery)
             if left <= 0:
                 return Outcome("dead", "budget_exhausted")
             wait = self.breaker.wait_s()
@@ -210,10 +248,20 @@ class Endpoint:
                 NOTIFY_FAILED.labels(self.name, failed.reason_class).inc()
                 if delivery.attempts >= settings.max_attempts:
                     return Outcome("dead", "retries_exhausted")
+                # Again: the attempt took time, and may have opened the breaker.
+                left = self._budget_left(delivery)
                 self._pause(min(self._backoff(delivery.attempts, failed), left))
                 continue
             return self._judge(delivery, answer)
         return None
+
+    def _budget_left(self, delivery: Delivery) -> float:
+        """Seconds left of the event's retry budget: from its first turn, or from when it
+        was queued while the breaker is open (see the module's docstring)."""
+        since = delivery.first_turn
+        if since is None or self.breaker.state != "closed":
+            since = delivery.queued
+        return since + self._settings.retry_budget_s - self._clock()
 
     def _backoff(self, attempts: int, failed: _RetryableError) -> float:
         settings = self._settings

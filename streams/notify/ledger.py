@@ -29,6 +29,9 @@ class Ticket:
 
     partition: _Partition
     offset: int
+    # Which partition, by name: a rebalance names partitions so, and the endpoints withdraw
+    # the queued events of those revoked by it (`Endpoint.withdraw`).
+    tp: TopicPartition
 
 
 class Ledger:
@@ -46,7 +49,7 @@ class Ledger:
             if endpoints > 0:
                 part.open[offset] = endpoints
                 self._in_hand += endpoints
-            return Ticket(part, offset)
+            return Ticket(part, offset, tp)
 
     def done(self, ticket: Ticket) -> None:
         with self._lock:

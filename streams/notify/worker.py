@@ -294,6 +294,9 @@ class NotifyWorker:
         if gone:
             self.revocations += 1
             log.info("partitions revoked", extra={"partitions": sorted(gone)})
+            # First, so the endpoints start no more of them while the commit flushes. The
+            # withdrawn events stay unfinished: the commit stops before the oldest of them.
+            self._withdraw(gone)
         self._commit(gone)
         self.ledger.forget(sorted(gone))
         self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
@@ -304,8 +307,20 @@ class NotifyWorker:
         gone = {(p.topic, p.partition) for p in partitions}
         self.revocations += 1
         log.warning("partitions lost", extra={"partitions": sorted(gone)})
+        self._withdraw(gone)
         self.ledger.forget(sorted(gone))
         self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
+
+    def _withdraw(self, gone: set[tuple[str, int]]) -> None:
+        """The endpoints take back their queued events of these partitions: the new owner
+        reads them again from the last commit, so delivering them here would send each
+        twice. Only the events being attempted right now may still arrive twice."""
+        withdrawn = sum(endpoint.withdraw(gone) for endpoint in self.endpoints)
+        if withdrawn:
+            log.info(
+                f"{withdrawn} queued webhook deliveries withdrawn: their partitions moved",
+                extra={"partitions": sorted(gone)},
+            )
 
     # --- the endpoints' side ------------------------------------------------------------
 
