@@ -25,6 +25,7 @@ COMMANDS = {
     "dlq": "streams.cli.ops:dlq",
     "delete": "streams.cli.ops:delete",
     "cleanup": "streams.cli.ops:cleanup",
+    "webhooks": "streams.cli.webhooks:webhooks",
 }
 
 

@@ -70,6 +70,11 @@ class Topics:
         return f"{self.prefix}.dlq.redriven"
 
     @property
+    def webhooks_redriven(self) -> str:
+        """Compacted, key `partition:offset` of a webhook dead letter: which redrive sent it."""
+        return f"{self.prefix}.webhooks.redriven"
+
+    @property
     def erasures(self) -> str:
         """Compacted, key image_id: the objects an erasure still has to delete."""
         return f"{self.prefix}.erasures"
@@ -102,5 +107,6 @@ class Topics:
             # One record per key forever: compaction keeps the latest by key.
             TopicSpec(self.metadata, partitions, COMPACTED),
             TopicSpec(self.dlq_redriven, partitions, COMPACTED),
+            TopicSpec(self.webhooks_redriven, partitions, COMPACTED),
             TopicSpec(self.erasures, partitions, COMPACTED),
         ]

@@ -1,15 +1,20 @@
 """The operations commands' own bookkeeping topics, and the transactional writer they share.
 
-Two compacted topics, created on first use (and safe to create again):
+Three compacted topics, created on first use (and safe to create again):
 
 - `<prefix>.dlq.redriven`, key `partition:offset` of a dead letter: which redrive re-sent it.
+- `<prefix>.webhooks.redriven`, the same for the webhook dead letters `pixelfleet webhooks
+  redrive` delivered.
 - `<prefix>.erasures`, key image_id: the objects an erasure still has to delete. The entry
   is written in the same transaction as the image's metadata tombstone and replaced by a
   tombstone of its own once every object is gone, so a crash in between leaves a to-do
   list that the next `delete` or `cleanup` finishes first.
 
-Both are written only inside Kafka transactions under a fixed transactional id per command:
-a second copy of a command fences the first, so two never commit interleaved halves.
+The first and the last are written only inside Kafka transactions under a fixed
+transactional id per command: a second copy of a command fences the first, so two never
+commit interleaved halves. A webhook redrive's mark follows an HTTP POST, which no Kafka
+transaction can hold: it is written right after the receiver took the event (see
+streams/ops/webhook_redrive.py).
 """
 
 from __future__ import annotations
@@ -35,12 +40,16 @@ def redriven_topic(prefix: str) -> str:
     return Topics(prefix).dlq_redriven
 
 
+def webhooks_redriven_topic(prefix: str) -> str:
+    return Topics(prefix).webhooks_redriven
+
+
 def erasures_topic(prefix: str) -> str:
     return Topics(prefix).erasures
 
 
 def ensure_ledgers(settings: FleetSettings, admin: AdminClient | None = None) -> list[str]:
-    """Create the two compacted bookkeeping topics where missing; the changes made.
+    """Create the compacted bookkeeping topics where missing; the changes made.
 
     Always before a ledger is read: reading a topic that does not exist may make a broker
     with auto-creation on create it, with the wrong (deleting, not compacting) policy.
@@ -48,6 +57,7 @@ def ensure_ledgers(settings: FleetSettings, admin: AdminClient | None = None) ->
     partitions = settings.topics.partitions
     specs = [
         TopicSpec(redriven_topic(settings.topic_prefix), partitions, COMPACTED),
+        TopicSpec(webhooks_redriven_topic(settings.topic_prefix), partitions, COMPACTED),
         TopicSpec(erasures_topic(settings.topic_prefix), partitions, COMPACTED),
     ]
     return ensure_topics(admin or clients.admin(settings.kafka), specs)

@@ -1,0 +1,127 @@
+"""`pixelfleet webhooks list|redrive` against the real broker and real receivers on
+127.0.0.1: each given-up event reaches its fixed receiver once, signed, with its own id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from processors import webhooks
+from streams.cli.webhooks import webhooks as webhooks_cli
+from streams.config.settings import CONFIG_ENV, FleetSettings
+from streams.config.topics import Topics
+from streams.notify.worker import NotifyWorker
+from tests.conftest import Stack
+from tests.integration.streams.notify.kit import SECRET, done_record, publish
+from tests.integration.streams.notify.receivers import Receiver, always, ok
+
+GIVEN_UP = "2026-12-02T10:00:0{}.000Z"
+
+
+def _letter(image_id: str, endpoint: str, second: int) -> bytes:
+    """What the notify worker writes for an event `endpoint` never took."""
+    event = webhooks.from_done(done_record(image_id))
+    assert event is not None
+    return webhooks.dead_letter(
+        event,
+        endpoint=endpoint,
+        reason="retries_exhausted",
+        last_status=503,
+        last_error="the receiver answered 503",
+        attempts=8,
+        given_up_at=GIVEN_UP.format(second),
+    )
+
+
+def _config(tmp_path: Path, stack: Stack, prefix: str, receivers: dict[str, Receiver]) -> Path:
+    ports = ", ".join(str(r.port) for r in receivers.values())
+    subs = "".join(
+        f'\n[[notify.subscriptions]]\nname = "{name}"\nurl = "{r.url}"\n'
+        f'secret = "{SECRET.decode()}"\n'
+        for name, r in receivers.items()
+    )
+    path = tmp_path / "fleet.toml"
+    path.write_text(
+        f'topic_prefix = "{prefix}"\n[kafka]\nbootstrap = "{stack.kafka.bootstrap}"\n'
+        f'[notify]\nallow_networks = ["127.0.0.0/8"]\nallowed_ports = [{ports}]\n'
+        f"connect_timeout_s = 0.5\nread_timeout_s = 1.0\nrequest_timeout_s = 1.0\n{subs}"
+    )
+    return path
+
+
+def _run(config: Path, *args: str) -> Result:
+    # The file alone says where the fleet is: variables of the test's own environment
+    # (which outrank a config file) are cleared.
+    env: dict[str, str | None] = {
+        CONFIG_ENV: str(config),
+        "PIXELFLEET_TOPIC_PREFIX": None,
+        "PIXELFLEET_KAFKA_BOOTSTRAP": None,
+    }
+    result = CliRunner().invoke(webhooks_cli, list(args), env=env)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def test_redrive_delivers_each_letter_once_to_its_fixed_receiver(
+    stack: Stack, prefix: str, tmp_path: Path
+) -> None:
+    with Receiver(SECRET, ok) as crm, Receiver(SECRET, always(500)) as audit:
+        config = _config(tmp_path, stack, prefix, {"crm": crm, "audit": audit})
+        NotifyWorker(FleetSettings(kafka=stack.kafka, topic_prefix=prefix)).ensure_dlq_topic()
+        dlq = Topics(prefix).webhooks_dlq
+        letters = [
+            *[(f"img-{i}", "crm", i) for i in range(3)],
+            *[(f"img-{i}", "audit", i) for i in range(3, 8)],
+            ("img-9", "retired", 9),
+        ]
+        publish(stack, [(dlq, img, _letter(img, name, s)) for img, name, s in letters])
+
+        listed = _run(config, "list")
+        assert listed.exit_code == 0, listed.output
+        lines = listed.output.splitlines()
+        assert lines[0] == "webhook dead letters: 9 (0 delivered by a redrive)"
+        assert "      5  audit                retries_exhausted" in lines
+        assert "      3  crm                  retries_exhausted" in lines
+
+        dry = _run(config, "redrive", "--endpoint", "crm", "--dry-run")
+        assert "webhooks redrive: 3 would deliver, 0 already delivered, 0 not delivered" in (
+            dry.output
+        )
+        assert crm.snapshot() == []  # a dry run sends nothing
+
+        first = _run(config, "redrive")
+        assert first.exit_code == 2, first.output
+        redrive_id = first.output.splitlines()[0].split()[1]
+        # crm: each event once, signed, with the id and body the worker would have sent.
+        expected = {
+            e.event_id: json.loads(e.body)
+            for e in (webhooks.from_done(done_record(f"img-{i}")) for i in range(3))
+            if e is not None
+        }
+        got = crm.snapshot()
+        assert {r.event_id: r.body for r in got} == expected and len(got) == 3
+        assert all(r.signature_ok and r.event_type == "done" for r in got)
+        # audit still fails: three tries, then its other two letters wait for the next run.
+        assert len(audit.snapshot()) == 3
+        assert first.output.count("the receiver answered 500") == 3
+        assert first.output.count("left for the next run") == 2
+        assert "-> retired: no subscription of that name" in first.output
+        assert "webhooks redrive: 3 delivered, 0 already delivered, 6 not delivered" in (
+            first.output
+        )
+
+        again = _run(config, "redrive", "--endpoint", "crm", "--redrive-id", redrive_id)
+        assert "webhooks redrive: 0 delivered, 3 already delivered, 0 not delivered" in (
+            again.output
+        )
+        assert len(crm.snapshot()) == 3
+        typo = _run(config, "redrive", "--endpoint", "crn")
+        assert typo.exit_code == 1 and "no webhook dead letter is for the endpoint 'crn'" in (
+            typo.output
+        )
+        after = _run(config, "list", "--endpoint", "crm").output
+        assert after.splitlines()[0] == "webhook dead letters: 3 (3 delivered by a redrive)"
+        assert after.count(f"(delivered by {redrive_id})") == 3
