@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 Resolver = Callable[[str, int], list[str]]
+# What `get` enters for each redirect target URL (see there).
+HopGate = Callable[[str], contextlib.AbstractContextManager[None]]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Idle pools kept for keep-alive; a fleet worker talks to a bounded set of image hosts.
@@ -94,19 +96,23 @@ class SafeFetcher:
         self._dns = cf.ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="safe-http-dns")
 
     def get(
-        self, url: str, *, deadline: float | None = None
+        self, url: str, *, deadline: float | None = None, hop: HopGate | None = None
     ) -> contextlib.AbstractContextManager[Response]:
         """Opens `url` (following redirects) on entering; raises FetchError. `deadline` is an
-        absolute time.monotonic() the whole fetch, body included, must end by."""
-        return self._open(url, deadline)
+        absolute time.monotonic() the whole fetch, body included, must end by. `hop`, when
+        given, is entered for each redirect target once netguard has admitted it and
+        before it is asked, and held while that host is being talked to (the caller's
+        politeness for the hosts a redirect leads to; whatever it raises goes up)."""
+        return self._open(url, deadline, hop)
 
     @contextlib.contextmanager
-    def _open(self, url: str, deadline: float | None) -> Iterator[Response]:
-        response = self._fetch(url, deadline)
-        try:
-            yield response
-        finally:
-            response.close()
+    def _open(self, url: str, deadline: float | None, hop: HopGate | None) -> Iterator[Response]:
+        with contextlib.ExitStack() as held:
+            response = self._fetch(url, deadline, hop, held)
+            try:
+                yield response
+            finally:
+                response.close()
 
     def post(
         self,
@@ -134,12 +140,21 @@ class SafeFetcher:
             pool.close()
         self._dns.shutdown(wait=False, cancel_futures=True)
 
-    def _fetch(self, url: str, deadline: float | None) -> Response:
+    def _fetch(
+        self,
+        url: str,
+        deadline: float | None,
+        hop: HopGate | None = None,
+        held: contextlib.ExitStack | None = None,
+    ) -> Response:
         clock = Clock(self.limits.total_timeout_s, deadline)
         redirects: list[str] = []
         current = url
         while True:
             target = self._check(current)
+            if redirects and hop is not None and held is not None:
+                held.close()  # the previous target's turn: that host is done with
+                held.enter_context(hop(current))
             raw, address = self._request(target, current, clock)
             status = raw.status
             if status in REDIRECT_STATUSES and raw.headers.get("location"):

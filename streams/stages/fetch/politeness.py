@@ -81,6 +81,17 @@ class HostGate:
         finally:
             self._release(host)
 
+    @contextmanager
+    def hop(self, host: str, deadline: float) -> Iterator[None]:
+        """Hold one of a redirect target's slots (and a token) while the body runs: a fetch
+        that another host's URL redirected here already holds a process slot, so a hop
+        takes none (two per fetch could leave every slot waiting for a second one)."""
+        self._acquire(host, deadline, process=False)
+        try:
+            yield
+        finally:
+            self._release(host, process=False)
+
     def pause(self, host: str, seconds: float) -> None:
         """The host asked us to wait (429/503 with Retry-After)."""
         with self._changed:
@@ -105,7 +116,7 @@ class HostGate:
         for host in idle:
             del self._hosts[host]
 
-    def _wait_for(self, entry: _Host, now: float) -> tuple[str, float] | None:
+    def _wait_for(self, entry: _Host, now: float, process: bool) -> tuple[str, float] | None:
         """Why this host cannot start now and when it might: None when it can."""
         entry.tokens = min(
             float(entry.rule.burst),
@@ -118,21 +129,21 @@ class HostGate:
             return "concurrency", now + 1.0 / entry.rule.rate_per_s
         if entry.tokens < 1.0:
             return "rate", now + (1.0 - entry.tokens) / entry.rule.rate_per_s
-        if self._busy >= self.process_slots:
+        if process and self._busy >= self.process_slots:
             return "process", now + 0.05
         return None
 
-    def _acquire(self, host: str, deadline: float) -> None:
+    def _acquire(self, host: str, deadline: float, process: bool = True) -> None:
         with self._changed:
             while True:
                 now = self.clock()
                 entry = self._entry(host, now)
-                blocked = self._wait_for(entry, now)
+                blocked = self._wait_for(entry, now, process)
                 if blocked is None:
                     entry.tokens -= 1.0
                     entry.in_flight += 1
                     entry.last_used = now
-                    self._busy += 1
+                    self._busy += process
                     return
                 cause, ready_at = blocked
                 if ready_at > deadline or now >= deadline:
@@ -140,11 +151,11 @@ class HostGate:
                 # Woken early by a release; a token's refill time otherwise.
                 self._changed.wait(max(0.001, min(ready_at, deadline) - now))
 
-    def _release(self, host: str) -> None:
+    def _release(self, host: str, process: bool = True) -> None:
         with self._changed:
             entry = self._hosts.get(host)
             if entry is not None:
                 entry.in_flight -= 1
                 entry.last_used = self.clock()
-            self._busy -= 1
+            self._busy -= process
             self._changed.notify_all()

@@ -18,6 +18,7 @@ import posixpath
 import random
 import time
 import urllib.parse
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ from processors.sniff import sniff
 from schemas.events import Envelope, FetchInfo, ObjectRef
 from streams.config.topics import route
 from streams.io.netguard import NetPolicy, Refused, check_url
-from streams.io.safe_http import FetchError, HttpLimits, Response, SafeFetcher
+from streams.io.safe_http import FetchError, HopGate, HttpLimits, Response, SafeFetcher
 from streams.observe.metrics import (
     FETCH_BYTES,
     FETCH_IN_FLIGHT,
@@ -156,9 +157,13 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
     try:
         with runtime.gate.turn(host, deadline):
             info.attempts += 1
-            return _download(envelope, info, runtime, ctx, deadline)
+            try:
+                return _download(envelope, info, runtime, ctx, deadline=deadline, host=host)
+            except HostBusyError:
+                info.attempts -= 1  # a redirect's target was busy: no fault of this URL
+                raise
     except HostBusyError as held:
-        FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(host), held.cause).inc()
+        FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(held.host), held.cause).inc()
         return _deferred(envelope, info, held.retry_at, f"host busy: {held}", "throttled")
     except _FetchFailed as failed:
         return _failed(envelope, info, runtime, host, failed.error, answered=failed.answered)
@@ -223,19 +228,34 @@ def _failed(
     )
 
 
+def _hop_gate(runtime: FetchRuntime, first: str, deadline: float) -> HopGate:
+    """A redirect to another host takes that host's turn too (its rate, concurrency and
+    pauses), so a shortener or a CDN's redirects cannot send a crawl past a host's limits.
+    The first host's turn is held already: a redirect back to it takes nothing more."""
+
+    def hop(url: str) -> AbstractContextManager[None]:
+        host = gate_host(url, runtime.fetcher.policy)
+        return nullcontext() if host == first else runtime.gate.hop(host, deadline)
+
+    return hop
+
+
 def _download(
     envelope: Envelope,
     info: FetchInfo,
     runtime: FetchRuntime,
     ctx: StageContext,
+    *,
     deadline: float,
+    host: str,
 ) -> StageResult:
     url = info.url
     started = time.monotonic()
     answered = False
     FETCH_IN_FLIGHT.labels(STAGE).inc()
     try:
-        with runtime.fetcher.get(url, deadline=deadline) as response:
+        hop = _hop_gate(runtime, host, deadline)
+        with runtime.fetcher.get(url, deadline=deadline, hop=hop) as response:
             answered = True
             first = read_head(response)
             if sniff(first) is None:

@@ -91,3 +91,25 @@ def test_rules_by_pattern_and_the_metric_label() -> None:
     assert gate.rule_for("other.test") is FAST
     assert gate.rule_name("img.shop.test") == "*.shop.test"
     assert gate.rule_name("other.test") == "default"
+
+
+def test_a_redirect_hop_keeps_the_targets_limits_but_takes_no_process_slot() -> None:
+    slow = HostRule(pattern="cdn.test", rate_per_s=0.01, burst=1, concurrency=1)
+    gate = HostGate(FAST, (slow,), process_slots=1)
+    deadline = time.monotonic() + 5
+    with gate.turn("short.test", deadline):  # the fetch's own turn: the one process slot
+        with gate.hop("cdn.test", deadline):  # no second process slot needed
+            with pytest.raises(HostBusyError) as busy, gate.hop("cdn.test", deadline):
+                pass
+            assert busy.value.cause == "concurrency"
+        # Its one token is spent: the next redirect there waits for the rate, not the slot.
+        with pytest.raises(HostBusyError) as busy, gate.hop("cdn.test", deadline):
+            pass
+        assert (busy.value.cause, busy.value.host) == ("rate", "cdn.test")
+        gate.pause("other.test", 60)
+        with pytest.raises(HostBusyError) as busy, gate.hop("other.test", deadline):
+            pass
+        assert busy.value.cause == "retry_after"
+    # Hops gave back what they took: the process slot is free again.
+    with gate.turn("short.test", time.monotonic() + 0.1):
+        pass
