@@ -20,11 +20,18 @@ from pillow_jxl import JpegXLImagePlugin
 from processors import exif
 from processors.errors import InputRejectedError
 from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
+from processors.structure import jpeg_padding, png_chunks
 
 _SRGB = ImageCms.createProfile("sRGB")
 # Scans in a JPEG: baseline has one per component at most, encoders' progressive scripts a
 # dozen or so; libjpeg-turbo's own tools suggest a cap of this order (-maxscans).
 MAX_SCANS = 100
+# Bytes before a JPEG's first scan that belong to no segment: Pillow reads them one at a
+# time (about 1.4 us each), so this much costs it under 0.1 s.
+MAX_JPEG_PADDING = 64 * 1024
+# Chunks of a PNG: libpng writes 8 KiB data chunks, so a 50 MB file has some 6,400; this
+# many empty ones cost Pillow about half a second.
+MAX_PNG_CHUNKS = 100_000
 
 # HEIF/HEIC (every iPhone photo) and JPEG XL come from plugins; registering them is all it
 # takes for Image.open. The JXL decoder would use every core; a stage's pool already does.
@@ -86,6 +93,7 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             _check_size(*jxl_size(data), limits)
         except ValueError as exc:
             raise InputRejectedError("corrupt_header", f"JXL header cannot be read: {exc}") from exc
+    _check_structure(data, true_format)
     # Opening reads the header only; our own size check below names the dimensions, and
     # Pillow's limit comes back on for the full decode as a second line of defence.
     with _strict_decoding(None):
@@ -130,6 +138,22 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             "header_mismatch", f"header says {width}x{height}, pixels are {image.size}"
         )
     return Opened(image, true_format, frames)
+
+
+def _check_structure(data: bytes, fmt: str) -> None:
+    """Refuse what Pillow would walk a byte or a chunk at a time in Python for minutes."""
+    if fmt == "JPEG":
+        padding = jpeg_padding(data)
+        if padding > MAX_JPEG_PADDING:
+            raise InputRejectedError(
+                "too_much_padding",
+                f"{padding:,} bytes of padding before the first scan (the limit is "
+                f"{MAX_JPEG_PADDING:,}; real files have none or a few)",
+            )
+    elif fmt == "PNG" and png_chunks(data, MAX_PNG_CHUNKS) > MAX_PNG_CHUNKS:
+        raise InputRejectedError(
+            "too_many_chunks", f"more than {MAX_PNG_CHUNKS:,} chunks (real files have thousands)"
+        )
 
 
 def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:

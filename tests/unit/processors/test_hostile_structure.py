@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import struct
 import time
+import zlib
 
 import pytest
 from PIL import Image
 
+from processors.decode import MAX_PNG_CHUNKS
 from processors.errors import InputRejectedError
+from processors.structure import jpeg_padding, png_chunks
 from processors.validate import MAX_TEXT, ValidateSettings, validate
 from tests.support.photos import encode, photo
 
@@ -84,3 +87,32 @@ def test_an_exif_value_is_cut_to_what_a_record_may_hold() -> None:
     data = encode(Image.new("RGB", (320, 320), 40), "PNG", exif=exif.tobytes())
     result = validate(data, S)
     assert result.facts["exif"]["camera_make"] == "M" * MAX_TEXT
+
+
+def _png_chunk(kind: bytes, data: bytes = b"") -> bytes:
+    crc = zlib.crc32(kind + data)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def test_a_jpeg_padded_with_fill_bytes_is_refused_before_pillow_walks_them() -> None:
+    real = encode(photo("coffee"), "JPEG", quality=80)
+    assert jpeg_padding(real) == 0
+    # A few fill bytes before a marker are legal and kept.
+    assert validate(real[:2] + b"\xff" * 16 + real[2:], S)
+    # Stray bytes after the first segment count too.
+    after_app0 = 4 + int.from_bytes(real[4:6], "big")
+    assert jpeg_padding(real[:after_app0] + b"junk" + real[after_app0:]) == 4
+    started = time.monotonic()
+    padded = real[:2] + b"\xff" * (4 * 1024 * 1024) + real[2:]
+    caught = _rejected(padded, "too_much_padding")
+    assert "4,194,304 bytes of padding" in caught.reason
+    assert time.monotonic() - started < 2  # Pillow took 3 s for this one, 70 s for 49 MB
+
+
+def test_a_png_of_endless_empty_chunks_is_refused_before_it_opens() -> None:
+    real = encode(photo("coffee"), "PNG")
+    assert png_chunks(real, MAX_PNG_CHUNKS) < 100
+    started = time.monotonic()
+    chunked = real[:33] + _png_chunk(b"tEXt") * (MAX_PNG_CHUNKS + 10) + real[33:]
+    _rejected(chunked, "too_many_chunks")
+    assert time.monotonic() - started < 2
