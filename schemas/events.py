@@ -24,6 +24,10 @@ ImageId = Annotated[
     ),
 ]
 Timestamp = Annotated[str, Meta(description="RFC 3339 UTC time, e.g. 2026-11-21T09:40:11.123Z")]
+# Upstream's own id of a request, carried on every record and header of the image: bounded,
+# so that no record grows past the broker's message limit on its account.
+CORRELATION_ID_MAX = 256
+CorrelationId = Annotated[str, Meta(max_length=CORRELATION_ID_MAX)]
 StageName = Literal["validate", "categorize", "enhance", "restore", "compress"]
 RestoreMode = Literal["auto", "denoise", "upscale", "none"]
 RecordStatus = Literal["processing", "done", "rejected", "failed"]
@@ -80,7 +84,7 @@ class ImageSubmitted(Struct, frozen=True, kw_only=True):
     submitted_at: Timestamp
     hints: Hints = field(default_factory=Hints)
     request: Request = field(default_factory=Request)
-    correlation_id: str | None = None
+    correlation_id: CorrelationId | None = None
 
 
 class StageState(Struct, kw_only=True):

@@ -12,7 +12,15 @@ from pathlib import Path
 from confluent_kafka import KafkaError, Message, Producer
 from minio import Minio
 
-from schemas.events import Hints, ImageSubmitted, ObjectRef, Request, Source, encode
+from schemas.events import (
+    CORRELATION_ID_MAX,
+    Hints,
+    ImageSubmitted,
+    ObjectRef,
+    Request,
+    Source,
+    encode,
+)
 from streams.app.url_list import url_image_id
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
@@ -78,6 +86,12 @@ class Submitter:
         self.errors: list[str] = []
 
     def submit(self, event: ImageSubmitted) -> None:
+        """Queues the event; raises ValueError for one validate would refuse as undecodable."""
+        if event.correlation_id and len(event.correlation_id) > CORRELATION_ID_MAX:
+            raise ValueError(
+                f"{event.image_id}: a correlation id may hold {CORRELATION_ID_MAX} characters, "
+                f"not {len(event.correlation_id)}"
+            )
         headers = [(SCHEMA_HEADER, b"image_submitted/1")]
         if event.correlation_id:
             headers.append((CORRELATION_HEADER, event.correlation_id.encode()))

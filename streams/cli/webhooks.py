@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 
 from streams.cli.ops import fail, since_time
+
+if TYPE_CHECKING:
+    from streams.ops.webhook_redrive import WebhookLetterAt
 
 _SINCE_HELP = "Only those given up at or after this: a duration back (2h, 3d) or a time."
 
@@ -30,6 +34,8 @@ def webhooks_list(endpoint: str | None, reason: str | None, since: str | None, l
 
     settings = FleetSettings()
     letters, unreadable = ops.read_letters(settings)
+    for unknown in _unknown(letters, endpoint, reason):
+        click.echo(f"note: {unknown}", err=True)
     chosen = ops.select(letters, endpoint=endpoint, reason=reason, since=since_time(since))
     marks = ops.read_marks(settings)
     delivered = sum(1 for item in chosen if item.position in marks)
@@ -94,18 +100,18 @@ def webhooks_redrive(
 
     settings = FleetSettings()
     letters, _unreadable = ops.read_letters(settings)
-    names = {item.letter.endpoint for item in letters}
-    if endpoint is not None and endpoint not in names:
-        fail(
-            f"no webhook dead letter is for the endpoint {endpoint!r}; those on the DLQ: "
-            f"{', '.join(sorted(names)) or 'none'}; nothing delivered"
-        )
+    unknown = _unknown(letters, endpoint, reason)
+    if unknown:
+        fail(f"{'; '.join(unknown)}; nothing delivered")
     chosen = ops.select(letters, endpoint=endpoint, reason=reason, since=since_time(since))
     redrive_id = redrive_id or new_redrive_id()
     click.echo(f"redrive {redrive_id}{' (dry run)' if dry_run else ''}")
-    report = ops.WebhookRedriver(settings).run(
-        chosen, redrive_id=redrive_id, again=again, dry_run=dry_run
-    )
+    try:
+        report = ops.WebhookRedriver(settings).run(
+            chosen, redrive_id=redrive_id, again=again, dry_run=dry_run
+        )
+    except ops.MarkLostError as exc:
+        fail(str(exc))
     verb = "would deliver" if dry_run else "delivered"
     for item, status in report.sent:
         answer = "" if dry_run else f" (answered {status})"
@@ -123,3 +129,18 @@ def webhooks_redrive(
     )
     if report.failed:
         sys.exit(2)
+
+
+def _unknown(letters: list[WebhookLetterAt], endpoint: str | None, reason: str | None) -> list[str]:
+    """An endpoint or reason no letter has is most likely mistyped: say which there are."""
+    said = []
+    for what, wanted, present in (
+        ("endpoint", endpoint, {i.letter.endpoint for i in letters}),
+        ("reason", reason, {i.letter.reason for i in letters}),
+    ):
+        if wanted is not None and wanted not in present:
+            said.append(
+                f"no webhook dead letter has the {what} {wanted!r}; those on the DLQ: "
+                f"{', '.join(sorted(present)) or 'none'}"
+            )
+    return said

@@ -78,8 +78,9 @@ class NotifySettings(_Group):
     max_attempts: int = Field(default=8, ge=1)
     # How long one endpoint may keep retrying one event, counted from its first attempt,
     # breaker cool-downs included; then it goes to <prefix>.webhooks.dlq with the last
-    # status. While the endpoint's breaker is open it counts from when the event was queued,
-    # so a dead endpoint's queue drains (streams/notify/delivery.py).
+    # status. While the endpoint keeps failing it counts from when the failing began (or
+    # the event was queued, if later), so a dead endpoint's queue drains
+    # (streams/notify/delivery.py).
     retry_budget_s: float = Field(default=600.0, gt=0)
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)

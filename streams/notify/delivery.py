@@ -10,10 +10,12 @@ lettered or dropped) within a bounded time, and its offset can be committed.
 The retry budget (`retry_budget_s`) counts from the event's first turn, when the thread
 first takes it: time spent queued behind other events is not the event's fault, and
 counting it would dead-letter a burst at a slow but healthy receiver unattempted. The
-exception is an endpoint that is failing: while its breaker is open, the budget counts
-from when the event was queued, and an event whose budget is spent so is dead-lettered
-(`budget_exhausted`) at once, maybe without an attempt. So a dead receiver's queue drains
-within about one budget, not one budget per event (up to `max_pending` of them).
+exception is an endpoint that keeps failing (every attempt since some moment failed, no
+answer came): an event queued before that moment has its budget counted from it, one
+queued since from when it was queued, and an event whose budget is spent so is dead-
+lettered (`budget_exhausted`) at once, maybe without an attempt. So a dead receiver's
+queue drains within about one budget, not one budget per event (up to `max_pending`), and
+a backlog at a receiver that answers again within a budget is delivered.
 
 When a rebalance takes partitions away, `withdraw` takes back their queued events: the
 partitions' new owner reads and delivers them, so delivering them here too would only
@@ -115,6 +117,9 @@ class Endpoint:
         self._closing = threading.Event()  # no new events; finish those in hand
         self._halt = threading.Event()  # stop now; what is in hand stays unfinished
         self.disabled = False
+        # When the endpoint's current run of failed attempts began; None once it answers.
+        # Only the endpoint's thread reads or writes it.
+        self._failing_since: float | None = None
         self._pending = NOTIFY_PENDING.labels(self.name)
         self._pending.set(0)
         NOTIFY_DISABLED.labels(self.name).set(0)
@@ -239,28 +244,33 @@ class Endpoint:
                 self._pause(min(wait, left))
                 continue
             delivery.attempts += 1
+            began = self._clock()
             try:
                 answer = self.breaker.call(lambda: self._attempt(delivery))
             except pybreaker.CircuitBreakerError:
                 continue
             except _RetryableError as failed:
+                if self._failing_since is None:
+                    self._failing_since = began
                 delivery.last_status, delivery.last_error = failed.status, failed.error
                 NOTIFY_FAILED.labels(self.name, failed.reason_class).inc()
                 if delivery.attempts >= settings.max_attempts:
                     return Outcome("dead", "retries_exhausted")
-                # Again: the attempt took time, and may have opened the breaker.
+                # Again: the attempt took time, and the endpoint may be failing since.
                 left = self._budget_left(delivery)
                 self._pause(min(self._backoff(delivery.attempts, failed), left))
                 continue
+            self._failing_since = None  # it answered (or our own rules refused the URL)
             return self._judge(delivery, answer)
         return None
 
     def _budget_left(self, delivery: Delivery) -> float:
-        """Seconds left of the event's retry budget: from its first turn, or from when it
-        was queued while the breaker is open (see the module's docstring)."""
-        since = delivery.first_turn
-        if since is None or self.breaker.state != "closed":
-            since = delivery.queued
+        """Seconds left of the event's retry budget: from its first turn, or, while the
+        endpoint keeps failing, from when it began to or the event was queued, whichever
+        is later, if that is earlier (see the module's docstring)."""
+        since = delivery.queued if delivery.first_turn is None else delivery.first_turn
+        if self._failing_since is not None:
+            since = min(since, max(delivery.queued, self._failing_since))
         return since + self._settings.retry_budget_s - self._clock()
 
     def _backoff(self, attempts: int, failed: _RetryableError) -> float:

@@ -148,19 +148,19 @@ class Replayer:
         never one another image's record lists (read by `wait`)."""
         result = Swept()
         # A duplicate's record lists the variants of the image it duplicates: removing one
-        # would leave that record pointing at nothing, so what any other image lists stays.
-        shared = {
-            (v.object.bucket, v.object.key)
-            for other in self.seen.values()
-            if other.image_id not in new
-            for v in other.variants
-        }
+        # would leave that record pointing at nothing, so what any other image's latest
+        # record lists stays (a duplicate replayed in the same run included: its new record
+        # may have copied the old variants before the original's new one was there).
+        listed_by: dict[tuple[str, str], set[str]] = {}
+        for other in self.seen.values():
+            for v in other.variants:
+                listed_by.setdefault((v.object.bucket, v.object.key), set()).add(other.image_id)
         for image_id, record in new.items():
             if record.status != "done":
                 continue  # a replay that failed keeps the old variants for a person to judge
             committed_at = parse_time(record.updated_at)
             for obj in self._replaced(old[image_id], record):
-                if (obj.bucket, obj.key) in shared:
+                if listed_by.get((obj.bucket, obj.key), set()) - {image_id}:
                     result.kept_shared.append(obj)
                     continue
                 written = self._written_at(obj)

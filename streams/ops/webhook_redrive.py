@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import cast
 
 import msgspec
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from processors import webhooks
 from processors.webhooks import EventType, WebhookEvent
@@ -39,6 +39,10 @@ from streams.runner.records import now_iso
 # run: its other letters are left for the next one, instead of each waiting its timeout.
 FAILURES_BEFORE_SKIP = 3
 MARK_FLUSH_S = 10.0
+
+
+class MarkLostError(RuntimeError):
+    """A delivered letter's mark did not reach Kafka: the redrive stops there."""
 
 
 class WebhookLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,11 +237,22 @@ class WebhookRedriver:
             at=now_iso(),
         )
         value = msgspec.json.encode(mark)
-        producer.produce(self.marks_topic, key=item.position.encode(), value=value)
+        refused: list[KafkaError] = []
+
+        def stored(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                refused.append(error)
+
+        producer.produce(
+            self.marks_topic, key=item.position.encode(), value=value, on_delivery=stored
+        )
         # At once: the POST is done, and a mark still in the queue at a crash means one
-        # more delivery of this event on the next run.
-        if producer.flush(MARK_FLUSH_S):
-            raise RuntimeError(
-                f"the mark of {item.position} was not stored in {MARK_FLUSH_S:.0f} s; a redrive "
-                "run again would deliver that event once more"
+        # more delivery of this event on the next run. flush() returns 0 for a mark the
+        # broker refused too: only the delivery report tells.
+        left = producer.flush(MARK_FLUSH_S)
+        if left or refused:
+            why = refused[0] if refused else f"not acknowledged in {MARK_FLUSH_S:.0f} s"
+            raise MarkLostError(
+                f"the receiver took webhooks.dlq@{item.position}, but its mark was not stored "
+                f"({why}); a redrive run again would deliver that event once more"
             )

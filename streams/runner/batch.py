@@ -188,6 +188,10 @@ def records_of(
                 out.extend(made)
                 continue
             slot.outcome = Failure("permanent", oversize.REASON_CLASS, oversize.reason(big))
+            # The stage's own envelope (a pool stage's is a copy made in its process): its
+            # record lists what the stage wrote, uploaded already, so delete and cleanup
+            # find those objects. The input stays where it is (nothing is quarantined).
+            slot.envelope = result.envelope
         out.extend(
             _failure_records(
                 slot,
@@ -217,7 +221,7 @@ def _failure_records(
         started_at=slot.started_at,
         seconds=round(slot.seconds, 6),
         attempts=crash_attempts if failure.kind == "crash" else 1,
-        detail=f"{failure.reason_class}: {failure.reason}",
+        detail=f"{failure.reason_class}: {failure.reason}"[: records.REASON_MAX],
     )
 
     def build(envelope: Envelope | None, keep_original: bool) -> list[OutMessage]:
@@ -246,4 +250,10 @@ def _failure_records(
         envelope.record.errors.pop()  # the rebuild adds this failure's error again
         if over - {topics.dlq}:
             envelope = oversize.slimmed(envelope)
-    return build(envelope, topics.dlq not in over)
+    made = build(envelope, topics.dlq not in over)
+    if not oversize.over_limit(made) or envelope is None:
+        return made
+    # Still too large (a record of many long parts): the least a rejected image's records
+    # can say, which always fits, rather than a partition that never moves again.
+    envelope.record.errors.pop()
+    return build(oversize.bare(envelope), topics.dlq not in over)

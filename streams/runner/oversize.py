@@ -10,7 +10,9 @@ record without its bulky parts, the dead letter without the original event).
 
 from __future__ import annotations
 
-from schemas.events import Envelope, ErrorInfo, ImageRecord, StageState
+import msgspec
+
+from schemas.events import Envelope, ErrorInfo, Hints, ImageRecord, Request, StageState
 from streams.runner.records import OutMessage
 
 # The producer's limit, set explicitly on the stage producer (librdkafka's default too).
@@ -70,6 +72,25 @@ def slimmed(envelope: Envelope) -> Envelope:
     )
     return Envelope(
         submitted=envelope.submitted, route=envelope.route, record=slim, attempt=envelope.attempt
+    )
+
+
+def bare(envelope: Envelope) -> Envelope:
+    """The envelope with the least a record can say (the image, its status, its route; the
+    failure is added by the caller) and a submission without hints, request or
+    correlation id: a few hundred bytes whatever the image carried."""
+    record = envelope.record
+    submitted = msgspec.structs.replace(
+        envelope.submitted, hints=Hints(), request=Request(), correlation_id=None
+    )
+    stripped = ImageRecord(
+        image_id=record.image_id,
+        status=record.status,
+        updated_at=record.updated_at,
+        route=list(record.route),
+    )
+    return Envelope(
+        submitted=submitted, route=list(envelope.route), record=stripped, attempt=envelope.attempt
     )
 
 

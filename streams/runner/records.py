@@ -29,6 +29,10 @@ SCHEMA_HEADER = "pixelfleet-schema"
 CORRELATION_HEADER = "correlation-id"
 Headers = list[tuple[str, str | bytes | None]]
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# A failure's reason is ours to write, but may quote what it read (an exception's text):
+# cut, so no reason makes a record too large for the broker. A dead letter's key is the
+# key a message came with when it names no image: cut too.
+REASON_MAX, KEY_MAX = 4096, 256
 
 _submitted = decoder(ImageSubmitted)
 _envelope = decoder(Envelope)
@@ -162,6 +166,7 @@ def failure(
     to carry: see streams.runner.oversize) and records its size instead.
     """
     image_id = envelope.record.image_id if envelope else _image_id_from_key(origin.key)
+    reason = reason[:REASON_MAX]
     original, encoding = "", "utf-8"
     if keep_original:
         try:
@@ -184,7 +189,7 @@ def failure(
         quarantined=quarantined,
         original_size=None if keep_original else len(origin.value),
     )
-    key = (image_id or "").encode() or (origin.key or b"")
+    key = (image_id or "").encode() or (origin.key or b"")[:KEY_MAX]
     cid = envelope.submitted.correlation_id if envelope else None
     out = [OutMessage(topics.dlq, key, encode(letter), _headers("dead_letter", cid))]
     if envelope is None:

@@ -299,12 +299,13 @@ class StageWorker:
         timed = self.executor.run(items, started + self.budget_s * RUN_SHARE, self.intake.keepalive)
         finished = done_prefix(slots, timed)
         done = [s for s in finished if self.intake.is_ours(s.partition_key)]
-        self.ledger.check_streak(done)
         # 3. blobs before the records that reference them
         quarantined = upload_results(done, self.blobs)
         messages = records_of(
             done, self.topics, self.stage, quarantined, self.settings.runner.crash_attempts
         )
+        # After records_of, which may turn a success into a failure (a record too large).
+        self.ledger.check_streak(done)
         # 4. records and consumed offsets in one transaction
         commit = next_offsets(done)
         if commit:

@@ -119,9 +119,11 @@ def test_redrive_delivers_each_letter_once_to_its_fixed_receiver(
         )
         assert len(crm.snapshot()) == 3
         typo = _run(config, "redrive", "--endpoint", "crn")
-        assert typo.exit_code == 1 and "no webhook dead letter is for the endpoint 'crn'" in (
+        assert typo.exit_code == 1 and "no webhook dead letter has the endpoint 'crn'" in (
             typo.output
         )
+        reason = _run(config, "redrive", "--reason", "retries_exhasuted")
+        assert reason.exit_code == 1 and "those on the DLQ: retries_exhausted" in reason.output
         after = _run(config, "list", "--endpoint", "crm").output
         assert after.splitlines()[0] == "webhook dead letters: 3 (3 delivered by a redrive)"
         assert after.count(f"(delivered by {redrive_id})") == 3

@@ -1,7 +1,8 @@
 """The retry budget counts from an event's first turn, not from when it was queued: a burst
 at a slow but healthy receiver is delivered, not dead-lettered unattempted. While the
-endpoint's breaker is open it counts from queue time again, so a dead receiver's queue
-drains in about one budget, not one budget per event.
+endpoint keeps failing it counts from when the failing began (or from the queue, if
+later), so a dead receiver's queue drains in about one budget, not one budget per event,
+and a backlog at a receiver that fails a while and recovers is still delivered.
 
 Time is a fake clock: a POST moves it by the receiver's `takes_s`, a pause (backoff,
 cool-down) by its length, so no test waits for real."""
@@ -67,7 +68,7 @@ def test_a_failing_event_still_gets_its_whole_budget_from_its_first_turn(
     assert slow_then_failing.attempts()[event("e3").event_id] == 3
 
 
-def test_while_the_breaker_is_open_the_budget_counts_from_queue_time_so_a_dead_endpoint_drains(
+def test_while_the_endpoint_keeps_failing_the_budget_counts_from_then_so_a_dead_one_drains(
     halted: list[Endpoint],
 ) -> None:
     clock = FakeTime()
@@ -83,7 +84,7 @@ def test_while_the_breaker_is_open_the_budget_counts_from_queue_time_so_a_dead_e
     outcomes = finished.wait(len(queued))
     assert {o for o, _ in outcomes.values()} == {Outcome("dead", "budget_exhausted")}
     # The first event was tried (two failures opened the breaker, then one probe per
-    # cool-down); the others' budgets, counted from the queue while it is open, were spent
+    # cool-down); the others' budgets, counted from when it began failing, were spent
     # by their turn: given up on without a POST, not after a budget each.
     assert outcomes["q0"][1] >= 2
     assert [outcomes[i][1] for i in queued[1:]] == [0, 0, 0]
@@ -91,3 +92,31 @@ def test_while_the_breaker_is_open_the_budget_counts_from_queue_time_so_a_dead_e
     assert endpoint.breaker.state == "open"
     assert clock() < 2 * BUDGET  # the whole queue in about one budget of (fake) time
     assert endpoint.pending() == 0
+
+
+def test_a_backlog_outlives_a_short_outage_that_opened_the_breaker(
+    halted: list[Endpoint],
+) -> None:
+    clock = FakeTime()
+
+    def answer(n: int) -> int:
+        if n <= 4:
+            clock.advance(90.0)  # slow but healthy: the backlog ages past the budget
+            return 200
+        return 503 if n <= 6 else 200  # two failures open the breaker, then it is back
+
+    receiver = Receiver(answer, clock=clock, takes_s=10.0)
+    endpoint, finished = _endpoint(
+        receiver, clock, halted, breaker_failures=2, breaker_reset_s=30, max_attempts=100
+    )
+    ledger = Ledger()
+    backlog = [f"b{n}" for n in range(8)]
+    for offset, image_id in enumerate(backlog):
+        endpoint.offer(event(image_id), ledger.add(("t", 0), offset, 1))
+    endpoint.start()
+    outcomes = finished.wait(len(backlog))
+    # Queued at t=0 and 400 s old when the outage began, every event is still delivered:
+    # the budget of those queued before it counts from the outage, not from the queue.
+    assert {o for o, _ in outcomes.values()} == {Outcome("delivered")}
+    assert receiver.attempts()[event("b4").event_id] == 3  # two 503s, then the probe
+    assert all(receiver.attempts()[event(i).event_id] == 1 for i in backlog if i != "b4")

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from schemas.events import DeadLetter, ImageRecord, ObjectRef, Variant, decoder, encode
+import pytest
+
+from schemas.events import (
+    CORRELATION_ID_MAX,
+    DeadLetter,
+    ImageRecord,
+    ObjectRef,
+    Variant,
+    decoder,
+    encode,
+)
 from streams.config.topics import Topics
-from streams.runner import oversize
+from streams.runner import oversize, records
 from streams.runner.batch import Slot, records_of
 from streams.runner.executor import Failure
 from streams.runner.records import Origin, OutMessage
-from streams.runner.stage import StageResult
-from tests.unit.streams.runner.fakes import NOW, envelope
+from streams.runner.stage import PermanentError, StageResult
+from tests.unit.streams.runner.fakes import NOW, envelope, submission
 
 TOPICS = Topics("px")
 INBOX = "px.enhance"
@@ -119,3 +129,40 @@ def test_a_bulky_envelope_is_refused_and_its_letter_leaves_it_out() -> None:
         len(slot.origin.value),
     )
     assert [e.reason_class for e in _record(out).errors] == ["record_too_large"]
+
+
+def test_a_record_still_too_large_when_slimmed_is_sent_bare() -> None:
+    slot = _slot("img-many")
+    assert slot.envelope is not None
+    ref = ObjectRef(bucket="images", key="k" * 200)
+    many = Variant(variant="v", format="webp", width=1, height=1, bytes=1, object=ref)
+    slot.envelope.record.variants = [many] * 6000  # slimming keeps variants: 1.5 MB
+    slot.outcome = Failure("permanent", "too_small", "x" * 100_000)
+    out = records_of([slot], TOPICS, "validate", {}, crash_attempts=3)
+    _fit(out)
+    record = _record(out)
+    assert record.variants == [] and record.status == "rejected"
+    # The reason is cut to what a record may hold, and said once.
+    assert [len(e.reason) for e in record.errors] == [records.REASON_MAX]
+
+
+def test_a_pool_stage_refused_for_size_is_recorded_with_what_it_wrote() -> None:
+    slot = _slot("img-pool")
+    # A pool stage hands back a copy of the envelope, made in its own process.
+    result = envelope("img-pool")
+    ref = ObjectRef(bucket="images", key="img-pool/web.webp")
+    result.record.variants = [
+        Variant(variant="web", format="webp", width=8, height=8, bytes=9, object=ref)
+    ]
+    result.record.enhancement = BULK
+    slot.outcome = StageResult(result)
+    out = records_of([slot], TOPICS, "compress", {}, crash_attempts=3)
+    _fit(out)
+    assert [v.object.key for v in _record(out).variants] == ["img-pool/web.webp"]
+
+
+def test_a_correlation_id_past_its_limit_is_undecodable() -> None:
+    value = encode(submission("img-cid", correlation_id="c" * (CORRELATION_ID_MAX + 1)))
+    with pytest.raises(PermanentError) as caught:
+        records.decode_input("px.ingest", TOPICS, value, NOW)
+    assert caught.value.reason_class == "undecodable"
