@@ -174,6 +174,9 @@ class ImageRecord(Struct, kw_only=True):
     # not processed again and `variants` are that image's.
     duplicate_of: ImageId | None = None
     near_duplicates: list[NearDuplicate] = field(default_factory=list)
+    # The submission's per-image request, when it asked for anything: what a replay
+    # rebuilt from the record (its events gone past the retention) asks for again.
+    request: Request | None = None
 
 
 class Envelope(Struct, kw_only=True):

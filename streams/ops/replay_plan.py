@@ -168,7 +168,7 @@ class ReplayPlanner:
             source=source,
             submitted_at=now_iso(),
             hints=Hints(file_name=name or None),
-            request=Request(force=True),
+            request=msgspec.structs.replace(record.request or Request(), force=True),
             correlation_id=record.correlation_id,
         )
         note = (

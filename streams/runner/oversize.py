@@ -69,6 +69,7 @@ def slimmed(envelope: Envelope) -> Envelope:
         correlation_id=record.correlation_id,
         fingerprint=record.fingerprint,
         duplicate_of=record.duplicate_of,
+        request=record.request,
     )
     return Envelope(
         submitted=envelope.submitted, route=envelope.route, record=slim, attempt=envelope.attempt

@@ -18,6 +18,7 @@ from schemas.events import (
     ImageRecord,
     ImageSubmitted,
     ObjectRef,
+    Request,
     StageState,
     decoder,
     encode,
@@ -35,6 +36,7 @@ _IMAGE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 REASON_MAX, KEY_MAX = 4096, 256
 
 _submitted = decoder(ImageSubmitted)
+_DEFAULT_REQUEST = Request()
 _envelope = decoder(Envelope)
 
 
@@ -83,6 +85,7 @@ def decode_input(inbox: str, topics: Topics, value: bytes, now: str) -> Envelope
                 route=[INGEST_STAGE],
                 current=submitted.source.object,
                 correlation_id=submitted.correlation_id,
+                request=None if submitted.request == _DEFAULT_REQUEST else submitted.request,
             )
             return Envelope(submitted=submitted, route=[INGEST_STAGE], record=record)
         return _envelope.decode(value)

@@ -10,7 +10,7 @@ from collections import Counter
 import msgspec
 from confluent_kafka import TopicPartition
 
-from schemas.events import encode
+from schemas.events import ImageSubmitted, Request, encode
 from streams.app.settings import Settings
 from streams.app.submit import Submitter
 from streams.cli.replay import replay
@@ -169,10 +169,14 @@ def test_replay_past_the_topics_retention_rebuilds_from_the_original(fleet: Sett
     s3 = s3_of(fleet)
     FORMAT["ext"] = "webp"
     submitter = Submitter(fleet)
+    asked = Request(formats=["webp"], variants=["web"], restore="none")
     for image_id in ("old-a", "old-b"):
-        submitter.upload_bytes_and_submit(image_id.encode(), "photo.jpg", image_id=image_id)
+        submitter.upload_bytes_and_submit(
+            image_id.encode(), "photo.jpg", image_id=image_id, request=asked
+        )
     submitter.flush()
     run_until_done(fleet, [PREPARE, FINISH], count=2)
+    assert latest_records(fleet)["old-a"].request == asked
     for topic in (t.ingest, t.inbox("compress")):
         _expire_topic(fleet, topic)
     s3.remove_object(fleet.buckets.incoming, "old-b/photo.jpg")  # nothing left to start from
@@ -202,6 +206,10 @@ def test_replay_past_the_topics_retention_rebuilds_from_the_original(fleet: Sett
         "old-b": ["rings/web/old-b.webp"],
     }
     assert counts(fleet, t.ingest) == Counter({"old-a": 1})
+    # The rebuilt submission asks for what the image's own submission asked for.
+    (rebuilt,) = topic_messages(fleet, t.ingest)
+    again = msgspec.json.decode(rebuilt.value() or b"", type=ImageSubmitted)
+    assert again.request == msgspec.structs.replace(asked, force=True)
 
 
 def test_a_replay_waited_for_keeps_the_variants_a_duplicate_lists(fleet: Settings) -> None:
