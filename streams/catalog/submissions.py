@@ -66,6 +66,14 @@ def _unavailable(exc: BaseException) -> Outcome:
     )
 
 
+@dataclass
+class _Gate:
+    """One Idempotency-Key's turn: its lock, and how many requests hold or wait for it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
 class Submissions:
     def __init__(self, settings: Settings, index: CatalogIndex) -> None:
         self.settings = settings
@@ -73,6 +81,7 @@ class Submissions:
         self._submitter: Submitter | None = None
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, tuple[float, str, Outcome]] = OrderedDict()
+        self._gates: dict[str, _Gate] = {}  # keys with a request under way or waiting
 
     @property
     def submitter(self) -> Submitter:
@@ -100,7 +109,8 @@ class Submissions:
 
     def _once(self, key: str | None, body_hash: str, work: Any) -> Outcome:
         """The first answer to an Idempotency-Key again; the same key with another body is
-        a client's mistake, said as such."""
+        a client's mistake, said as such. Requests with one key run one at a time (on this
+        replica): a retry sent while the first is still under way waits for its answer."""
         if key is None:
             result: Outcome = work()
             return result
@@ -111,6 +121,19 @@ class Submissions:
                 or next(iter(self._seen.values()))[0] < now - IDEMPOTENCY_TTL_S
             ):
                 self._seen.popitem(last=False)
+            gate = self._gates.setdefault(key, _Gate())
+            gate.users += 1
+        try:
+            with gate.lock:
+                return self._first(key, body_hash, work, now)
+        finally:
+            with self._lock:
+                gate.users -= 1
+                if not gate.users:
+                    del self._gates[key]
+
+    def _first(self, key: str, body_hash: str, work: Any, now: float) -> Outcome:
+        with self._lock:
             seen = self._seen.get(key)
         if seen is not None:
             if seen[1] != body_hash:
@@ -118,7 +141,7 @@ class Submissions:
                     422, "idempotency_key_reused", "this Idempotency-Key came with another body"
                 )
             return seen[2]
-        result = work()
+        result: Outcome = work()
         if result.problem is None:
             with self._lock:
                 self._seen[key] = (now, body_hash, result)
