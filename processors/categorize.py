@@ -76,7 +76,7 @@ def categorize(
             re.sub(r"\.[a-z0-9]{2,4}$", "", (hints.file_name or "").lower())
         ),
     }
-    path = urlparse(hints.page_url or "").path.lower()
+    path = _url_path(hints.page_url or "")
     scores: dict[str, float] = {}
     evidence: dict[str, list[str]] = {}
     for category in taxonomy.categories:
@@ -103,3 +103,12 @@ def categorize(
     if best is None or scores[best.name] < taxonomy.min_score:
         return Categorized(taxonomy.fallback, 0.0, [], scores)
     return Categorized(best.name, scores[best.name], evidence[best.name], scores)
+
+
+def _url_path(url: str) -> str:
+    """The lower-cased path of a page URL; "" for one urllib cannot parse (an unbalanced
+    "[" is a ValueError): a hint is upstream's free text, never a reason to fail."""
+    try:
+        return urlparse(url).path.lower()
+    except ValueError:
+        return ""

@@ -109,6 +109,11 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             raise InputRejectedError(
                 "corrupt_header", f"{true_format} header cannot be read: {exc}"
             ) from exc
+        # A JPEG whose MPF segment lists more than one picture (stereo cameras, many
+        # DSLRs' embedded previews) opens as MPO: still a JPEG, of which the primary
+        # picture is the image.
+        if true_format == "JPEG" and image.format == "MPO":
+            image.format = "JPEG"
         if image.format != true_format:
             raise InputRejectedError(
                 "header_mismatch",
@@ -165,6 +170,8 @@ def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:
             frames = gif_frames(data, limits.max_frames)
         elif fmt == "TIFF":
             frames = tiff_pages(data, limits.max_frames)
+        elif fmt == "JPEG":
+            frames = 1  # an MPO's further pictures are previews or the other eye, not frames
         else:
             frames = getattr(image, "n_frames", 1)
     except (OSError, ValueError, EOFError, struct.error, TypeError) as exc:

@@ -2,6 +2,9 @@
 
 Every call is concurrent over a small thread pool. S3 being down, slow or erroring is
 transient (the batch is retried); a missing input object is permanent for that image.
+Errors are caught as MinioException, not only S3Error: an answer that is not S3's XML (an
+HTML 429 or 403 from a proxy in front of it) is an InvalidResponseError, and escaping the
+batch it would stop the worker.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TypeVar
 import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 
 from schemas.events import Envelope, ObjectRef
 from streams.config.settings import BucketSettings
@@ -71,7 +74,7 @@ class BlobStore:
             if exc.code in _MISSING:
                 return PermanentError("source_missing", f"s3://{ref.bucket}/{ref.key}: {exc.code}")
             raise _transient("get", exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _transient("get", exc) from exc
         BYTES.labels(self.stage, "in").inc(len(data))
         return data
@@ -90,7 +93,7 @@ class BlobStore:
                 len(blob.data),
                 content_type=blob.content_type,
             )
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _transient(f"put s3://{blob.bucket}/{blob.key}", exc) from exc
         BYTES.labels(self.stage, "out").inc(len(blob.data))
 
@@ -115,6 +118,6 @@ class BlobStore:
             if exc.code in _MISSING and exc.bucket_name != self.buckets.quarantine:
                 return None  # nothing to keep: the original itself is gone
             raise _transient(f"copy to s3://{target.bucket}/{target.key}", exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _transient("copy", exc) from exc
         return target

@@ -81,3 +81,10 @@ def test_a_custom_taxonomy_and_the_image_hook() -> None:
     result = categorize(Hints(file_name="mug.jpg"), custom, image=image, classifier=classifier)
     assert seen == [(8, 8)]
     assert result.category == "plates" and "image:0.90" in result.evidence
+
+
+def test_a_page_url_urllib_cannot_parse_is_no_failure() -> None:
+    for url in ("http://[::1", "http://[bad]/rings/x", "//["):
+        result = categorize(Hints(title="gold ring", page_url=url), S)
+        assert result.category == "rings"
+        assert not any(e.startswith("url:") for e in result.evidence)

@@ -204,3 +204,14 @@ def test_jpeg_xl_is_an_output_format_on_request_with_the_same_quality_handling()
     assert {o.format for o in default} == {"avif", "webp", "jpeg"}  # jxl only when asked
     with pytest.raises(ValueError, match="unknown output format"):
         compress(source, CompressSettings(), formats=("jpeg2000",))
+
+
+def test_a_jpeg_with_a_second_picture_is_a_jpeg_of_its_first() -> None:
+    # MPF lists a second picture (a preview, a stereo pair's other eye): Pillow opens
+    # such a file as MPO; it was refused as header_mismatch.
+    first = photo("coffee")
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[first.resize((40, 30))])
+    result = validate(buf.getvalue(), ValidateSettings())
+    assert (result.facts["format"], result.image.size) == ("JPEG", first.size)
+    assert result.notes == []  # one picture, not an animation
