@@ -53,6 +53,10 @@ class Intake:
         # aborted batch; they go first into the next batch.
         self.carry: list[Message] = []
         self._revoked: set[tuple[str, int]] = set()
+        # Partitions taken away since the batch in hand was formed. An assignment does not
+        # clear it: a partition revoked and given back mid-batch restarts from its
+        # committed offset, so the batch's own messages of it will come again.
+        self._revoked_in_batch: set[tuple[str, int]] = set()
         self._resume_needed = False
         self._paused = False
         self._batch_started = 0.0
@@ -63,10 +67,18 @@ class Intake:
         )
 
     def is_ours(self, partition: tuple[str, int]) -> bool:
-        return partition not in self._revoked
+        """Whether the batch in hand may still commit this partition's messages."""
+        return partition not in self._revoked and partition not in self._revoked_in_batch
 
     def still_ours(self, messages: list[Message]) -> list[Message]:
+        """Those of the carried messages whose partition is still assigned."""
         return [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
+
+    def batch_still_ours(self, messages: list[Message]) -> list[Message]:
+        """Those of the batch's own messages that no rebalance has taken away since it was
+        formed (even if their partition came back: the consumer reads them again)."""
+        gone = self._revoked | self._revoked_in_batch
+        return [m for m in messages if (m.topic(), m.partition()) not in gone]
 
     # -- batches -----------------------------------------------------------------
 
@@ -93,6 +105,9 @@ class Intake:
                     batch.append(msg)
                 else:
                     self._consumer_error(error)
+        # Every message in hand now is of the current assignment (a revoke drops the
+        # carried ones of its partitions, and librdkafka those it had fetched).
+        self._revoked_in_batch = set()
         return batch
 
     def batch_started(self) -> None:
@@ -100,6 +115,8 @@ class Intake:
         self._paused = False
 
     def batch_ended(self) -> None:
+        """After the batch is committed or kept in hand for its retry."""
+        self._revoked_in_batch = set()
         if self._paused:
             self.resume()
 
@@ -190,6 +207,7 @@ class Intake:
         # owner starts from the committed offset, so dropping them loses nothing.
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._revoked |= gone
+        self._revoked_in_batch |= gone
         self.carry = self.still_ours(self.carry)
         self.committed.forget(gone)
         REBALANCES.labels(self.stage, kind).inc()

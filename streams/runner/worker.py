@@ -267,7 +267,7 @@ class StageWorker:
         """Keep the whole batch in hand and try again after a backoff; the group stays joined."""
         self.stats.retries += 1
         RETRIES.labels(self.stage, kind).inc()
-        self.intake.carry = self.intake.still_ours(batch) + self.intake.carry
+        self.intake.carry = self.intake.batch_still_ours(batch) + self.intake.carry
         delay = self.backoff.failed()
         log.warning(
             "batch aborted, will retry",
@@ -311,7 +311,9 @@ class StageWorker:
         if commit:
             self.producer.commit(messages, commit, self.consumer.consumer_group_metadata())
         # Work cut off by the deadline goes first into the next batch.
-        self.intake.carry = self.intake.still_ours(batch[len(finished) :] + self.intake.carry)
+        self.intake.carry = self.intake.batch_still_ours(
+            batch[len(finished) :]
+        ) + self.intake.still_ours(self.intake.carry)
         self.backoff.succeeded()
         self.committed.record(commit)
         self.ledger.account(done)

@@ -251,3 +251,26 @@ def test_a_batch_takes_only_the_inputs_its_byte_budget_holds_and_carries_the_res
     w._run_batch(w._next_batch())
     assert _send_offsets(producer)[1] == [(INBOX, 0, 7)]
     assert w.stats.committed == 3 and w.intake.carry == []
+
+
+def test_a_partition_revoked_and_given_back_mid_batch_is_not_committed_twice(rig: Rig) -> None:
+    batch, _ = _messages()
+    w, consumer = rig.worker, rig.consumer
+    lost = [TopicPartition(INBOX, 1)]
+
+    def rebalancing(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> StageResult:
+        if envelope.record.image_id == "img-a":
+            # Taken away and given back within one batch: the consumer starts partition 1
+            # again from its committed offset, so this batch's message of it comes again.
+            w.intake._on_revoke(cast(Consumer, consumer), lost)
+            w.intake._on_assign(cast(Consumer, consumer), lost)
+        return tag(envelope, blob, ctx)
+
+    w.executor.fn = rebalancing
+    w._run_batch(_batch(*batch))
+
+    produced = [(c[1], c[2]) for c in rig.producer.calls if c[0] == "produce"]
+    assert (INBOX, 1) not in {(t, p) for t, p, _ in _send_offsets(rig.producer)[0]}
+    assert ("px.enhance", b"img-b") not in produced  # partition 1's message: not this batch's
+    assert w.intake.carry == []  # nor carried: the consumer reads it again
+    assert w.intake.is_ours((INBOX, 1))  # the next batch's messages of it are ours
