@@ -278,6 +278,11 @@ class Executor:
                 except cf.process.BrokenProcessPool:
                     broken.append(index)
                     pool_broke = True
+                except Exception:
+                    # The chunk ran, but its results did not come back (a MemoryError or
+                    # PicklingError while the process sent them): its items go one by
+                    # one, so the one at fault fails alone; the pool itself is fine.
+                    broken.append(index)
             if pool_broke:
                 # The pool is gone: whatever was still running failed with it.
                 broken.extend(index for index, _ in running.values())
@@ -317,6 +322,14 @@ class Executor:
                 return future.result()[0]
             except (cf.process.BrokenProcessPool, cf.CancelledError):
                 self._kill_pool()
+            except Exception as exc:
+                failure = Failure(
+                    "error",
+                    type(exc).__name__,
+                    f"the stage's result for this input could not be sent back from its "
+                    f"process: {exc}",
+                )
+                return Timed(failure, time.monotonic() - started)
             count = self._crashes.get(item.ident, 0) + 1
             self._crashes[item.ident] = count
             if count >= self.crash_attempts:

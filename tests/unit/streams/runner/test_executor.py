@@ -31,6 +31,9 @@ def behave(envelope: Envelope, _blob: bytes | None, _ctx: StageContext) -> Stage
         bytearray(3 * 1024**3)  # 3 GiB
     if kind == "slow":
         time.sleep(0.3)
+    if kind == "unsendable":
+        # A result its process cannot pickle back (a MemoryError would do the same).
+        return StageResult(envelope, blobs=[lambda: None])  # type: ignore[list-item]
     return StageResult(envelope, detail=envelope.record.image_id)
 
 
@@ -99,3 +102,12 @@ def test_an_input_that_exhausts_memory_is_stopped_by_the_limit() -> None:
     outcomes = _run(executor, _items("ok-1", "hog-1", "ok-2"))
     assert _summary(outcomes) == ["ok-1", "permanent:out_of_memory", "ok-2"]
     assert isinstance(outcomes[1], Failure)
+
+
+def test_a_result_that_cannot_be_sent_back_fails_its_input_alone() -> None:
+    executor = Executor(behave, CTX, processes=2, crash_attempts=2, message_timeout_s=30)
+    ids = [f"ok-{i}" for i in range(6)]
+    outcomes = _run(executor, _items(*ids[:3], "unsendable-1", *ids[3:]))
+    summary = _summary(outcomes)
+    assert summary[:3] == ids[:3] and summary[4:] == ids[3:]
+    assert summary[3].startswith("error:")  # a bug of ours, said; not a dead worker
