@@ -268,6 +268,9 @@ def _search_quality(
     return best
 
 
+JPEG_EXIF_MAX = 65_533
+
+
 def encode(
     image: Image.Image,
     fmt: str,
@@ -277,7 +280,9 @@ def encode(
 ) -> bytes:
     out = io.BytesIO()
     extra: dict[str, object] = {"icc_profile": _SRGB_ICC}
-    if exif:
+    # A JPEG holds EXIF in one APP1 segment of at most 65,533 bytes (Pillow raises "EXIF
+    # data is too long" past it): a larger block stays out of JPEG outputs only.
+    if exif and (fmt != "jpeg" or len(exif) <= JPEG_EXIF_MAX):
         extra["exif"] = exif
     if fmt == "jpeg":
         rgb = flatten(image, settings.jpeg_background) if image.mode == "RGBA" else image

@@ -37,6 +37,14 @@ _SKIPPED_TAG = re.compile(r"Skipping tag (\d+)")
 # No real block is larger than this (JPEG's APP1 tops out at 64 KiB; TIFF and HEIF can be
 # bigger, but a carried block this size is almost certainly a thumbnail or garbage).
 MAX_CARRIED_BYTES = 256 * 1024
+# A TIFF's own layout tags (size, compression, strips, tiles, sample format...), which
+# Pillow hands back as the EXIF of a TIFF: they describe the file they came in, and would
+# mislabel every output (a 150 px thumbnail saying ImageWidth 3000, strip offsets into
+# nothing).
+_TIFF_LAYOUT = frozenset(
+    {256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 322, 323, 324, 325, 338, 339, 347}
+    | {530, 531, 532}
+)
 
 
 @dataclass
@@ -119,7 +127,7 @@ def _read(image: Image.Image) -> ExifRead:
     out.base = {
         tag: value
         for tag, value in _tags(lambda: exif, ExifTags.TAGS, "IFD0", out).items()
-        if tag not in _POINTERS
+        if tag not in _POINTERS and tag not in _TIFF_LAYOUT
     }
     if ExifTags.IFD.Exif in exif:
         out.exif = _tags(lambda: exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS, "Exif", out)

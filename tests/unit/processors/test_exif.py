@@ -100,3 +100,35 @@ def test_out_of_range_orientation_is_ignored() -> None:
     for name in ("orientation_99", "orientation_out_of_range_and_as_text"):
         data = encode(photo("coffee"), "JPEG", exif=CASES[name], quality=90)
         assert validate(data, S).image.size == (600, 400)
+
+
+def test_a_tiffs_own_layout_tags_are_not_its_exif() -> None:
+    # Pillow hands a TIFF's tags back as its EXIF: size, strips, compression describe the
+    # file they came in and would mislabel every output.
+    image = photo("coffee")
+    buf = io.BytesIO()
+    image.save(buf, "TIFF", tiffinfo={ExifTags.Base.Make: "Camera Co", 305: "editor"})
+    found = exif.read(Image.open(io.BytesIO(buf.getvalue())))
+    assert found.base.get(ExifTags.Base.Make) == "Camera Co"
+    layout = {256, 257, 258, 259, 262, 273, 277, 278, 279, 284}
+    assert not layout & set(found.base)
+
+
+def test_an_exif_block_too_large_for_a_jpeg_stays_out_of_the_jpeg_outputs_only() -> None:
+    image = photo("coffee")
+    block = image.getexif()
+    block.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = b"ASCII\0\0\0" + b"x" * 100_000
+    buf = io.BytesIO()
+    image.save(buf, "PNG", exif=block.tobytes())
+    result = validate(buf.getvalue(), ValidateSettings())
+    outputs = compress(
+        png_bytes(result.image, result.exif),
+        CompressSettings(keep_exif=True),
+        formats=("jpeg", "webp"),
+        variants=("thumbnail",),
+    )
+    by_format = {(o.variant, o.extension): o.data for o in outputs}
+    jpeg = Image.open(io.BytesIO(by_format[("thumbnail", "jpg")]))
+    webp = Image.open(io.BytesIO(by_format[("thumbnail", "webp")]))
+    assert "exif" not in jpeg.info  # 100 KB cannot go in a JPEG's one APP1 segment
+    assert len(webp.info["exif"]) > 100_000  # the other formats carry it as asked
