@@ -12,6 +12,7 @@ import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pillow_heif
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
@@ -257,14 +258,43 @@ def normalize(
     upright = exif.upright(image, orientation)
     if orientation != 1:
         changes["orientation"] = orientation
+    # A transparent colour (PNG's tRNS on RGB, grey, bilevel or 16-bit pixels) becomes an
+    # alpha channel, taken before colour management and scaling change the pixel values it
+    # names (and drop the image's info with it).
+    alpha = _transparency_mask(upright)
     icc = upright.info.get("icc_profile")
     if icc and upright.mode in ("RGB", "RGBA", "CMYK", "L"):
         # Convert through the embedded profile first: a CMYK profile only makes sense on
         # the CMYK pixels it describes.
         upright = _to_srgb(upright, icc, changes)
     out = _to_8bit(upright)
+    if alpha is not None:
+        out = out.convert("RGB")
+        out.putalpha(alpha)
+        changes["transparency"] = "colour key -> alpha"
     changes["mode_out"] = out.mode
     return out, changes
+
+
+def _transparency_mask(image: Image.Image) -> Image.Image | None:
+    """The alpha of a colour-keyed image (opaque where a pixel is not the key), and the
+    key taken out of its info; None when it has none, or keeps alpha its own way."""
+    key = image.info.get("transparency")
+    if key is None or image.mode in ("P", "PA", "LA", "RGBA"):
+        return None
+    import numpy as np
+
+    image.info.pop("transparency")
+    pixels = np.asarray(image)
+    if image.mode == "RGB" and isinstance(key, tuple):
+        opaque = np.any(pixels[..., :3] != np.asarray(key[:3], dtype=pixels.dtype), axis=-1)
+    elif image.mode == "1":
+        opaque = pixels != bool(key)
+    elif isinstance(key, int) and pixels.ndim == 2:
+        opaque = pixels != key
+    else:
+        return None  # a key that does not fit the pixels: nothing is transparent
+    return Image.fromarray((opaque * 255).astype("uint8"), "L")
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -278,14 +308,30 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         import numpy as np
 
-        # Scale by the data's own range: a 16-bit PNG spans 0-65535, an I image may not.
         arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype("uint8")
+        finite = np.isfinite(arr)
+        arr = np.where(finite, arr, 0.0)  # NaN and infinities: black, never garbage
+        low, top = _value_range(mode, arr[finite] if finite.any() else np.zeros(1))
+        scaled = (arr - low) / ((top - low) or 1.0) * 255.0 + 0.5
+        gray = np.clip(scaled, 0, 255).astype("uint8")
         return Image.fromarray(gray).convert("RGB")
     if mode == "CMYK":
         return image.convert("RGB")
     return image.convert("RGB")
+
+
+def _value_range(mode: str, values: Any) -> tuple[float, float]:
+    """The values black and white stand for. A 16-bit image spans 0-65535; a float one
+    0-1 by convention; an I image 0-255 or 0-65535 when its values fit, else, like a float
+    one outside 0-1, its own range (a 32-bit or signed image has no other scale)."""
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    low, high = float(values.min()), float(values.max())
+    if mode == "F" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if mode == "I" and low >= 0.0 and high <= 65535.0:
+        return 0.0, 255.0 if high <= 255.0 else 65535.0
+    return low, high
 
 
 def _to_srgb(image: Image.Image, icc: bytes, changes: dict[str, object]) -> Image.Image:
