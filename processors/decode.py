@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
 from processors.structure import jpeg_padding, png_chunks
 
 _SRGB = ImageCms.createProfile("sRGB")
+# Pillow names the file object in "cannot identify image file <_io.BytesIO object at 0x...>":
+# an address that changes every run has no place in a reason people group by.
+_FILE_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-f]+>")
 # Scans in a JPEG: baseline has one per component at most, encoders' progressive scripts a
 # dozen or so; libjpeg-turbo's own tools suggest a cap of this order (-maxscans).
 MAX_SCANS = 100
@@ -108,7 +112,8 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             if true_format == "JXL":
                 raise InputRejectedError("corrupt", f"JXL cannot be decoded: {exc}") from exc
             raise InputRejectedError(
-                "corrupt_header", f"{true_format} header cannot be read: {exc}"
+                "corrupt_header",
+                f"{true_format} header cannot be read: {_FILE_REPR.sub('(the upload)', str(exc))}",
             ) from exc
         # A JPEG whose MPF segment lists more than one picture (stereo cameras, many
         # DSLRs' embedded previews) opens as MPO: still a JPEG, of which the primary

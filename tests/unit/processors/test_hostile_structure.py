@@ -116,3 +116,15 @@ def test_a_png_of_endless_empty_chunks_is_refused_before_it_opens() -> None:
     chunked = real[:33] + _png_chunk(b"tEXt") * (MAX_PNG_CHUNKS + 10) + real[33:]
     _rejected(chunked, "too_many_chunks")
     assert time.monotonic() - started < 2
+
+
+def test_a_tiff_the_decoder_cannot_read_is_refused_with_a_stable_reason() -> None:
+    import io
+
+    import numpy as np
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((64, 64, 3), dtype="f4"), photometric="rgb")
+    caught = _rejected(buf.getvalue(), "corrupt_header")
+    assert "0x" not in caught.reason  # no object address: the same reason every time
