@@ -29,6 +29,20 @@ class CommittedOffsets:
         for tp in commit:
             self._committed[(tp.topic, tp.partition)] = tp.offset
 
+    def landed(self, commit: list[TopicPartition]) -> bool:
+        """Whether the group's committed offsets are now exactly `commit`: a transaction
+        given up on (its commit call overran, a new producer fenced it) may still have been
+        completed by the coordinator, and then the batch is done, not to be run again.
+        Before the batch every one of these partitions stood below its offset here."""
+        try:
+            got = self.consumer.committed(commit, timeout=COMMITTED_TIMEOUT_S)
+        except KafkaException:
+            return False  # unknown: retrying is what was done before this check
+        want = {(tp.topic, tp.partition): tp.offset for tp in commit}
+        return len(got) == len(want) and all(
+            tp.error is None and want.get((tp.topic, tp.partition)) == tp.offset for tp in got
+        )
+
     def forget(self, gone: set[Key]) -> None:
         """Partitions that left us: their lag is the next owner's to report."""
         for topic, partition in gone:

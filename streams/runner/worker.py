@@ -309,7 +309,15 @@ class StageWorker:
         # 4. records and consumed offsets in one transaction
         commit = next_offsets(done)
         if commit:
-            self.producer.commit(messages, commit, self.consumer.consumer_group_metadata())
+            try:
+                self.producer.commit(messages, commit, self.consumer.consumer_group_metadata())
+            except TransientError:
+                if not self.committed.landed(commit):
+                    raise
+                log.warning(
+                    "transaction given up on, but the coordinator had committed it",
+                    extra={"stage": self.stage},
+                )
         # Work cut off by the deadline goes first into the next batch.
         self.intake.carry = self.intake.batch_still_ours(
             batch[len(finished) :]

@@ -127,8 +127,10 @@ def test_a_failed_commit_keeps_the_batch_in_hand_and_the_retry_takes_it_first(ri
     assert _retries() - retries_before == 1
     assert w.backoff.failures_in_a_row == 1
     assert rig.sleeps == [0.02]  # the first failure waits twice backoff_initial_s
-    # The backoff sleeps with the whole assignment paused, then resumes it.
-    assert rig.consumer.calls == [("pause", [0, 1]), ("resume", [0, 1])]
+    # Whether the coordinator committed it after all is asked first (it had not); the
+    # backoff sleeps with the whole assignment paused, then resumes it.
+    asked = ("committed", [(INBOX, 0, 7), (INBOX, 1, 3)], 10)
+    assert rig.consumer.calls == [asked, ("pause", [0, 1]), ("resume", [0, 1])]
     assert producer.names() == ["begin", *["produce"] * 6, "send_offsets", "commit", "abort"]
     assert _send_offsets(producer) == [[(INBOX, 0, 7), (INBOX, 1, 3)]]
     assert w.sizer.size == 50  # an aborted batch teaches the sizer nothing
@@ -274,3 +276,19 @@ def test_a_partition_revoked_and_given_back_mid_batch_is_not_committed_twice(rig
     assert ("px.enhance", b"img-b") not in produced  # partition 1's message: not this batch's
     assert w.intake.carry == []  # nor carried: the consumer reads it again
     assert w.intake.is_ours((INBOX, 1))  # the next batch's messages of it are ours
+
+
+def test_a_commit_given_up_on_that_the_coordinator_completed_is_not_run_again(rig: Rig) -> None:
+    batch, _ = _messages()
+    w, producer, consumer = rig.worker, rig.producer, rig.consumer
+    producer.fail["commit"] = [
+        KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", txn_requires_abort=True))
+    ]
+    # The call failed on our side, but the coordinator committed the transaction.
+    consumer.group_committed = {0: 7, 1: 3}
+
+    w._run_batch(_batch(*batch))
+
+    assert (w.stats.retries, w.stats.batches, w.stats.committed) == (0, 1, 3)
+    assert w.intake.carry == []  # done: nothing kept to run a second time
+    assert producer.names().count("begin") == 1
