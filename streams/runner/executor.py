@@ -9,9 +9,11 @@ alone in a fresh pool, so the one that kills its process is found; after
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,9 +97,22 @@ def _call(
 
 
 def _call_chunk(
-    fn: StageFn, items: Sequence[WorkItem], ctx: StageContext
+    fn: StageFn, items: Sequence[WorkItem], ctx: StageContext, item_timeout_s: float = 0.0
 ) -> list[Timed | _Transient]:
-    return [_call(fn, item, ctx) for item in items]
+    """Run a chunk in a pool process. Each item runs under an alarm whose default action
+    ends the process, even inside a codec's C loop that never returns to Python: a hung
+    item breaks the pool within `item_timeout_s`, and the isolation that follows finds it.
+    (The parent's own watch allows a whole chunk, queued time included: minutes.)"""
+    results: list[Timed | _Transient] = []
+    for item in items:
+        if item_timeout_s > 0:
+            signal.alarm(max(1, math.ceil(item_timeout_s)))
+        try:
+            results.append(_call(fn, item, ctx))
+        finally:
+            if item_timeout_s > 0:
+                signal.alarm(0)
+    return results
 
 
 def _checked(results: list[Timed | _Transient]) -> list[Timed]:
@@ -256,7 +271,7 @@ class Executor:
             ):
                 try:
                     future = self._pool_or_new().submit(
-                        _call_chunk, self.fn, chunks[next_chunk], self.ctx
+                        _call_chunk, self.fn, chunks[next_chunk], self.ctx, self.message_timeout_s
                     )
                 except cf.process.BrokenProcessPool:
                     # It broke after the last wait: the same as any breakage, then go on.
@@ -307,7 +322,9 @@ class Executor:
         """Run one suspect item alone until it passes or has killed its process too often."""
         while True:
             try:
-                future = self._pool_or_new().submit(_call_chunk, self.fn, [item], self.ctx)
+                future = self._pool_or_new().submit(
+                    _call_chunk, self.fn, [item], self.ctx, self.message_timeout_s
+                )
             except cf.process.BrokenProcessPool:
                 self._kill_pool()  # broken by an earlier input: no attempt of this one
                 continue

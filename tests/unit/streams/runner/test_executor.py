@@ -111,3 +111,14 @@ def test_a_result_that_cannot_be_sent_back_fails_its_input_alone() -> None:
     summary = _summary(outcomes)
     assert summary[:3] == ids[:3] and summary[4:] == ids[3:]
     assert summary[3].startswith("error:")  # a bug of ours, said; not a dead worker
+
+
+def test_a_hang_inside_a_long_chunk_is_found_in_one_message_timeout() -> None:
+    # One process, so the 30 items go in chunks of seven or so: the parent's own watch
+    # would allow a chunk seven timeouts; each item's alarm ends it after one.
+    executor = Executor(behave, CTX, processes=1, crash_attempts=1, message_timeout_s=2)
+    ids = [f"ok-{i}" for i in range(30)]
+    started = time.monotonic()
+    outcomes = _run(executor, _items(*ids[:3], "hang-1", *ids[3:]))
+    assert _summary(outcomes) == [*ids[:3], "crash:worker_crashed", *ids[3:]]
+    assert time.monotonic() - started < 12  # one timeout to find it, one to isolate it
