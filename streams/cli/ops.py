@@ -8,13 +8,16 @@ thing done) so scripts and tests can grep them; docs/operations.md shows each ou
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
 
 from streams.config.topics import STAGES
 from streams.ops.selection import LetterAt, counts_by_reason, parse_since
+
+T = TypeVar("T")
 
 
 def fail(message: str) -> NoReturn:
@@ -32,6 +35,9 @@ def since_time(text: str | None) -> datetime | None:
 
 
 _SINCE_HELP = "Only those at or after this: a duration back from now (2h, 3d) or a time."
+LIMIT_OPTION = click.option(
+    "--limit", type=int, default=100, show_default=True, help="Entries shown (0: all)."
+)
 # A mistyped stage would choose nothing and look like an empty DLQ: click refuses it.
 _STAGE_OPTION = click.option(
     "--stage", type=click.Choice(STAGES), default=None, help="Only dead letters of this stage."
@@ -58,7 +64,7 @@ def dlq() -> None:
 @_STAGE_OPTION
 @click.option("--reason", default=None, help="Only this reason class (e.g. source_missing).")
 @click.option("--since", default=None, help=_SINCE_HELP)
-@click.option("--limit", type=int, default=100, show_default=True, help="Entries shown (0: all).")
+@LIMIT_OPTION
 def dlq_list(stage: str | None, reason: str | None, since: str | None, limit: int) -> None:
     """Counts by stage and reason class, then the dead letters, oldest first."""
     from streams.app.settings import Settings
@@ -78,16 +84,33 @@ def dlq_list(stage: str | None, reason: str | None, since: str | None, limit: in
         click.echo(f"unreadable records on the DLQ: {unreadable}")
     if not chosen:
         return
-    click.echo(f"{'count':>7}  {'stage':<11} reason")
-    for stage_name, reason_class, count in counts_by_reason(chosen):
-        click.echo(f"{count:>7}  {stage_name:<11} {reason_class}")
-    click.echo("")
-    shown = chosen if limit <= 0 else chosen[:limit]
-    for item in shown:
+
+    def line(item: LetterAt) -> str:
         mark = marks.get(item.position)
-        click.echo(_letter_line(item, f"redriven by {mark.redrive_id}" if mark else ""))
-    if len(shown) < len(chosen):
-        click.echo(f"... {len(chosen) - len(shown)} more (--limit 0 shows all)")
+        return _letter_line(item, f"redriven by {mark.redrive_id}" if mark else "")
+
+    echo_listing("stage", 11, counts_by_reason(chosen), chosen, line, limit)
+
+
+def echo_listing(
+    label: str,
+    width: int,
+    counts: Iterable[tuple[str, str, int]],
+    items: Sequence[T],
+    line: Callable[[T], str],
+    limit: int,
+) -> None:
+    """A listing of dead letters: counts by `label` and reason, a blank line, then the
+    first `limit` items (0: all), one line each, and how many more there are."""
+    click.echo(f"{'count':>7}  {label:<{width}} reason")
+    for name, reason, count in counts:
+        click.echo(f"{count:>7}  {name:<{width}} {reason}")
+    click.echo("")
+    shown = items if limit <= 0 else items[:limit]
+    for item in shown:
+        click.echo(line(item))
+    if len(shown) < len(items):
+        click.echo(f"... {len(items) - len(shown)} more (--limit 0 shows all)")
 
 
 def _letter_line(item: LetterAt, note: str) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.ops import fail, since_time
+from streams.cli.ops import LIMIT_OPTION, echo_listing, fail, since_time
 
 if TYPE_CHECKING:
     from streams.ops.webhook_redrive import WebhookLetterAt
@@ -26,7 +26,7 @@ def webhooks() -> None:
 @click.option("--endpoint", default=None, help="Only this subscription's letters (its name).")
 @click.option("--reason", default=None, help="Only this reason (e.g. retries_exhausted).")
 @click.option("--since", default=None, help=_SINCE_HELP)
-@click.option("--limit", type=int, default=100, show_default=True, help="Entries shown (0: all).")
+@LIMIT_OPTION
 def webhooks_list(endpoint: str | None, reason: str | None, since: str | None, limit: int) -> None:
     """Counts by endpoint and reason, then the letters, oldest first."""
     from streams.config.settings import FleetSettings
@@ -44,24 +44,21 @@ def webhooks_list(endpoint: str | None, reason: str | None, since: str | None, l
         click.echo(f"unreadable records on the webhook DLQ: {unreadable}")
     if not chosen:
         return
-    click.echo(f"{'count':>7}  {'endpoint':<20} reason")
     counts = Counter((i.letter.endpoint, i.letter.reason) for i in chosen)
-    for (name, why), count in counts.most_common():
-        click.echo(f"{count:>7}  {name:<20} {why}")
-    click.echo("")
-    shown = chosen if limit <= 0 else chosen[:limit]
-    for item in shown:
+
+    def line(item: WebhookLetterAt) -> str:
         letter = item.letter
         mark = marks.get(item.position)
         note = f"  (delivered by {mark.redrive_id})" if mark else ""
         last = f"{letter.last_status}" if letter.last_status is not None else "-"
-        click.echo(
+        return (
             f"{letter.given_up_at}  webhooks.dlq@{item.position:<7} {letter.endpoint:<20} "
             f"{letter.reason:<18} last {last:<4} {letter.type:<16} {letter.image_id}  "
             f"{letter.event_id}{note}"
         )
-    if len(shown) < len(chosen):
-        click.echo(f"... and {len(chosen) - len(shown)} more (--limit 0 shows all)")
+
+    by_count = [(name, why, n) for (name, why), n in counts.most_common()]
+    echo_listing("endpoint", 20, by_count, chosen, line, limit)
 
 
 @webhooks.command("redrive")
