@@ -99,14 +99,15 @@ def from_done(value: bytes) -> WebhookEvent | None:
 def from_dead_letter(value: bytes) -> WebhookEvent:
     """The `rejected` event of a record of `<prefix>.dlq`. The category and correlation id
     come from the stage's input when it was an envelope (a dead letter of an unreadable
-    event has neither); the original message itself is not sent."""
+    event has neither), or from the letter when it left that input out; the original
+    message itself is not sent."""
     try:
         letter = _letter.decode(value)
     except msgspec.DecodeError as exc:
         raise NotAnEventError(f"not a DeadLetter: {exc}") from exc
-    category: str | None = None
-    cid: str | None = None
-    if letter.original_encoding == "utf-8":
+    # A letter too large to keep its original carries these two itself.
+    category, cid = letter.category, letter.correlation_id
+    if letter.original and letter.original_encoding == "utf-8":
         try:
             envelope = _envelope.decode(letter.original)
         except msgspec.DecodeError:

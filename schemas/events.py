@@ -206,6 +206,9 @@ class DeadLetter(Struct, frozen=True, kw_only=True):
     # Set when the original event was too large to keep in the letter (`original` is then
     # empty): its size in bytes. It stays at topic/partition/offset while the topic keeps it.
     original_size: int | None = None
+    # With the original left out, what a `rejected` webhook would have read from it.
+    category: str | None = None
+    correlation_id: str | None = None
 
 
 class ImageProcessed(Struct, frozen=True, kw_only=True):

@@ -184,10 +184,10 @@ def records_of(
                 topics, stage, result.envelope, state, now, forward_to=result.forward_to
             )
             big = oversize.too_large(made)
-            if big is None:
+            if not big:
                 out.extend(made)
                 continue
-            slot.outcome = Failure("permanent", oversize.REASON_CLASS, oversize.reason(big))
+            slot.outcome = Failure("permanent", oversize.REASON_CLASS, oversize.reason(big[0]))
             # The stage's own envelope (a pool stage's is a copy made in its process): its
             # record lists what the stage wrote, uploaded already, so delete and cleanup
             # find those objects. The input stays where it is (nothing is quarantined).
@@ -240,7 +240,7 @@ def _failure_records(
         )
 
     made = build(slot.envelope, True)
-    over = oversize.over_limit(made)
+    over = oversize.topics_of(oversize.too_large(made))
     if not over:
         return made
     # Even the failure's records are too large: the letter leaves out the original event
@@ -251,7 +251,7 @@ def _failure_records(
         if over - {topics.dlq}:
             envelope = oversize.slimmed(envelope)
     made = build(envelope, topics.dlq not in over)
-    if not oversize.over_limit(made) or envelope is None:
+    if not oversize.too_large(made) or envelope is None:
         return made
     # Still too large (a record of many long parts): the least a rejected image's records
     # can say, which always fits, rather than a partition that never moves again.

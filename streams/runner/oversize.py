@@ -5,14 +5,15 @@ a transaction that aborts the batch, and the retry builds the same message again
 image would stop its partition for good. The runner therefore measures each record before
 the transaction: a success whose records are too large becomes a permanent failure
 (`record_too_large`), and a failure whose own records are too large is sent slimmed (the
-record without its bulky parts, the dead letter without the original event).
+record without its bulky parts, the dead letter without the original event), or, when
+even that is too large, bare (the least a rejected image's record can say).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from schemas.events import Envelope, ErrorInfo, Hints, ImageRecord, Request, StageState
+from schemas.events import Category, Envelope, ErrorInfo, Hints, ImageRecord, Request, StageState
 from streams.runner.records import OutMessage
 
 # The producer's limit, set explicitly on the stage producer (librdkafka's default too).
@@ -32,15 +33,14 @@ def wire_size(message: OutMessage) -> int:
     return FRAMING_BYTES + len(message.key) + len(message.value) + headers
 
 
-def too_large(messages: list[OutMessage], limit: int = MESSAGE_MAX_BYTES) -> OutMessage | None:
-    """The largest message over the limit, or None when every one fits."""
+def too_large(messages: list[OutMessage], limit: int = MESSAGE_MAX_BYTES) -> list[OutMessage]:
+    """The messages over the limit, largest first (empty when every one fits)."""
     over = [m for m in messages if wire_size(m) > limit]
-    return max(over, key=wire_size) if over else None
+    return sorted(over, key=wire_size, reverse=True)
 
 
-def over_limit(messages: list[OutMessage], limit: int = MESSAGE_MAX_BYTES) -> set[str]:
-    """The topics of the messages over the limit."""
-    return {m.topic for m in messages if wire_size(m) > limit}
+def topics_of(messages: list[OutMessage]) -> set[str]:
+    return {m.topic for m in messages}
 
 
 def reason(message: OutMessage, limit: int = MESSAGE_MAX_BYTES) -> str:
@@ -66,6 +66,7 @@ def slimmed(envelope: Envelope) -> Envelope:
         errors=[_slim_error(e) for e in record.errors[-ERRORS_KEPT:]],
         fetch=record.fetch,
         current=record.current,
+        category=_slim_category(record.category),
         correlation_id=record.correlation_id,
         fingerprint=record.fingerprint,
         duplicate_of=record.duplicate_of,
@@ -77,22 +78,28 @@ def slimmed(envelope: Envelope) -> Envelope:
 
 
 def bare(envelope: Envelope) -> Envelope:
-    """The envelope with the least a record can say (the image, its status, its route; the
-    failure is added by the caller) and a submission without hints, request or
-    correlation id: a few hundred bytes whatever the image carried."""
+    """The envelope with the least a record can say (the image, its status, its route, its
+    category's name and correlation id; the failure is added by the caller) and a
+    submission without hints or request: a few hundred bytes whatever the image carried
+    (a correlation id holds at most 256 characters)."""
     record = envelope.record
-    submitted = msgspec.structs.replace(
-        envelope.submitted, hints=Hints(), request=Request(), correlation_id=None
-    )
+    submitted = msgspec.structs.replace(envelope.submitted, hints=Hints(), request=Request())
     stripped = ImageRecord(
         image_id=record.image_id,
         status=record.status,
         updated_at=record.updated_at,
         route=list(record.route),
+        category=_slim_category(record.category),
+        correlation_id=record.correlation_id,
     )
     return Envelope(
         submitted=submitted, route=list(envelope.route), record=stripped, attempt=envelope.attempt
     )
+
+
+def _slim_category(category: Category | None) -> Category | None:
+    """The category without its evidence (free text of any length)."""
+    return Category(name=category.name, score=category.score) if category else None
 
 
 def _slim_state(state: StageState) -> StageState:

@@ -149,6 +149,11 @@ def success(
     return [onward, meta]
 
 
+def _category_name(envelope: Envelope | None) -> str | None:
+    category = envelope.record.category if envelope else None
+    return category.name if category else None
+
+
 def failure(
     topics: Topics,
     stage: str,
@@ -191,6 +196,8 @@ def failure(
         original_encoding=encoding,  # type: ignore[arg-type]
         quarantined=quarantined,
         original_size=None if keep_original else len(origin.value),
+        category=None if keep_original else _category_name(envelope),
+        correlation_id=None if keep_original or not envelope else envelope.submitted.correlation_id,
     )
     key = (image_id or "").encode() or (origin.key or b"")[:KEY_MAX]
     cid = envelope.submitted.correlation_id if envelope else None

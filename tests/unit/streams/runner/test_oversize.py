@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from processors import webhooks
 from schemas.events import (
     CORRELATION_ID_MAX,
+    Category,
     DeadLetter,
     ImageRecord,
     ObjectRef,
@@ -51,8 +54,10 @@ def test_wire_size_counts_key_value_headers_and_framing() -> None:
     assert oversize.wire_size(message) == oversize.FRAMING_BYTES + 3 + 100 + 3 + 1
     small = OutMessage("t", b"k", b"v", [])
     big = OutMessage("t", b"k", b"v" * LIMIT, [])
-    assert oversize.too_large([small]) is None
-    assert oversize.too_large([small, big]) is big
+    bigger = OutMessage("u", b"k", b"v" * (LIMIT + 10), [])
+    assert oversize.too_large([small]) == []
+    assert oversize.too_large([small, big, bigger]) == [bigger, big]
+    assert oversize.topics_of(oversize.too_large([small, big, bigger])) == {"t", "u"}
 
 
 def test_a_success_whose_record_is_too_large_becomes_a_rejected_image() -> None:
@@ -129,6 +134,36 @@ def test_a_bulky_envelope_is_refused_and_its_letter_leaves_it_out() -> None:
         len(slot.origin.value),
     )
     assert [e.reason_class for e in _record(out).errors] == ["record_too_large"]
+
+
+@pytest.mark.parametrize("bulk", ["envelope", "record"])
+def test_a_letter_without_its_original_still_names_category_and_correlation_id(
+    bulk: str,
+) -> None:
+    """The `rejected` webhook reads both from the letter when the original is left out,
+    whether the record was sent whole, slimmed or bare."""
+    slot = _slot("img-cat")
+    assert slot.envelope is not None
+    slot.envelope.record.category = Category(name="photo", score=0.9, evidence=["x" * 2000])
+    slot.envelope.record.quality = {f"q{i}": 1.0 for i in range(100_000)}
+    if bulk == "record":  # even slimmed, the record stays too large: sent bare
+        ref = ObjectRef(bucket="images", key="k" * 200)
+        many = Variant(variant="v", format="webp", width=1, height=1, bytes=1, object=ref)
+        slot.envelope.record.variants = [many] * 6000
+    slot.origin = slot.origin._replace(value=encode(slot.envelope))
+    slot.outcome = Failure("permanent", "too_small", "3x3 px")
+    out = records_of([slot], TOPICS, "categorize", {}, crash_attempts=3)
+    _fit(out)
+    letter = _letter(out)
+    assert (letter.original, letter.category, letter.correlation_id) == ("", "photo", "cid-1")
+    record = _record(out)
+    assert record.category == Category(name="photo", score=0.9)  # evidence left out
+    assert record.correlation_id == "cid-1"
+    letter_value = next(m.value for m in out if m.topic == "px.dlq")
+    event = webhooks.from_dead_letter(letter_value)
+    assert event.category == "photo"
+    body = msgspec.json.decode(event.body)
+    assert (body["correlation_id"], body["data"]["category"]) == ("cid-1", "photo")
 
 
 def test_a_record_still_too_large_when_slimmed_is_sent_bare() -> None:
