@@ -107,7 +107,8 @@ class RunnerSettings(SettingsGroup):
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     transaction_timeout_ms: int = Field(default=60_000, ge=1000)
-    # CPU work runs in a process pool of this many workers (0: one per core).
+    # CPU work runs in a process pool of this many workers (0: one per CPU the container
+    # may use, from its affinity and cgroup quota; see streams.runner.cpus).
     pool_workers: int = Field(default=0, ge=0)
     # A message that kills a pool process this many times is dead-lettered.
     crash_attempts: int = Field(default=3, ge=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import multiprocessing
-import os
 import resource
 import signal
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from schemas.events import Envelope
+from streams.runner.cpus import usable_cpus
 from streams.runner.stage import (
     PermanentError,
     StageContext,
@@ -361,4 +361,5 @@ class Executor:
 
 
 def default_processes(configured: int) -> int:
-    return configured or max(1, os.cpu_count() or 1)
+    """The pool's size: as configured, else one process per CPU this container may use."""
+    return configured or usable_cpus()
