@@ -46,7 +46,8 @@ TRANSACTION_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge(
     "pixelfleet_consumer_lag",
-    "End offset minus committed offset, per assigned partition of the stage's inbox.",
+    "End offset minus committed offset (minus the start, never committed on), per assigned "
+    "partition of the stage's inbox.",
     ["stage", "topic", "partition"],
 )
 IN_FLIGHT = Gauge("pixelfleet_in_flight", "Messages in the batch being processed.", ["stage"])

@@ -15,6 +15,10 @@ Key = tuple[str, int]
 MARKER_COMMIT_EVERY_S = 2.0
 # How long to wait for the group coordinator's committed offsets.
 COMMITTED_TIMEOUT_S = 10
+# How often the lag gauge asks the coordinator about partitions it has no offset for yet.
+ASK_EVERY_S = 5.0
+# Short: a gauge is not worth holding up a batch for while the coordinator moves.
+LAG_ASK_TIMEOUT_S = 1.0
 
 
 class CommittedOffsets:
@@ -23,11 +27,35 @@ class CommittedOffsets:
         self.consumer = consumer
         self.producer = producer
         self._committed: dict[Key, int] = {}
+        # Partitions the group has never committed on, as the coordinator said: their lag
+        # is everything the topic still holds (the group starts at the earliest offset).
+        self._never: set[Key] = set()
         self._last_marker_commit = 0.0
+        self._last_asked = 0.0
 
     def record(self, commit: list[TopicPartition]) -> None:
         for tp in commit:
             self._committed[(tp.topic, tp.partition)] = tp.offset
+            self._never.discard((tp.topic, tp.partition))
+
+    def _ask(self, assignment: list[TopicPartition], timeout: float = COMMITTED_TIMEOUT_S) -> None:
+        """Learn the committed offsets of assigned partitions we know nothing of yet."""
+        unknown = [
+            tp
+            for tp in assignment
+            if (tp.topic, tp.partition) not in self._committed
+            and (tp.topic, tp.partition) not in self._never
+        ]
+        if not unknown:
+            return
+        for tp in self.consumer.committed(unknown, timeout=timeout):
+            key = (tp.topic, tp.partition)
+            if tp.error is not None:
+                continue
+            if tp.offset >= 0:
+                self._committed[key] = tp.offset
+            else:
+                self._never.add(key)
 
     def landed(self, commit: list[TopicPartition]) -> bool:
         """Whether the group's committed offsets are now exactly `commit`: a transaction
@@ -47,6 +75,7 @@ class CommittedOffsets:
         """Partitions that left us: their lag is the next owner's to report."""
         for topic, partition in gone:
             self._committed.pop((topic, partition), None)
+            self._never.discard((topic, partition))
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.stage, topic, str(partition))
 
@@ -64,11 +93,7 @@ class CommittedOffsets:
             return
         self._last_marker_commit = now
         assignment = self.consumer.assignment()
-        unknown = [tp for tp in assignment if (tp.topic, tp.partition) not in self._committed]
-        if unknown:
-            for tp in self.consumer.committed(unknown, timeout=COMMITTED_TIMEOUT_S):
-                if tp.offset >= 0:
-                    self._committed[(tp.topic, tp.partition)] = tp.offset
+        self._ask(assignment)
         ahead = [
             TopicPartition(tp.topic, tp.partition, tp.offset)
             for tp in self.consumer.position(assignment)
@@ -80,16 +105,25 @@ class CommittedOffsets:
             self.record(ahead)
 
     def update_lag(self) -> None:
-        """End offset minus committed offset per assigned partition, from cached watermarks."""
-        for tp in self.consumer.assignment():
-            committed = self._committed.get((tp.topic, tp.partition))
-            if committed is None:
-                continue
+        """End offset minus committed offset per assigned partition, from cached watermarks;
+        for a partition never committed on, end minus start (what KEDA counts too), so a
+        stage stuck before its first commit shows its backlog instead of nothing."""
+        assignment = self.consumer.assignment()
+        now = time.monotonic()
+        if now - self._last_asked >= ASK_EVERY_S:
+            self._last_asked = now
+            with contextlib.suppress(KafkaException):
+                self._ask(assignment, LAG_ASK_TIMEOUT_S)
+        for tp in assignment:
+            key = (tp.topic, tp.partition)
+            committed = self._committed.get(key)
+            if committed is None and key not in self._never:
+                continue  # not known yet: no figure rather than a wrong one
             try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
-            if high is not None and high >= 0:
-                CONSUMER_LAG.labels(self.stage, tp.topic, str(tp.partition)).set(
-                    max(0, high - committed)
-                )
+            if high is None or high < 0:
+                continue
+            start = committed if committed is not None else max(low or 0, 0)
+            CONSUMER_LAG.labels(self.stage, tp.topic, str(tp.partition)).set(max(0, high - start))

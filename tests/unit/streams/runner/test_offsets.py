@@ -167,11 +167,12 @@ def test_update_lag_is_end_minus_committed_per_assigned_partition(
     consumer.watermarks = {
         0: (2, 25),
         1: (0, 7),  # a cached end behind our commit: never a negative lag
-        2: (0, 50),  # nothing known committed: no gauge
+        2: (0, 50),  # never committed on (the coordinator says): all it holds
         3: KafkaException(KafkaError(KafkaError._TRANSPORT)),
     }
     tracker.update_lag()
-    assert [lag(tracker, p) for p in range(4)] == [15.0, 0.0, None, None]
+    assert [lag(tracker, p) for p in range(4)] == [15.0, 0.0, 50.0, None]
+    assert consumer.calls == [("committed", [(INBOX, 2, NO_OFFSET)], offsets.LAG_ASK_TIMEOUT_S)]
     consumer.watermarks[0] = (2, 30)
     tracker.update_lag()
     assert lag(tracker, 0) == 20.0
@@ -189,3 +190,40 @@ def test_forgotten_partitions_lose_their_offset_and_their_gauge(
     assert (lag(tracker, 0), lag(tracker, 1)) == (2.0, None)
     tracker.update_lag()  # still assigned in the fake, but its offset is gone
     assert lag(tracker, 1) is None
+
+
+def test_a_stage_stuck_before_its_first_commit_shows_its_backlog(
+    parts: tuple[CommittedOffsets, FakeConsumer, FakeProducer], clock: Clock
+) -> None:
+    """KEDA counts a never-committed partition's whole content; so does the gauge, so an
+    alert sees a stage that has not committed anything yet."""
+    tracker, consumer, _ = parts
+    consumer.watermarks = {0: (3, 40), 1: (0, 0)}
+    consumer.group_committed = {}
+    tracker.update_lag()
+    assert (lag(tracker, 0), lag(tracker, 1)) == (37.0, 0.0)
+    tracker.update_lag()  # asked once: the answer is kept until a commit changes it
+    assert len(consumer.calls) == 1
+    tracker.record([TopicPartition(INBOX, 0, 30)])
+    tracker.update_lag()
+    assert lag(tracker, 0) == 10.0
+
+
+def test_a_partition_not_yet_asked_about_has_no_gauge_until_the_coordinator_answers(
+    parts: tuple[CommittedOffsets, FakeConsumer, FakeProducer], clock: Clock
+) -> None:
+    tracker, consumer, _ = parts
+    consumer.watermarks = {0: (0, 40), 1: (0, 8)}
+    consumer.group_committed = {0: 35, 1: 8}
+    tracker.record([TopicPartition(INBOX, 1, 8)])
+    tracker.update_lag()
+    assert (lag(tracker, 0), lag(tracker, 1)) == (5.0, 0.0)
+    consumer.partitions = [0, 1, 2]
+    consumer.watermarks[2] = (0, 9)
+    consumer.group_committed[2] = 9
+    clock.now += offsets.ASK_EVERY_S - 0.1
+    tracker.update_lag()
+    assert lag(tracker, 2) is None  # asked again only every few seconds
+    clock.now += 0.1
+    tracker.update_lag()
+    assert lag(tracker, 2) == 0.0
