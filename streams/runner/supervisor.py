@@ -78,7 +78,7 @@ def _serve_probes(settings: FleetSettings, workers: list[StageWorker]) -> Health
         return HealthServer(
             port,
             live=lambda: _all(w.live() for w in workers),
-            ready=lambda: _all(w.ready() for w in workers),
+            ready=lambda: _ready(workers),
         )
 
     try:
@@ -118,6 +118,14 @@ def _run_one(worker: StageWorker) -> int:
         log.exception("worker crashed", extra={"stage": worker.stage})
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _ready(workers: list[StageWorker]) -> tuple[bool, str]:
+    """Ready when every worker is. The server starts before the workers are made (the port
+    first), and no worker yet is not ready: a startup probe must wait for the models."""
+    if not workers:
+        return False, "starting: no worker made yet"
+    return _all(w.ready() for w in workers)
 
 
 def _all(results: object) -> tuple[bool, str]:

@@ -144,6 +144,8 @@ def test_each_replica_advertises_its_own_name_under_the_headless_service(
         "publishNotReadyAddresses"
     )
     assert service["spec"]["ports"] == peers["spec"]["ports"]
+    # A client stays on one replica while it pages: another's list cursor is refused.
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
 
 
 def test_every_catalog_variable_is_a_setting_the_service_reads(

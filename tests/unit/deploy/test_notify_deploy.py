@@ -46,7 +46,7 @@ def test_the_notify_deployment_runs_the_worker_with_its_secrets_and_probes() -> 
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert pod["terminationGracePeriodSeconds"] == 45
+    assert pod["terminationGracePeriodSeconds"] == 60
     # The subscriptions reach the worker through the settings file, without the secrets.
     config = yaml.safe_load(one(docs, "ConfigMap", "t-pixelfleet-config")["data"]["config.yaml"])
     subs = config["notify"]["subscriptions"]
@@ -84,6 +84,37 @@ def test_bad_notify_values_fail_at_render(flags: list[str], message: str) -> Non
     rendered = render(CI, *flags)
     assert rendered.returncode != 0
     assert message in rendered.stderr, rendered.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "worst"),
+    [
+        # drain_s + the final commit's flush (5) + the producer's flush (10) + the join of
+        # the attempts under way (request_timeout_s + 1): NotifyWorker._shutdown.
+        ([], 36),
+        (["--set", "config.notify.drain_s=20"], 46),
+        (
+            ["--set", "config.notify.drain_s=0", "--set", "config.notify.request_timeout_s=2.5"],
+            18.5,
+        ),
+    ],
+    ids=["defaults", "longer-drain", "fractions"],
+)
+def test_the_grace_period_covers_the_whole_shutdown(config: list[str], worst: float) -> None:
+    def grace(seconds: int) -> subprocess.CompletedProcess[str]:
+        flags = ["--set", "notify.enabled=true"]
+        return render(
+            None, *flags, *config, "--set", f"notify.terminationGracePeriodSeconds={seconds}"
+        )
+
+    short = grace(int(worst))
+    assert short.returncode != 0
+    assert f"({worst:g} s in all)" in short.stderr, short.stderr
+    assert grace(int(worst) + 1).returncode == 0
+
+
+def test_the_default_grace_period_is_long_enough() -> None:
+    assert render(None, "--set", "notify.enabled=true").returncode == 0
 
 
 def _panels() -> list[dict[str, Any]]:

@@ -22,17 +22,20 @@ def tool(name: str) -> str:
     return found
 
 
-def render(values: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
-    """`helm template` of the chart as release `t`, with a values file and more flags."""
-    args = [tool("helm"), "template", "t", str(CHART), "--kube-version", KUBE]
+def render(
+    values: Path | None, *extra: str, release: str = "t"
+) -> subprocess.CompletedProcess[str]:
+    """`helm template` of the chart as release `t` (or `release`), with a values file and
+    more flags."""
+    args = [tool("helm"), "template", release, str(CHART), "--kube-version", KUBE]
     if values is not None:
         args += ["-f", str(values)]
     return subprocess.run([*args, *extra], capture_output=True, text=True, check=False)
 
 
-def manifests(values: Path | None, *extra: str) -> list[dict[str, Any]]:
+def manifests(values: Path | None, *extra: str, release: str = "t") -> list[dict[str, Any]]:
     """The rendered documents; a render that fails fails the test."""
-    rendered = render(values, *extra)
+    rendered = render(values, *extra, release=release)
     assert rendered.returncode == 0, rendered.stderr
     return [d for d in yaml.safe_load_all(rendered.stdout) if d]
 

@@ -93,6 +93,16 @@ fetch validate categorize enhance restore compress
 {{- end }}
 {{- end -}}
 
+{{/* Every pod spec of the chart includes this. Kubernetes would otherwise put
+<SERVICE>_SERVICE_HOST, <SERVICE>_PORT=tcp://IP:PORT and the like into each container for
+every Service in the namespace; under release `pixelfleet` the catalog's Service
+`pixelfleet-catalog` becomes PIXELFLEET_CATALOG_SERVICE_HOST and PIXELFLEET_CATALOG_PORT,
+which the settings loader (prefix PIXELFLEET_, unknown keys forbidden, catalog.port an
+integer) refuses, so no pod would start. The pods find Services through DNS instead. */}}
+{{- define "pixelfleet.serviceLinks" -}}
+enableServiceLinks: false
+{{- end -}}
+
 {{- define "pixelfleet.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: 10001
