@@ -38,6 +38,26 @@ def _brands(data: bytes) -> set[bytes]:
     return {data[8:12], *compatible}
 
 
+# The media type of each format sniff names: what an original is stored and served as,
+# whatever the uploader's file name suggested.
+MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "JXL": "image/jxl",
+    "WEBP": "image/webp",
+    "AVIF": "image/avif",
+    "HEIF": "image/heif",
+}
+
+
+def media_type(data: bytes) -> str:
+    """The media type of the bytes as sniffed; octet-stream for what is no image we read."""
+    return MEDIA_TYPES.get(sniff(data) or "", "application/octet-stream")
+
+
 def sniff(data: bytes) -> str | None:
     """The format the bytes really are (Pillow's name for it), or None."""
     for magic, name in _MAGIC:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import mimetypes
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, Message, Producer
 from minio import Minio
 
+from processors.sniff import media_type
 from schemas.events import (
     CORRELATION_ID_MAX,
     Hints,
@@ -28,6 +28,12 @@ from streams.io import clients
 from streams.runner.records import CORRELATION_HEADER, SCHEMA_HEADER, now_iso
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+# An upstream event's hints and request ride along in every envelope of the image, which
+# the stages grow toward the 1,000,000-byte message limit (streams.runner.oversize); an
+# event of this size leaves them ample room.
+SUBMISSION_MAX_BYTES = 64 * 1024
 
 
 def content_image_id(data: bytes) -> str:
@@ -85,13 +91,27 @@ class Submitter:
         self.s3 = s3 or clients.s3(settings.s3)
         self.errors: list[str] = []
 
-    def submit(self, event: ImageSubmitted) -> None:
-        """Queues the event; raises ValueError for one validate would refuse as undecodable."""
+    @staticmethod
+    def check(event: ImageSubmitted) -> bytes:
+        """The event's bytes; ValueError for one the fleet would refuse: a correlation id
+        validate cannot decode, or hints and a request that leave no room in the message
+        limit for what the stages add to the image's envelope."""
         if event.correlation_id and len(event.correlation_id) > CORRELATION_ID_MAX:
             raise ValueError(
                 f"{event.image_id}: a correlation id may hold {CORRELATION_ID_MAX} characters, "
                 f"not {len(event.correlation_id)}"
             )
+        value = encode(event)
+        if len(value) > SUBMISSION_MAX_BYTES:
+            raise ValueError(
+                f"{event.image_id}: the submission would be {len(value):,} bytes; hints and "
+                f"request may take {SUBMISSION_MAX_BYTES:,} bytes in all"
+            )
+        return value
+
+    def submit(self, event: ImageSubmitted) -> None:
+        """Queues the event; raises ValueError for one the fleet would refuse (`check`)."""
+        value = self.check(event)
         headers = [(SCHEMA_HEADER, b"image_submitted/1")]
         if event.correlation_id:
             headers.append((CORRELATION_HEADER, event.correlation_id.encode()))
@@ -100,7 +120,7 @@ class Submitter:
                 self.producer.produce(
                     self.topics.ingest,
                     key=event.image_id.encode(),
-                    value=encode(event),
+                    value=value,
                     headers=headers,  # type: ignore[arg-type]
                     on_delivery=self._delivered,
                 )
@@ -142,12 +162,11 @@ class Submitter:
         correlation_id: str | None = None,
         content_type: str | None = None,
     ) -> ImageSubmitted:
-        """Stores the bytes in the incoming bucket under the image's id, then publishes."""
+        """Stores the bytes in the incoming bucket under the image's id, then publishes; an
+        event the fleet would refuse raises ValueError before anything is stored."""
         image_id = image_id or content_image_id(data)
         key = f"{image_id}/{object_file_name(name)}"
         bucket = self.settings.buckets.incoming
-        content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        self.s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
         sha = hashlib.sha256(data).hexdigest()
         event = ImageSubmitted(
             image_id=image_id,
@@ -157,6 +176,11 @@ class Submitter:
             request=request or Request(),
             correlation_id=correlation_id,
         )
+        self.check(event)
+        # What the bytes are, not what their name says: a presigned link to the original
+        # must not serve "<script>" inside a GIF as text/html from the S3 origin.
+        content_type = content_type or media_type(data)
+        self.s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
         self.submit(event)
         return event
 

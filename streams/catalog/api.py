@@ -63,11 +63,12 @@ class CatalogApi:
         self._session: aiohttp.ClientSession | None = None
         s3 = settings.s3
         # Presigning is arithmetic on the key; with the region given, no request is made.
+        public_host, public_secure = settings.catalog.public_s3(s3)
         self.presigner = Minio(
-            settings.catalog.public_s3_endpoint or s3.host,
+            public_host,
             access_key=s3.access_key,
             secret_key=s3.secret_key.get_secret_value(),
-            secure=s3.secure,
+            secure=public_secure,
             region=s3.region,
         )
         self.fleet = FleetView(settings, settings.catalog.prometheus_url)
@@ -217,7 +218,8 @@ class CatalogApi:
 
     async def _pass_on(self, owner: str, request: web.Request) -> web.Response:
         try:
-            status, body, kind = await self._get(owner, request.rel_url.path_qs, request)
+            # As it came (still escaped): a decoded "%3F" or "%2F" would ask another path.
+            status, body, kind = await self._get(owner, request.rel_url.raw_path_qs, request)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return error(503, "owner_unreachable", f"the replica at {owner} did not answer: {exc}")
         return web.Response(body=body, status=status, content_type=kind)
@@ -348,6 +350,8 @@ async def _read_form(
         elif part.name == "meta":
             try:
                 meta = read_json(await part.text())
+            except LookupError as exc:  # a charset Python does not know
+                return error(400, "bad_json", f"the meta part's charset is unknown: {exc}")
             except ValueError as exc:
                 return error(400, "bad_json", f"the meta part is not JSON: {exc}")
             if not isinstance(meta, dict):

@@ -15,6 +15,7 @@ from typing import Any, get_args
 from aiohttp import web
 from minio import Minio
 
+from processors.sniff import MEDIA_TYPES
 from schemas.events import ImageRecord, ObjectRef, RecordStatus
 from streams.catalog.fleet import FleetView
 from streams.catalog.http_support import error
@@ -22,6 +23,11 @@ from streams.catalog.listing import MAX_LIMIT, Filters, ListedIndex, Row
 
 FILTERS = ("status", "category", "route", "restore", "duplicate", "since", "until", "q")
 MAX_IDS = 100
+STALE_CURSOR = (
+    "this cursor was made by another catalog replica, or by this one before it restarted "
+    "(each numbers images in the order it read them); list again without a cursor, and "
+    "keep a client on one replica (sticky sessions) to page through"
+)
 # The filters with a closed set of values: a typo is a 400, not an empty page found by
 # walking the whole fleet.
 CHOICES = {
@@ -37,7 +43,10 @@ def _instant(name: str, text: str) -> str:
         at = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{name} is an ISO 8601 date or time, not {text!r}") from None
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    try:
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first instant in UTC
+        raise ValueError(f"{name} {text!r} is outside the years 1 to 9999 in UTC") from None
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -96,7 +105,15 @@ class ConsoleApi:
             why = f"the original upload of {record.image_id} is not stored (any more)"
             return web.json_response({"image_id": record.image_id, "url": None, "why": why})
         facts = record.original or {}
-        url = self.presigner.presigned_get_object(ref.bucket, ref.key, expires=self.expiry)
+        # Served as the image validate found it to be, never as what the upload's name or
+        # stored type claimed (an older upload may be stored as text/html).
+        served = MEDIA_TYPES.get(str(facts.get("format")), "application/octet-stream")
+        url = self.presigner.presigned_get_object(
+            ref.bucket,
+            ref.key,
+            expires=self.expiry,
+            response_headers={"response-content-type": served},
+        )
         return web.json_response(
             {
                 "image_id": record.image_id,
@@ -140,19 +157,26 @@ class ConsoleApi:
             filters = read_filters(query)
         except ValueError as exc:
             return error(400, "bad_query", str(exc))
-        cursor_text, limit_text = query.get("cursor"), query.get("limit", "48")
         try:
-            cursor = int(cursor_text) if cursor_text else None
-            limit = int(limit_text)
+            limit = int(query.get("limit", "48"))
         except ValueError:
-            return error(400, "bad_query", "cursor and limit are whole numbers")
-        if not 1 <= limit <= MAX_LIMIT or (cursor is not None and cursor < 1):
-            return error(400, "bad_query", f"limit is 1 to {MAX_LIMIT}; cursor is positive")
+            return error(400, "bad_query", "limit is a whole number")
+        if not 1 <= limit <= MAX_LIMIT:
+            return error(400, "bad_query", f"limit is 1 to {MAX_LIMIT}")
+        cursor_text = query.get("cursor")
+        cursor = None
+        if cursor_text:
+            epoch, _, number = cursor_text.partition(".")
+            if not number.isdigit() or int(number) < 1:
+                return error(400, "bad_query", "cursor is the cursor of a previous page")
+            if epoch != self.index.epoch:
+                return error(409, "stale_cursor", STALE_CURSOR)
+            cursor = int(number)
         page = self.index.page(filters, cursor, limit)
         return web.json_response(
             {
                 "images": [self.card(r) for r in page.rows],
-                "cursor": str(page.cursor) if page.cursor is not None else None,
+                "cursor": f"{self.index.epoch}.{page.cursor}" if page.cursor is not None else None,
                 "scanned": page.scanned,
             }
         )

@@ -10,6 +10,7 @@ cursor to go on from, never a scan of the whole fleet.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -205,6 +206,10 @@ class ListedIndex(CatalogIndex):
     def __init__(self, near_dup_distance: int = 8) -> None:
         super().__init__(near_dup_distance)
         self._rows_lock = threading.Lock()
+        # Sequence numbers are this index's own (the order its feed read the partitions
+        # in): a cursor names the index that made it, so another replica's, or one from
+        # before a restart, is refused instead of skipping or repeating images.
+        self.epoch = secrets.token_hex(4)
         self._seq = 0
         self._low = 1  # no live row below this sequence number
         self._by_seq: dict[int, Row] = {}

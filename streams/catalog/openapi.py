@@ -88,12 +88,17 @@ def openapi() -> dict[str, Any]:
                         "submission's title or keywords",
                     ),
                     _query("ids", "comma-separated image ids (at most 100)"),
-                    _query("cursor", "from the previous page"),
+                    _query(
+                        "cursor",
+                        "from the previous page, of the same replica: another's (or one "
+                        "from before a restart) is a 409 stale_cursor",
+                    ),
                     _query("limit", "1-200, default 48", "integer"),
                 ],
                 "responses": {
                     "200": _ok("image ids, or a page of images and the next cursor"),
                     "400": _ERROR,
+                    "409": _ERROR,
                     **errors,
                 },
             },
@@ -120,6 +125,7 @@ def openapi() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _ok("images, objects, bytes; deleted"),
+                    "400": _ERROR,
                     "404": _ERROR,
                     "409": _ERROR,
                     "503": _ERROR,
@@ -282,9 +288,13 @@ def openapi() -> dict[str, Any]:
         "info": {"title": "pixelfleet catalog", "version": "1"},
         "components": {
             "schemas": components,
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},  # the same key
+            },
         },
-        "security": [{"apiKey": []}],
+        # Either scheme: a key in X-API-Key or as Authorization: Bearer.
+        "security": [{"apiKey": []}, {"bearer": []}],
         "paths": paths,
     }
 

@@ -171,6 +171,8 @@ class Submissions:
                 data, name, image_id=content_image_id(data), hints=hints, request=request
             )
             self.submitter.flush(FLUSH_TIMEOUT_S)
+        except ValueError as exc:  # checked before anything is stored
+            return _problem(413, "too_large", str(exc))
         except _UNAVAILABLE as exc:
             return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id, extra={"sha256": sha})
@@ -189,6 +191,8 @@ class Submissions:
         try:
             event = self.submitter.submit_url(url, hints=hints, request=request)
             self.submitter.flush(FLUSH_TIMEOUT_S)
+        except ValueError as exc:
+            return _problem(413, "too_large", str(exc))
         except _UNAVAILABLE as exc:
             return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id)

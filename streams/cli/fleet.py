@@ -124,7 +124,11 @@ def submit(
             page_url=given.page_url,
             file_name=given.file_name,
         )
-        events.append(submitter.submit_url(item.url, hints=hints, request=request))
+        try:
+            events.append(submitter.submit_url(item.url, hints=hints, request=request))
+        except ValueError as exc:  # a line whose hints are too large: the rest still go
+            err.print(f"{url_file}: {exc}: skipped")
+            urls.problems.append(str(exc))
     submitter.flush()
     err.print(f"submitted {len(events)} image(s) to {Topics(settings.topic_prefix).ingest}")
     if copies:

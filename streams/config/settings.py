@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -157,12 +157,36 @@ class CatalogSettings(SettingsGroup):
     app_id: str | None = None
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
-    # host:port in presigned URLs, when clients reach S3 by another name than the fleet.
+    # Where clients reach S3, when by another name than the fleet: host:port (the fleet's
+    # scheme), or a URL whose scheme wins (https://images.shop behind TLS while the fleet
+    # talks plain http inside). Presigned URLs and the console's image policy use it.
     public_s3_endpoint: str | None = None
     # Near-duplicates: perceptual hashes this many bits apart or closer; `skip` treats a
     # near-duplicate like an exact one (not processed again), `record` only notes it.
     near_dup_distance: int = Field(default=8, ge=0, le=32)
     near_dup_policy: Literal["record", "skip"] = "record"
+
+    @field_validator("public_s3_endpoint")
+    @classmethod
+    def _endpoint_is_a_host(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme, sep, rest = value.partition("://")
+        host = rest if sep else value
+        if sep and scheme not in ("http", "https"):
+            raise ValueError(f"the scheme is http or https, not {scheme!r}")
+        if not host.rstrip("/") or "/" in host.rstrip("/"):
+            raise ValueError(f"{value!r} is host:port or a scheme and host:port, with no path")
+        return value.rstrip("/")
+
+    def public_s3(self, s3: S3Settings) -> tuple[str, bool]:
+        """The host:port and https-or-not that clients use to reach S3."""
+        given = self.public_s3_endpoint
+        if not given:
+            return s3.host, s3.secure
+        scheme, sep, host = given.partition("://")
+        return (host, scheme == "https") if sep else (given, s3.secure)
+
     # How long a client (CLI, validate) waits for an answer before going on without one.
     client_timeout_s: float = Field(default=2.0, gt=0)
     # The Prometheus that scrapes the fleet (the one Grafana reads), e.g.

@@ -32,8 +32,8 @@ def _load() -> dict[str, bytes]:
 def s3_origin(settings: FleetSettings) -> str:
     """Where presigned links point, for the page's Content-Security-Policy."""
     s3 = settings.s3
-    host = settings.catalog.public_s3_endpoint or s3.host
-    return f"{'https' if s3.secure else 'http'}://{host}"
+    host, secure = settings.catalog.public_s3(s3)
+    return f"{'https' if secure else 'http'}://{host}"
 
 
 def security_headers(settings: FleetSettings) -> dict[str, str]:

@@ -109,7 +109,9 @@ function askForKey(problem) {
 function parseHash() {
   const hash = location.hash.replace(/^#\/?/, "") || "fleet";
   const [path, query] = hash.split("?");
-  const parts = path.split("/").map(decodeURIComponent);
+  // A hand-typed "%" is not an escape: kept as written rather than leave a frozen page.
+  const decode = (part) => { try { return decodeURIComponent(part); } catch (_) { return part; } };
+  const parts = path.split("/").map(decode);
   return { page: parts[0], arg: parts[1] || null, params: new URLSearchParams(query || "") };
 }
 

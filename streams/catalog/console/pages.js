@@ -127,14 +127,31 @@ Console.pages.images = (main, where) => {
     const query = new URLSearchParams(params);
     query.set("limit", "48");
     if (cursor) query.set("cursor", cursor);
-    const page = await api(`/v1/images?${query}`);
+    let page;
+    try {
+      page = await api(`/v1/images?${query}`);
+    } catch (error) {
+      // A cursor of another replica, or of one that restarted: its numbering is not this
+      // one's, so the list starts again from the newest rather than skip or repeat images.
+      if (!(error instanceof ApiError && error.status === 409 && cursor)) throw error;
+      announce("The catalog answering changed; the list starts again from the newest.");
+      cursor = null;
+      shown = 0;
+      gallery.replaceChildren();
+      return load();
+    }
     gallery.append(...page.images.map(card));
     shown += page.images.length;
     cursor = page.cursor;
     more.hidden = !cursor;
     count.textContent = `${shown} image${shown === 1 ? "" : "s"} shown${cursor ? "; more below" : ""}.`;
   }
-  more.addEventListener("click", () => load().catch((e) => announce(e.message)));
+  // One load at a time: a double click would ask twice with the same cursor.
+  more.addEventListener("click", () => {
+    if (more.disabled) return;
+    more.disabled = true;
+    load().catch((e) => announce(e.message)).finally(() => { more.disabled = false; });
+  });
   api("/v1/fleet").then((fleet) => {
     for (const [name] of FILTER_FIELDS) {
       const values = Object.assign({}, fleet.facets[name] || {});
@@ -237,14 +254,27 @@ Console.pages.image = (main, where) => {
   const holder = el("div");
   main.append(el("h1", {}, "Image ", el("span", { class: "id", text: id })), holder);
   let last = null;
+  const opened = Date.now();
   const stop = poll(async () => {
-    const record = await api(`/v1/images/${encodeURIComponent(id)}`);
+    let record;
+    try {
+      record = await api(`/v1/images/${encodeURIComponent(id)}`);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      // A submission just made is known once its first stage records it; an unknown or
+      // erased id never is, so the page says so and stops asking after a minute.
+      const waiting = Date.now() - opened < 60000 || Date.now() < Console.watchUntil;
+      holder.replaceChildren(el("p", { class: waiting ? "note" : "error", role: "status", text: waiting
+        ? "Not in the catalog yet: a new submission appears once its first stage has recorded it."
+        : "No image with this id: it was never submitted, or it has been erased." }));
+      if (!waiting) stop();
+      return;
+    }
     const signature = `${record.status}|${record.updated_at}`;
     if (signature === last) {
       if (FINAL.has(record.status) && Date.now() > Console.watchUntil) stop();
       return;
     }
-    last = signature;
     const nearIds = (record.near_duplicates || []).map((n) => encodeURIComponent(n.image_id));
     const [variants, near, original] = await Promise.all([
       api(`/v1/images/${encodeURIComponent(id)}/variants`),
@@ -256,6 +286,8 @@ Console.pages.image = (main, where) => {
         ? api(`/v1/images/${encodeURIComponent(id)}/original`).catch(() => null)
         : Promise.resolve(null)]);
     render(holder, record, variants.variants, near.images, original);
+    // Only a drawn state counts as seen: a round whose lookups failed is drawn next time.
+    last = signature;
     announce(`Image ${record.status}`);
     if (FINAL.has(record.status) && Date.now() > Console.watchUntil) stop();
   }, 2000);
@@ -313,6 +345,7 @@ Console.pages.upload = (main) => {
   const drop = el("div", { class: "drop" }, el("p", { text: "Drop image files here, or choose them:" }),
     el("label", { for: "u-files", text: "Image files" }), files);
   const stoppers = [];
+  let left = false; // the page was left: a submission answered later is not followed
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
@@ -335,6 +368,7 @@ Console.pages.upload = (main) => {
     return { bar, state };
   }
   function follow(id, shown) {
+    if (left) return;
     shown.state.replaceChildren(el("a", { href: `#/image/${encodeURIComponent(id)}`, text: id }), " submitted");
     const started = Date.now();
     const stop = poll(async () => {
@@ -390,5 +424,5 @@ Console.pages.upload = (main) => {
       el("div", {}, el("label", { for: "u-keywords", text: "Keywords (comma-separated)" }), keywords)),
     el("div", {}, el("label", { for: "u-urls", text: "Image URLs, one per line" }), urls),
     el("div", { class: "row" }, submit), list);
-  return () => stoppers.forEach((stop) => stop());
+  return () => { left = true; stoppers.forEach((stop) => stop()); };
 };

@@ -112,6 +112,44 @@ def test_keys_limits_and_errors_are_answered_clearly(
     assert read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest) == []
 
 
+def test_bulky_hints_and_odd_inputs_are_refused_before_anything_is_stored(
+    catalog_fleet: Settings, launch: Launch
+) -> None:
+    catalog = launch(catalog_fleet)
+    with httpx.Client(base_url=catalog.url, timeout=10) as http:
+        # Hints too large for the fleet's messages: refused before anything is stored.
+        bulky = {"hints": {"keywords": ["k" * 1000] * 70}}
+        for answer in (
+            http.post("/v1/images", headers=HEADERS, json={"url": "https://a/b.jpg", **bulky}),
+            http.post(
+                "/v1/images",
+                headers=HEADERS,
+                files={
+                    "file": ("bulky.png", encode(photo("coffee"), "PNG")),
+                    "meta": (None, json.dumps(bulky), "application/json"),
+                },
+            ),
+        ):
+            assert (answer.status_code, answer.json()["error"]) == (413, "too_large"), answer.text
+            assert "65,536 bytes" in answer.json()["message"]
+        unknown_charset = http.post(
+            "/v1/images",
+            headers=HEADERS,
+            files={
+                "file": ("a.png", encode(photo("coffee"), "PNG")),
+                "meta": (None, b"{}", "application/json; charset=nope"),
+            },
+        )
+        assert (unknown_charset.status_code, unknown_charset.json()["error"]) == (400, "bad_json")
+        for since in ("0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00"):
+            far = http.get(f"/v1/images?since={since}", headers=HEADERS)
+            assert (far.status_code, far.json()["error"]) == (400, "bad_query"), since
+    assert read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest) == []
+    s3 = clients.s3(catalog_fleet.s3)
+    stored = list(s3.list_objects(catalog_fleet.buckets.incoming, recursive=True))
+    assert stored == [], [o.object_name for o in stored]
+
+
 def test_an_upload_is_stored_and_published_once_per_idempotency_key(
     catalog_fleet: Settings, launch: Launch
 ) -> None:
@@ -144,6 +182,9 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
         )
         # A file name that cleans down to nothing still names an image.
         nameless = http.post("/v1/images", files={"file": ("..", encode(photo("coffee"), "PNG"))})
+        # A GIF carrying markup, named .html: stored as the GIF it is, never as a page.
+        markup = b"GIF89a<script>alert(1)</script>"
+        posing = http.post("/v1/images", files={"file": ("x.html", markup, "text/html")})
     image_id = content_image_id(data)
     assert [a.status_code for a in answers] == [202, 202]
     assert answers[0].json() == answers[1].json()
@@ -160,6 +201,7 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
         by_url.json()["image_id"]: 1,
         nameless.json()["image_id"]: 1,
         other_caller.json()["image_id"]: 1,
+        posing.json()["image_id"]: 1,
     }
     submitted = decoder(ImageSubmitted).decode(next(e.value for e in events if e.key == image_id))
     assert submitted.hints.title == "espresso cup" and submitted.request.formats == ["webp"]
@@ -167,6 +209,16 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
     assert source is not None
     stored = clients.read_object(clients.s3(catalog_fleet.s3), source.bucket, source.key)
     assert stored == data
+    s3 = clients.s3(catalog_fleet.s3)
+    assert s3.stat_object(source.bucket, source.key).content_type == "image/jpeg"
+    assert posing.status_code == 202, posing.text
+    posed = decoder(ImageSubmitted).decode(
+        next(e.value for e in events if e.key == posing.json()["image_id"])
+    )
+    assert posed.source.object is not None
+    assert s3.stat_object(posed.source.object.bucket, posed.source.object.key).content_type == (
+        "image/gif"
+    )
 
 
 def test_variants_come_with_fresh_presigned_urls_that_download_the_bytes(

@@ -5,6 +5,7 @@ once), replays an image (one more message on the inbox it starts from) and delet
 
 from __future__ import annotations
 
+import io
 import time
 from collections import Counter
 from typing import Any
@@ -67,7 +68,7 @@ def test_the_acting_key_deletes_an_image_and_its_duplicate(
     s3 = clients.s3(catalog_fleet.s3)
     b = catalog_fleet.buckets
     first = seed.image(catalog_fleet, s3, "act-del-1")
-    first.original = {"sha256": "ab" * 32}
+    first.original = {"sha256": "ab" * 32, "format": "JPEG"}
     copy = seed.image(catalog_fleet, s3, "act-del-2", duplicate_of="act-del-1")
     copy.original = {"sha256": "ab" * 32}
     keep = seed.image(catalog_fleet, s3, "act-keep")
@@ -80,6 +81,13 @@ def test_the_acting_key_deletes_an_image_and_its_duplicate(
         assert http.get("/v1/access", headers=ACTING).json() == {"read": True, "act": True}
         original = http.get("/v1/images/act-del-1/original", headers=HEADERS).json()
         assert "act-del-1/photo.jpg" in original["url"] and "X-Amz-Signature=" in original["url"]
+        # Served as the JPEG validate found, even if stored under another type.
+        stored = clients.read_object(s3, b.incoming, "act-del-1/photo.jpg")
+        s3.put_object(b.incoming, "act-del-1/photo.jpg", io.BytesIO(stored), len(stored),
+                      content_type="text/html")  # fmt: skip
+        served = httpx.get(original["url"], timeout=10)
+        assert (served.status_code, served.content) == (200, stored)
+        assert served.headers["Content-Type"] == "image/jpeg"
         kept = http.get("/v1/images/act-del-2/original", headers=HEADERS).json()
         assert kept["url"] is None and "not stored" in kept["why"]  # a duplicate keeps none
         _refused(http.delete("/v1/images/act-del-1", headers=HEADERS))

@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from confluent_kafka import Producer
 
+from schemas.events import Hints
 from streams.app.submit import Submitter, object_file_name, safe_image_id
 from streams.config.settings import FleetSettings
 
@@ -64,3 +65,29 @@ def test_an_upload_name_always_gives_an_object_name(name: str, expected: str) ->
 def test_an_image_id_is_still_refused_when_nothing_of_the_name_is_left() -> None:
     with pytest.raises(ValueError, match="cannot make an image id"):
         safe_image_id("..")
+
+
+class _Store:
+    """Notes what was put, and its type."""
+
+    def __init__(self) -> None:
+        self.put: list[tuple[str, str]] = []
+
+    def put_object(self, _bucket: str, key: str, *_: Any, content_type: str) -> None:
+        self.put.append((key, content_type))
+
+
+def test_bulky_hints_are_refused_before_the_upload_and_the_type_is_sniffed() -> None:
+    store = _Store()
+    producer = _Producer()
+    submitter = Submitter(FleetSettings(), producer=cast(Producer, producer), s3=cast(Any, store))
+    bulky = Hints(keywords=["k" * 1000] * 70)
+    with pytest.raises(ValueError, match="hints and request may take 65,536 bytes"):
+        submitter.upload_bytes_and_submit(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "a.png", hints=bulky)
+    with pytest.raises(ValueError, match="65,536"):
+        submitter.submit_url("https://images.example/c.jpg", hints=bulky)
+    assert (store.put, producer.pending) == ([], [])
+    # Stored as what the bytes are, whatever the name says.
+    submitter.upload_bytes_and_submit(b"GIF89a<script>", "page.html")
+    assert store.put == [(store.put[0][0], "image/gif")]
+    assert len(producer.pending) == 1

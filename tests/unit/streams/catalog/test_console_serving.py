@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from minio import Minio
+from pydantic import ValidationError
 
 from schemas.events import encode
+from streams.catalog.api import CatalogApi
 from streams.catalog.console import ASSETS, install_console, security_headers
 from streams.catalog.console_api import ConsoleApi
 from streams.catalog.fleet import FleetView
@@ -119,8 +122,21 @@ def test_the_list_answers_pages_with_presigned_thumbnails_and_a_cursor() -> None
         assert rest["cursor"] is None
         named = await (await client.get("/v1/images?ids=img-0,nope,img-3", headers=headers)).json()
         assert [i["image_id"] for i in named["images"]] == ["img-0", "img-3"]
-        for bad in ("limit=0", "limit=x", "cursor=-1", "limit=201"):
+        epoch = index.epoch
+        for bad in (
+            "limit=0",
+            "limit=x",
+            "cursor=-1",
+            "cursor=3",
+            f"cursor={epoch}.0",
+            "limit=201",
+        ):
             assert (await client.get(f"/v1/images?{bad}", headers=headers)).status == 400, bad
+        # A cursor of another replica (or of this one before a restart): refused, not
+        # answered with another numbering's page.
+        foreign = first["cursor"].replace(epoch, ListedIndex().epoch)
+        stale = await client.get(f"/v1/images?limit=3&cursor={foreign}", headers=headers)
+        assert (stale.status, (await stale.json())["error"]) == (409, "stale_cursor")
 
     _serve(index, check)
 
@@ -131,3 +147,19 @@ def test_presigned_links_point_at_the_public_endpoint_in_the_policy() -> None:
         "img-src 'self' http://images.shop.test;"
         in security_headers(settings)["Content-Security-Policy"]
     )
+
+
+def test_a_public_endpoint_may_name_https_while_the_fleet_talks_http() -> None:
+    """S3 behind TLS for clients, plain inside: links and policy say https (a console
+    served over https would block http images as mixed content)."""
+    settings = FleetSettings(catalog={"public_s3_endpoint": "https://images.shop.test/"})  # type: ignore[arg-type]
+    assert not settings.s3.secure
+    assert settings.catalog.public_s3(settings.s3) == ("images.shop.test", True)
+    policy = security_headers(settings)["Content-Security-Policy"]
+    assert "img-src 'self' https://images.shop.test;" in policy
+    api = CatalogApi(settings, None, ListedIndex(), None, None)  # type: ignore[arg-type]
+    url = api.presigner.presigned_get_object("images", "k.jpg")
+    assert url.startswith("https://images.shop.test/images/k.jpg?")
+    for bad in ("ftp://images.shop.test", "https://images.shop.test/s3", "images.shop.test/x"):
+        with pytest.raises(ValidationError):
+            FleetSettings(catalog={"public_s3_endpoint": bad})  # type: ignore[arg-type]
