@@ -268,10 +268,10 @@ def normalize(
     # names (and drop the image's info with it).
     alpha = _transparency_mask(upright)
     icc = upright.info.get("icc_profile")
-    if icc and upright.mode in ("RGB", "RGBA", "CMYK", "L"):
+    if icc:
         # Convert through the embedded profile first: a CMYK profile only makes sense on
         # the CMYK pixels it describes.
-        upright = _to_srgb(upright, icc, changes)
+        upright = _managed(upright, icc, changes)
     out = _to_8bit(upright)
     if alpha is not None:
         out = out.convert("RGB")
@@ -302,6 +302,41 @@ def _transparency_mask(image: Image.Image) -> Image.Image | None:
     return Image.fromarray((opaque * 255).astype("uint8"), "L")
 
 
+def _managed(image: Image.Image, icc: bytes, changes: dict[str, object]) -> Image.Image:
+    """The image through its embedded profile, in a mode LittleCMS converts: a palette's
+    colours as RGB(A), a grey image with alpha as its grey channel (the alpha is put back
+    after), deep grey as 8-bit grey first (the output is 8-bit anyway)."""
+    mode = image.mode
+    if mode in ("RGB", "RGBA", "CMYK", "L"):
+        return _to_srgb(image, icc, changes)
+    if mode in ("P", "PA"):
+        return _to_srgb(_to_8bit(image), icc, changes)
+    if mode == "LA":
+        alpha = image.getchannel("A")
+        colour = _to_srgb(image.getchannel("L"), icc, changes).convert("RGB")
+        colour.putalpha(alpha)
+        return colour
+    if mode in _DEEP_GREY:
+        return _to_srgb(_grey_8bit(image), icc, changes)
+    changes["icc"] = f"profile on {mode} pixels ignored"
+    return image
+
+
+_DEEP_GREY = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def _grey_8bit(image: Image.Image) -> Image.Image:
+    """Deep grey (16-bit, 32-bit, float) as 8-bit grey, scaled by its real range."""
+    import numpy as np
+
+    arr = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(arr)
+    arr = np.where(finite, arr, 0.0)  # NaN and infinities: black, never garbage
+    low, top = _value_range(image.mode, arr[finite] if finite.any() else np.zeros(1))
+    scaled = (arr - low) / ((top - low) or 1.0) * 255.0 + 0.5
+    return Image.fromarray(np.clip(scaled, 0, 255).astype("uint8"), "L")
+
+
 def _to_8bit(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in ("RGB", "RGBA"):
@@ -310,16 +345,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         return image.convert("RGBA" if "transparency" in image.info else "RGB")
     if mode in ("LA", "PA") or (mode == "L" and "transparency" in image.info):
         return image.convert("RGBA")
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        import numpy as np
-
-        arr = np.asarray(image, dtype=np.float64)
-        finite = np.isfinite(arr)
-        arr = np.where(finite, arr, 0.0)  # NaN and infinities: black, never garbage
-        low, top = _value_range(mode, arr[finite] if finite.any() else np.zeros(1))
-        scaled = (arr - low) / ((top - low) or 1.0) * 255.0 + 0.5
-        gray = np.clip(scaled, 0, 255).astype("uint8")
-        return Image.fromarray(gray).convert("RGB")
+    if mode in _DEEP_GREY:
+        return _grey_8bit(image).convert("RGB")
     if mode == "CMYK":
         return image.convert("RGB")
     return image.convert("RGB")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image
 
 from processors.validate import ValidateSettings, validate
+from tests.support.icc import grey_profile, rgb_profile
 
 S = ValidateSettings(min_bytes=0)  # flat test images compress to a few hundred bytes
 
@@ -59,7 +60,37 @@ def test_a_grey_colour_key_survives_colour_management() -> None:
 
 def _grey_profile() -> bytes:
     """A profile that is not sRGB, so the pixels go through colour management."""
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    return grey_profile(gamma=1.0)
+
+
+def _managed(image: Image.Image, profile: bytes, **params: object) -> tuple[Image.Image, str]:
+    result = validate(_png(image, icc_profile=profile, **params), S)
+    return result.image, str(result.facts["normalized"]["icc"])
+
+
+def test_every_mode_with_a_profile_is_converted_through_it() -> None:
+    """Linear-light grey 120 is sRGB 182; the RGB profile (sRGB's primaries, linear) moves
+    each channel the same way. Alpha stays as it was."""
+    grey, rgb = grey_profile(1.0), rgb_profile(1.0)
+    palette = Image.new("P", (64, 64), 0)
+    palette.putpalette([200, 100, 50, 9, 9, 9])
+    keyed_palette = palette.copy()
+    keyed_palette.putpixel((5, 5), 1)
+    cases: dict[str, tuple[Image.Image, bytes, dict[str, object], tuple[int, ...]]] = {
+        "L": (Image.new("L", (64, 64), 120), grey, {}, (182, 182, 182)),
+        "LA": (Image.new("LA", (64, 64), (120, 200)), grey, {}, (182, 182, 182, 200)),
+        "I;16": (Image.new("I;16", (64, 64), 30_840), grey, {}, (182, 182, 182)),
+        "P": (palette, rgb, {}, (229, 168, 122)),
+        "P keyed": (keyed_palette, rgb, {"transparency": 1}, (229, 168, 122, 255)),
+    }
+    for name, (image, profile, params, expected) in cases.items():
+        out, said = _managed(image, profile, **params)
+        got = out.getpixel((0, 0))
+        assert isinstance(got, tuple)
+        assert all(abs(a - b) <= 2 for a, b in zip(got, expected, strict=True)), (name, got)
+        assert said.endswith("-> sRGB"), (name, said)
+    out, _ = _managed(keyed_palette, rgb, transparency=1)
+    assert out.getchannel("A").getpixel((5, 5)) == 0  # the keyed palette entry stays clear
 
 
 def test_float_and_32_bit_grey_keep_their_contrast() -> None:
