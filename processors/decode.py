@@ -23,6 +23,7 @@ from processors import exif
 from processors.errors import InputRejectedError
 from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
 from processors.structure import jpeg_padding, png_chunks
+from processors.tiff_layout import tiff_layout
 
 _SRGB = ImageCms.createProfile("sRGB")
 # Pillow names the file object in "cannot identify image file <_io.BytesIO object at 0x...>":
@@ -111,6 +112,13 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             # damage in them.
             if true_format == "JXL":
                 raise InputRejectedError("corrupt", f"JXL cannot be decoded: {exc}") from exc
+            layout = tiff_layout(data) if true_format == "TIFF" else None
+            if layout is not None:
+                raise InputRejectedError(
+                    "unsupported_layout",
+                    f"a TIFF of {layout} per pixel, which pixelfleet does not decode; save "
+                    "it as 8- or 16-bit integer RGB, RGBA, grey or CMYK",
+                ) from exc
             raise InputRejectedError(
                 "corrupt_header",
                 f"{true_format} header cannot be read: {_FILE_REPR.sub('(the upload)', str(exc))}",

@@ -126,5 +126,8 @@ def test_a_tiff_the_decoder_cannot_read_is_refused_with_a_stable_reason() -> Non
 
     buf = io.BytesIO()
     tifffile.imwrite(buf, np.zeros((64, 64, 3), dtype="f4"), photometric="rgb")
-    caught = _rejected(buf.getvalue(), "corrupt_header")
+    caught = _rejected(buf.getvalue(), "unsupported_layout")
     assert "0x" not in caught.reason  # no object address: the same reason every time
+    # A TIFF header with no readable directory is damage, said the same way every time.
+    caught = _rejected(buf.getvalue()[:8] + b"\x00" * 2000, "corrupt_header")
+    assert "0x" not in caught.reason
