@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import get_args
 
 import torch
@@ -105,3 +106,13 @@ class Engine:
             self(torch.zeros(shape, dtype=torch.uint8))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def radii(engines: Mapping[str, Engine]) -> dict[str, int]:
+    """Each model's receptive radius where it is known: restore's tiles overlap by at least
+    that much (processors.restore.restore.overlap_for)."""
+    return {
+        name: engine.loaded.radius
+        for name, engine in engines.items()
+        if engine.loaded.radius is not None
+    }

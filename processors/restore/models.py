@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -145,8 +147,19 @@ def _spandrel(name: str, entry: ModelEntry, path: Path) -> LoadedModel:
             f"model {name!r}: {path.name} upscales {descriptor.scale}x, the registry says "
             f"{entry.scale}x"
         )
+    if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
+        raise ModelError(
+            f"model {name!r}: {path.name} takes {descriptor.input_channels} and gives "
+            f"{descriptor.output_channels} channels; restore runs RGB models only"
+        )
     halves = [torch.bfloat16] if descriptor.supports_bfloat16 else []
     halves += [torch.float16] if descriptor.supports_half else []
+    call, inputs = descriptor, 3
+    if descriptor.architecture.id == "DRUNet":
+        # spandrel's DRUNet call makes a noise map of batch 1 at a fixed level of 15, so a
+        # batch of two fails and the level ignores the image; we feed the map ourselves,
+        # as for our U-Net: RGB and the estimated level per image, batch-sized.
+        call, inputs = functools.partial(_drunet, descriptor.model), 4
     return LoadedModel(
         name,
         descriptor.model,
@@ -155,8 +168,18 @@ def _spandrel(name: str, entry: ModelEntry, path: Path) -> LoadedModel:
         entry.tile,
         tuple(halves),
         descriptor.architecture.id,
-        descriptor,
+        call,
+        inputs=inputs,
     )
+
+
+def _drunet(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A KAIR DRUNet on (N, 4, H, W): RGB and the noise-level map. Its three stride-2
+    levels need sides that are multiples of 8; the edges are extended by replication."""
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (0, -width % 8, 0, -height % 8), mode="replicate")
+    out: torch.Tensor = module(padded)
+    return out[..., :height, :width].clamp(0.0, 1.0)
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -8,6 +8,7 @@ tiles are batched with other images' tiles (the stage worker) or run one image a
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -16,8 +17,8 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from processors.quality import channel_noise_sigma, luminance, noise_sigma, resolution_score
-from processors.restore import tiling
+from processors.quality import resolution_score
+from processors.restore import measures, tiling
 from processors.restore.settings import RestoreSettings, Task
 
 Outcome = Literal[
@@ -58,8 +59,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def _noise(image: Image.Image) -> float:
-    return round(noise_sigma(luminance(image)), 3)
+def _noise(image: Image.Image, reference: Image.Image | None = None) -> float:
+    """The luminance noise estimate recorded and decided on; 0 where nothing can be
+    measured (an image under 3 pixels on a side)."""
+    return round(measures.sigma(image, reference) or 0.0, 3)
 
 
 def choose_upscaler(width: int, height: int, settings: RestoreSettings) -> str | None:
@@ -96,16 +99,36 @@ def decide(
     return name, f"resolution score {score:g}"
 
 
+def overlap_for(model: str, settings: RestoreSettings, radius: int | None = None) -> int:
+    """Context around each tile: the configured overlap, but never less than the model's
+    receptive radius where that is known, or tiles would differ from the whole image."""
+    entry = settings.models[model]
+    overlap = settings.overlap if entry.overlap is None else entry.overlap
+    return overlap if radius is None else max(overlap, radius)
+
+
+def noise_level(image: Image.Image) -> int:
+    """The noise-level map's value for a whole image: one level, so every tile is denoised
+    alike (no seams). Measured where noise can show (processors.restore.measures): a
+    photo on a transparent canvas or between white margins gets its own noise level, not
+    the canvas's zero."""
+    return min(255, round(measures.channel_sigma(image) or 0.0))
+
+
 def _apply(
-    rgb: NDArray[np.uint8], model: str, tile: int, settings: RestoreSettings, run: TileRunner
+    rgb: NDArray[np.uint8],
+    model: str,
+    tile: int,
+    settings: RestoreSettings,
+    run: TileRunner,
+    *,
+    overlap: int,
+    level: int,
 ) -> tuple[torch.Tensor, int]:
     entry = settings.models[model]
     height, width = rgb.shape[:2]
-    overlap = settings.overlap if entry.overlap is None else entry.overlap
     if entry.noise_map:
-        # One level for the whole image, so every tile is denoised alike (no seams); it
-        # travels as a constant fourth channel, which the engine scales by 1/255 with the rest.
-        level = min(255, round(channel_noise_sigma(rgb)))
+        # A constant fourth channel, which the engine scales by 1/255 with the rest.
         rgb = np.concatenate([rgb, np.full((height, width, 1), level, np.uint8)], axis=2)
     pixels = torch.from_numpy(rgb).permute(2, 0, 1)
     windows = tiling.plan(height, width, tile, overlap)
@@ -113,8 +136,17 @@ def _apply(
     return tiling.stitch(outputs, windows, height, width, entry.scale), len(windows)
 
 
-def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: TileRunner) -> Restored:
-    """Denoise or upscale one RGB(A) image; never raises for the image's own sake."""
+def restore(
+    image: Image.Image,
+    task: Task,
+    settings: RestoreSettings,
+    run: TileRunner,
+    radii: Mapping[str, int] | None = None,
+) -> Restored:
+    """Denoise or upscale one RGB(A) image; never raises for the image's own sake.
+
+    `radii`: each model's receptive radius where known (engine.radii), so the tiles'
+    overlap is never less than it."""
     before: dict[str, Any] = {"width": image.width, "height": image.height}
     # Denoising decides on the noise estimate; the never-worse check needs it either way.
     noise = _noise(image) if task == "denoise" else None
@@ -124,11 +156,13 @@ def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: Tile
     entry = settings.models[model]
     alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
     rgb = np.array(image.convert("RGB"))  # writable: torch shares its memory
+    overlap = overlap_for(model, settings, (radii or {}).get(model))
+    level = noise_level(image) if entry.noise_map else 0
     tile, started = entry.tile, time.perf_counter()
     failed: Outcome = "couldnt_denoise" if task == "denoise" else "couldnt_upscale"
     while True:
         try:
-            out, count = _apply(rgb, model, tile, settings, run)
+            out, count = _apply(rgb, model, tile, settings, run, overlap=overlap, level=level)
             break
         except Exception as exc:
             if not is_out_of_memory(exc):
@@ -143,10 +177,14 @@ def restore(image: Image.Image, task: Task, settings: RestoreSettings, run: Tile
         # Transparency is a mask, not a photo: resampled, never denoised.
         restored.putalpha(alpha.resize(restored.size, Image.Resampling.LANCZOS))
     after: dict[str, Any] = {"width": restored.width, "height": restored.height}
-    before["noise"] = _noise(image) if noise is None else noise
-    after["noise"] = _noise(restored)
     seconds = round(time.perf_counter() - started, 4)
-    worse = not_better(image, restored, task, (before["noise"], after["noise"]), settings)
+    try:
+        before["noise"] = _noise(image) if noise is None else noise
+        # A denoised result is measured where its input showed noise: like with like.
+        after["noise"] = _noise(restored, image if task == "denoise" else None)
+        worse = not_better(image, restored, task, (before["noise"], after["noise"]), settings)
+    except MemoryError as exc:  # the measures are bounded; this is the last line anyway
+        worse = f"no memory left to check the result ({exc}); the input is kept"
     if worse is not None:
         return Restored(
             "kept_input", model=model, scale=entry.scale, tile=tile, tiles=count,
@@ -176,40 +214,57 @@ def not_better(
     """Why the model's result is not measurably better than its input, or None if it is.
 
     No clean reference exists in production, so the checks are no-reference ones: a
-    denoiser must lower the estimated noise; an upscaler must not add noise and, scaled
-    back to the input's size, must still be the input (it may add detail, not change
-    what was there).
+    denoiser must lower the estimated noise (`noises`: before and after, measured over the
+    same pixels); an upscaler must not add noise, compared with a bicubic upscale at the
+    output's size, and, scaled back to the input's size, must still be the input (it may
+    add detail, not change what was there).
     """
-    noise_before, noise_after = noises
     if not settings.never_worse:
         return None
     if task == "denoise":
-        needed = noise_before * (1 - settings.min_noise_drop)
-        if noise_after > needed:
+        return _not_denoised(image, result, noises, settings)
+    scale = max(1, round(result.width / image.width))
+    # An input too thin to measure (under 3 px) has no noise level to compare with: no
+    # rise is claimed, only the consistency below.
+    own = measures.channel_sigma(image)
+    levels = None if own is None else measures.upscale_noise(image, result, scale)
+    if own is not None and levels is not None:
+        # An upscaler may carry the input's own noise over more crisply than bicubic
+        # interpolation does (the shipped 2x: about a quarter of it); that is not noise it
+        # added.
+        bicubic, mine = levels
+        allowed = 1.0 + 0.3 * own
+        if mine > bicubic + allowed:
             return (
-                f"estimated noise went from {noise_before:g} to {noise_after:g}, not below "
-                f"{needed:.3g}; the input is kept"
+                f"estimated noise at the output's size is {mine:.3g} where a bicubic upscale "
+                f"has {bicubic:.3g}, more than {allowed:.3g} above it; the input is kept"
             )
-        # What was taken away should look like the noise: a flat or smeared result also
-        # has little noise left, but it took the picture with it.
-        removed = float((luminance(image) - luminance(result.convert("RGB"))).std())
-        if removed > 1.5 * noise_before + 2.0:
-            return (
-                f"it removed {removed:.3g} grey levels of signal where the estimated noise "
-                f"was {noise_before:g}: more than the noise; the input is kept"
-            )
-        return None
-    if noise_after > noise_before + 1.0:
-        return f"estimated noise rose from {noise_before:g} to {noise_after:g}; the input is kept"
-    back = result.convert("RGB").resize(image.size, Image.Resampling.BICUBIC, reducing_gap=None)
-    error = np.mean(
-        (np.asarray(back, np.float32) - np.asarray(image.convert("RGB"), np.float32)) ** 2
-    )
-    consistency = 10 * np.log10(255.0**2 / max(float(error), 1e-10))
+    consistency = measures.consistency_db(image, result, scale)
     if consistency < settings.min_upscale_consistency_db:
         return (
             f"scaled back down it matches its input to {consistency:.1f} dB, under "
             f"{settings.min_upscale_consistency_db:g} dB; the input is kept"
+        )
+    return None
+
+
+def _not_denoised(
+    image: Image.Image, result: Image.Image, noises: tuple[float, float], settings: RestoreSettings
+) -> str | None:
+    noise_before, noise_after = noises
+    needed = noise_before * (1 - settings.min_noise_drop)
+    if noise_after > needed:
+        return (
+            f"estimated noise went from {noise_before:g} to {noise_after:g}, not below "
+            f"{needed:.3g}; the input is kept"
+        )
+    # What was taken away should look like the noise: a flat or smeared result also
+    # has little noise left, but it took the picture with it.
+    removed = measures.removed_signal(image, result)
+    if removed > 1.5 * noise_before + 2.0:
+        return (
+            f"it removed {removed:.3g} grey levels of signal where the estimated noise "
+            f"was {noise_before:g}: more than the noise; the input is kept"
         )
     return None
 

@@ -25,13 +25,14 @@ class ModelEntry(BaseModel):
     tile: int = Field(default=256, ge=16)
     # Context around each tile, input pixels: at least the model's receptive radius for
     # tiles to match the whole image exactly (default: the restore section's `overlap`).
+    # Where the radius is known (our architectures) restore never uses less.
     overlap: int | None = Field(default=None, ge=0)
     # Average the model over this many flips and rotations of each tile (1, 2, 4 or 8):
     # n times the compute for a sharper estimate (docs/restore.md has the figures; worth
     # it on a GPU with room to spare). true and false, its older form, mean 8 and 1.
     self_ensemble: Views = 1
     # The model takes the noise sigma as a fourth input channel (DRUNet-style): restore
-    # estimates it from the image (processors.quality.channel_noise_sigma).
+    # estimates it from the image (processors.restore.measures.channel_sigma).
     noise_map: bool = False
 
     @field_validator("self_ensemble", mode="before")
@@ -75,7 +76,8 @@ class RestoreSettings(BaseModel):
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
     precision: Precision = "auto"  # auto: bf16 (or fp16) on CUDA where the model allows
     allow_pickle: bool = False  # .pth checkpoints can run code when loaded
-    # Context around each tile, input pixels; at least the model's receptive radius.
+    # Context around each tile, input pixels; at least the model's receptive radius (raised
+    # to it where that is known: processors.restore.restore.overlap_for).
     overlap: int = Field(default=16, ge=0)
     min_tile: int = Field(default=64, ge=16)  # halving the tile on out-of-memory stops here
     max_batch: int = Field(default=16, ge=1)  # tiles per model call
@@ -91,6 +93,14 @@ class RestoreSettings(BaseModel):
     never_worse: bool = True  # off only to test the plumbing with untrained weights
     min_noise_drop: float = Field(default=0.1, ge=0, le=1)
     min_upscale_consistency_db: float = Field(default=30.0, ge=0)
+
+    @field_validator("models", mode="after")
+    @classmethod
+    def _over_the_shipped(cls, models: dict[str, ModelEntry]) -> dict[str, ModelEntry]:
+        # A config names the models it adds or changes: the shipped ones stay, so adding
+        # one model does not take away the defaults that denoise_model and upscale_models
+        # name. An entry of the same name replaces the shipped one whole.
+        return {**_default_models(), **models}
 
     @model_validator(mode="after")
     def _known_models(self) -> RestoreSettings:

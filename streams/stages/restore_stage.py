@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 
 from processors import intermediate
-from processors.restore.engine import Engine, pick_device
+from processors.restore.engine import Engine, pick_device, radii
 from processors.restore.models import ModelError, load_model
 from processors.restore.restore import restore
 from processors.restore.settings import RestoreSettings
@@ -35,6 +35,7 @@ class RestoreService:
     engines: dict[str, Engine]
     batcher: TileBatcher
     device: str
+    radii: dict[str, int]  # receptive radius per model, where known: the least tile overlap
 
     @classmethod
     def start(cls, settings: RestoreSettings) -> RestoreService:
@@ -53,7 +54,13 @@ class RestoreService:
         except (ModelError, RuntimeError) as exc:
             raise StageSetupError(str(exc)) from exc
         for engine in engines.values():
-            engine.warm_up()
+            try:
+                engine.warm_up()
+            except Exception as exc:  # whatever the model raises: it cannot run as configured
+                raise StageSetupError(
+                    f"model {engine.name!r} failed its warm-up batch on {device}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             metrics.RESTORE_MODEL.labels(
                 STAGE, engine.name, str(device), engine.precision, engine.loaded.source
             ).set(1)
@@ -67,7 +74,7 @@ class RestoreService:
             settings.max_wait_ms / 1000,
             observe,
         )
-        return cls(engines, batcher, str(device))
+        return cls(engines, batcher, str(device), radii(engines))
 
 
 _services: dict[str, RestoreService] = {}
@@ -94,7 +101,7 @@ def restore_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
         raise PermanentError("bad_route", f"restore reached with nothing planned ({planned!r})")
     image = open_intermediate(blob, STAGE)
     svc = service(settings.restore)
-    result = restore(image, planned, settings.restore, svc.batcher)
+    result = restore(image, planned, settings.restore, svc.batcher, svc.radii)
     record.restore = {"planned": planned, "device": svc.device, **result.record()}
     metrics.RESTORE_OUTCOMES.labels(STAGE, result.outcome).inc()
     if result.model is not None and result.tiles:
@@ -109,7 +116,13 @@ def restore_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
         if result.outcome.startswith("couldnt_"):
             # Kept for a person to look at; the image itself goes on unrestored.
             key = f"{result.outcome}/{record.image_id}.png"
-            writes.append(BlobWrite(ctx.buckets.quarantine, key, blob, PNG))
+            # A QOI frame is ours alone and no viewer opens it: a person gets a real PNG.
+            kept = (
+                intermediate.png_bytes(image, image.info.get("exif"))
+                if intermediate.is_framed(blob)
+                else blob
+            )
+            writes.append(BlobWrite(ctx.buckets.quarantine, key, kept, PNG))
             record.restore["quarantined"] = f"{ctx.buckets.quarantine}/{key}"
         return StageResult(envelope, writes, outcome="skipped", detail=result.outcome)
     data, kind = intermediate.encode(result.image, image.info.get("exif"))

@@ -1,9 +1,10 @@
 """Dynamic batching across messages: tiles of the same model and shape, from any number of
 images restored at once, go through the model together.
 
-One thread owns the model calls. A group runs as soon as it holds `max_batch` tiles, or
+One thread owns the model calls. A group is due as soon as it holds `max_batch` tiles, or
 when its oldest tile has waited `max_wait_s`: a lone image pays at most that much latency,
-a busy worker fills whole batches without waiting at all.
+a busy worker fills whole batches without waiting at all. Due groups take turns, one batch
+each, so a big image's many full batches do not hold back a small one's tile that is due.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ class TileBatcher:
         if model not in self.models:
             raise KeyError(f"no model {model!r} in this batcher")
         futures = self.submit(model, tiles)
+        cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+        failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+        if failed is not None:
+            # One tile failed, so the image has no use for the rest: they leave the queue
+            # (those already in a model call run to the end, unread).
+            self.cancel(futures)
+            failed.result()  # raises the tile's exception
         return [future.result() for future in futures]
 
     def submit(self, model: str, tiles: list[torch.Tensor]) -> list[cf.Future[torch.Tensor]]:
@@ -66,6 +74,18 @@ class TileBatcher:
                 self._groups.setdefault((model, tuple(item.tile.shape)), []).append(item)
             self._cond.notify()
         return [item.future for item in pending]
+
+    def cancel(self, futures: list[cf.Future[torch.Tensor]]) -> None:
+        """Withdraw the tiles of these futures that no model call has taken yet."""
+        with self._cond:
+            if not any([future.cancel() for future in futures]):  # a list: cancel them all
+                return
+            for key in list(self._groups):
+                kept = [item for item in self._groups[key] if not item.future.cancelled()]
+                if kept:
+                    self._groups[key] = kept
+                else:
+                    del self._groups[key]
 
     def close(self) -> None:
         with self._cond:
@@ -80,19 +100,37 @@ class TileBatcher:
         with self._cond:
             while True:
                 now = time.monotonic()
-                due_at = None
-                for key, items in self._groups.items():
-                    ready_at = items[0].since + self.max_wait_s
-                    if len(items) >= self.max_batch or ready_at <= now or self._closed:
-                        taken = items[: self.max_batch]
-                        del items[: self.max_batch]
-                        if not items:
-                            del self._groups[key]
+                key = self._due(now)
+                if key is not None:
+                    items = self._groups.pop(key)
+                    taken, rest = items[: self.max_batch], items[self.max_batch :]
+                    if rest:
+                        # Back in at the end: due groups take turns, a batch each, rather
+                        # than the first one inserted running for as long as it is full.
+                        self._groups[key] = rest
+                    # A cancelled tile is skipped; once running, a tile cannot be cancelled.
+                    taken = [item for item in taken if item.future.set_running_or_notify_cancel()]
+                    if taken:
                         return key[0], taken
-                    due_at = ready_at if due_at is None else min(due_at, ready_at)
+                    continue
                 if self._closed:
                     return None
+                due_at = min(
+                    (items[0].since + self.max_wait_s for items in self._groups.values()),
+                    default=None,
+                )
                 self._cond.wait(None if due_at is None else max(0.0, due_at - now))
+
+    def _due(self, now: float) -> GroupKey | None:
+        """The first group in turn that is full, has waited long enough, or is left over."""
+        for key, items in self._groups.items():
+            if (
+                len(items) >= self.max_batch
+                or items[0].since + self.max_wait_s <= now
+                or self._closed
+            ):
+                return key
+        return None
 
     def _loop(self) -> None:
         while (group := self._next_group()) is not None:

@@ -8,26 +8,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 from PIL import Image
+from torch import nn
 
 from processors.quality import channel_noise_sigma
 from processors.restore.arch import CompactSR, DnCNN, UNetDenoiser
 from processors.restore.models import save_ours
-from processors.restore.restore import direct_runner, not_better, restore
+from processors.restore.restore import TileRunner, direct_runner, not_better, restore
 from processors.restore.settings import ModelEntry, RestoreSettings
 from tests.support.photos import noisy, photo
-from tests.support.restore_models import engines
+from tests.support.restore_models import engines, small_settings
 
 
 def _settings(folder: Path, **overrides: object) -> RestoreSettings:
     torch.manual_seed(3)
     harmful = DnCNN(features=8, layers=5)
+    last, wrong = harmful.model[-1], CompactSR(2, features=8, convs=2)
+    assert isinstance(last, nn.Conv2d) and isinstance(wrong.body[-1], nn.Conv2d)
     with torch.no_grad():
-        harmful.model[-1].weight.mul_(20.0)  # its "noise estimate" is texture of its own
-    save_ours(harmful, folder / "harmful.safetensors", {})
-    wrong = CompactSR(2, features=8, convs=2)
-    with torch.no_grad():
+        last.weight.mul_(20.0)  # its "noise estimate" is texture of its own
         wrong.body[-1].weight.mul_(300.0)
+    save_ours(harmful, folder / "harmful.safetensors", {})
     save_ours(wrong, folder / "wrong-x2.safetensors", {})
     save_ours(UNetDenoiser(widths=(8, 8, 16, 16)), folder / "unet.safetensors", {})
     models = {
@@ -168,3 +170,92 @@ def test_the_shipped_unet_tiles_like_the_whole_image_with_its_overlap() -> None:
     clean = np.asarray(photo("coffee").resize((300, 200)), np.float64)
     psnr = [10 * np.log10(255**2 / ((px - clean) ** 2).mean()) for px in (whole_px, tiled_px)]
     assert abs(psnr[0] - psnr[1]) < 0.05
+
+
+def _upscaler(settings: RestoreSettings, grain: float = 0.0) -> TileRunner:
+    """A faithful upscaler (bicubic), with `grain` sigma of noise of its own added."""
+
+    def run(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        scale, out = settings.models[model].scale, list[torch.Tensor]()
+        for tile in tiles:
+            up = F.interpolate(tile[None].float(), scale_factor=scale, mode="bicubic")[0]
+            noise = torch.randn(up.shape, generator=torch.Generator().manual_seed(len(out)))
+            out.append((up + grain * noise).round().clamp(0, 255).to(torch.uint8))
+        return out
+
+    return run
+
+
+def test_an_upscaler_that_adds_grain_leaves_the_input(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path).model_copy(update={"never_worse": True})
+    image = photo("coffee").resize((120, 80))
+    faithful = restore(image, "upscale", settings, _upscaler(settings))
+    assert faithful.outcome == "upscaled", faithful.reason
+    grainy = restore(image, "upscale", settings, _upscaler(settings, grain=5.0))
+    assert grainy.outcome == "kept_input" and grainy.model == "x4"
+    assert "where a bicubic upscale has" in (grainy.reason or "")
+    # What the old check compared: the input's estimate and the 4x result's, always lower.
+    assert grainy.after["noise"] < grainy.before["noise"]
+
+
+def test_an_upscaler_keeps_the_noise_a_noisy_input_already_had(tmp_path: Path) -> None:
+    settings = RestoreSettings(device="cpu")
+    only = {name: settings.models[name] for name in settings.upscale_models}
+    run = direct_runner(engines(settings.model_copy(update={"models": only})))
+    for name in ("chelsea", "rocket"):
+        image = noisy(photo(name).resize((150, 100)), 10)
+        result = restore(image, "upscale", settings, run)
+        assert result.outcome == "upscaled", result.reason
+
+
+def test_an_image_too_thin_to_measure_is_not_said_to_gain_noise(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path).model_copy(update={"never_worse": True})
+    strip = photo("coffee").resize((300, 2))
+    result = restore(strip, "upscale", settings, _upscaler(settings, grain=3.0))
+    # The old check: a baseline of 0 (nothing to measure), so any result "rose".
+    assert result.before["noise"] == 0.0 and result.after["noise"] > 1.0
+    assert result.outcome == "upscaled", result.reason
+    assert not_better(strip, strip.resize((1200, 8)), "upscale", (0.0, 0.0), settings) is None
+
+
+def _on_canvas(inner: Image.Image) -> Image.Image:
+    """`inner` on a transparent canvas 60 px wider on each side."""
+    canvas = Image.new("RGBA", (inner.width + 120, inner.height + 120), (0, 0, 0, 0))
+    canvas.paste(inner.convert("RGBA"), (60, 60))
+    return canvas
+
+
+def test_a_photo_on_a_transparent_canvas_gets_its_own_noise_level(tmp_path: Path) -> None:
+    entry = ModelEntry(file=str(tmp_path / "unused.safetensors"), task="denoise", noise_map=True)
+    settings = RestoreSettings(models={"nm": entry}, denoise_model="nm", never_worse=False)
+    levels: list[int] = []
+
+    def record_level(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        levels.extend(int(tile[3].max()) for tile in tiles)
+        return [tile[:3].clone() for tile in tiles]
+
+    canvas = _on_canvas(noisy(photo("coffee").resize((240, 160)), 20, seed=1))
+    result = restore(canvas, "denoise", settings, record_level)
+    assert result.outcome == "denoised" and levels
+    assert set(levels) == {levels[0]} and abs(levels[0] - 20) <= 0.3 * 20  # it was 0
+
+
+def test_the_shipped_unet_denoises_a_photo_on_a_canvas_as_it_does_alone() -> None:
+    settings = RestoreSettings(device="cpu")
+    only = {settings.denoise_model: settings.models[settings.denoise_model]}
+    run = direct_runner(engines(settings.model_copy(update={"models": only})))
+    clean = np.asarray(photo("coffee").resize((160, 100)), np.float64)
+    inner = noisy(photo("coffee").resize((160, 100)), 20, seed=1)
+    alone = restore(inner, "denoise", settings, run)
+    framed = restore(_on_canvas(inner), "denoise", settings, run)
+    assert alone.image is not None and framed.image is not None
+    assert framed.outcome == "denoised"
+    assert framed.before["noise"] == pytest.approx(alone.before["noise"], rel=0.02)
+    photo_part = np.asarray(framed.image.convert("RGB"), np.float64)[60:160, 60:220]
+
+    def psnr(pixels: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / ((pixels - clean) ** 2).mean()))
+
+    # Told the canvas's level of 0 it gave 6 dB less (25.3 against 31.5 dB on a 240x160
+    # crop); now within a fraction of a decibel.
+    assert psnr(photo_part) > psnr(np.asarray(alone.image, np.float64)) - 1.0

@@ -8,7 +8,10 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from processors.restore.restore import choose_upscaler, direct_runner, restore
+from processors.restore.arch import DnCNN
+from processors.restore.engine import radii as engine_radii
+from processors.restore.models import save_ours
+from processors.restore.restore import choose_upscaler, direct_runner, overlap_for, restore
 from processors.restore.settings import ModelEntry
 from tests.support.photos import noisy, photo
 from tests.support.restore_models import engines, small_settings
@@ -165,3 +168,39 @@ def test_self_ensemble_reads_its_older_yes_no_form_and_text(given: object, views
 def test_a_view_count_other_than_1_2_4_or_8_is_refused(given: object) -> None:
     with pytest.raises(ValidationError, match="1, 2, 4 or 8"):
         ModelEntry.model_validate({"file": "x", "task": "denoise", "self_ensemble": given})
+
+
+def test_tiles_overlap_by_at_least_the_models_receptive_radius(tmp_path: Path) -> None:
+    torch.manual_seed(11)
+    deep = DnCNN(features=8, layers=12)
+    last = deep.model[-1]
+    assert isinstance(last, torch.nn.Conv2d)
+    with torch.no_grad():
+        last.weight.mul_(30.0)  # far context then shows in the output
+    save_ours(deep, tmp_path / "deep.safetensors", {})
+    entry = ModelEntry(file=str(tmp_path / "deep.safetensors"), task="denoise", tile=32)
+    settings = small_settings(tmp_path).model_copy(
+        update={"models": {"deep": entry}, "denoise_model": "deep"}
+    )  # overlap 8, under the 12 px this model needs
+    built = engines(settings)
+    radii = engine_radii(built)
+    assert radii == {"deep": 12} and overlap_for("deep", settings, radii["deep"]) == 12
+    assert overlap_for("deep", settings) == 8 and overlap_for("deep", settings, 3) == 8
+    run, sides = direct_runner(built), set[int]()
+
+    def recording(model: str, tiles: list[torch.Tensor]) -> list[torch.Tensor]:
+        sides.update(tile.shape[-1] for tile in tiles)
+        return run(model, tiles)
+
+    image = noisy(photo("chelsea").resize((120, 100)), 15)
+    whole = settings.model_copy(update={"models": {"deep": entry.model_copy(update={"tile": 512})}})
+    one = restore(image, "denoise", whole, run)
+    short = restore(image, "denoise", settings, recording)
+    assert sides == {32 + 2 * 8}
+    sides.clear()
+    enough = restore(image, "denoise", settings, recording, radii)
+    assert sides == {32 + 2 * 12}
+    assert one.image is not None and short.image is not None and enough.image is not None
+    pixels = [np.asarray(r.image, dtype=int) for r in (one, short, enough)]
+    assert np.abs(pixels[2] - pixels[0]).max() <= 1  # as the whole image, up to rounding
+    assert np.abs(pixels[1] - pixels[0]).max() > 1  # 8 px of context were too few

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +11,13 @@ import torch
 from PIL import Image
 
 from processors import intermediate
+from processors.restore.engine import Engine
 from processors.restore.settings import RestoreSettings
 from schemas.events import Envelope, ImageRecord, ImageSubmitted, ObjectRef, Request, Source
 from streams.app import registry
 from streams.app.settings import Settings
 from streams.config.settings import BucketSettings
-from streams.runner.stage import PermanentError, StageContext
+from streams.runner.stage import PermanentError, StageContext, StageSetupError
 from streams.stages import restore_stage
 from streams.stages.settings import StageSettings
 from tests.support.photos import encode, photo
@@ -123,3 +125,36 @@ def test_registry_offers_restore_when_torch_is_installed() -> None:
     assert "restore" in registry.available(settings)
     spec = registry.builtin("restore", settings)
     assert spec.threads == settings.stages.restore.concurrency and spec.prepare is not None
+
+
+def test_a_quarantined_intermediate_is_a_png_a_person_can_open(
+    restore_settings: RestoreSettings,
+) -> None:
+    ctx = _ctx(restore_settings)
+    service = restore_stage.service(restore_settings)
+
+    def broken(batch: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR")
+
+    service.batcher.models = {name: broken for name in service.batcher.models}
+    image = photo("rocket").resize((100, 150)).convert("RGBA")
+    blob, kind = intermediate.encode(image)  # as the stages before restore write it
+    assert intermediate.is_framed(blob) and kind == intermediate.CONTENT_TYPE
+    result = restore_stage.restore_stage(_envelope("upscale"), blob, ctx)
+    [write] = result.blobs
+    assert write.key == "couldnt_upscale/img-1.png" and write.content_type == "image/png"
+    assert write.data.startswith(b"\x89PNG\r\n\x1a\n")
+    opened = Image.open(io.BytesIO(write.data))
+    assert opened.format == "PNG" and opened.mode == "RGBA"
+    assert opened.tobytes() == image.tobytes()
+
+
+def test_a_model_that_fails_its_warm_up_stops_the_worker_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def mismatched(self: Engine, side: int = 64, batch: int = 2) -> None:
+        raise RuntimeError("Sizes of tensors must match except in dimension 1")
+
+    monkeypatch.setattr(Engine, "warm_up", mismatched)
+    with pytest.raises(StageSetupError, match=r"model 'dn' failed its warm-up batch on cpu: "):
+        restore_stage.RestoreService.start(small_settings(tmp_path))

@@ -110,3 +110,72 @@ def test_unknown_model_and_closed_batcher_are_errors(batcher: TileBatcher) -> No
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher("m", _tiles(1, 1, 8))
+
+
+class Gated(Recording):
+    """A Recording whose calls wait for `go`, remembering each tile by its first pixel; a
+    call holding tile `fails` raises at once, without waiting."""
+
+    def __init__(self, fails: int | None = None) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.fails = fails
+        self.seen: list[int] = []
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        tiles = [int(tile[0, 0, 0]) for tile in batch]
+        with self.lock:
+            self.seen.extend(tiles)
+        if self.fails in tiles:
+            raise ValueError(f"tile {self.fails} is broken")
+        self.go.wait(timeout=10)
+        return super().__call__(batch)
+
+
+def test_a_due_lone_tile_is_not_held_back_by_a_big_images_full_batches() -> None:
+    model = Gated()
+    b = TileBatcher({"m": model}, max_batch=4, max_wait_s=0.0)
+    try:
+        big = b.submit("m", _tiles(1, 5 * 4, 8))  # five full batches
+        lone = b.submit("m", _tiles(2, 1, 16))  # another shape: its own group, due at once
+        model.go.set()
+        for future in big + lone:
+            future.result(timeout=10)
+    finally:
+        b.close()
+    # The big image's groups take turns with the lone tile: it runs after the batch in the
+    # model when it came and at most one more (whether the model thread had put the big
+    # group back in line before the lone tile came). In insertion order it ran last.
+    assert sorted(shape[0] for shape in model.batches) == [1, 4, 4, 4, 4, 4]
+    assert model.batches.index((1, 3, 16, 16)) <= 2
+
+
+def test_when_a_tile_fails_the_images_other_tiles_are_withdrawn() -> None:
+    model = Gated(fails=100)
+    b = TileBatcher({"m": model}, max_batch=1, max_wait_s=0.0)
+    try:
+        with pytest.raises(ValueError, match="tile 100 is broken"):
+            b("m", _tiles(1, 6, 8))
+        # At most the tile taken while the first one failed went to the model (and waits
+        # there); the rest were withdrawn. They used to run, to no use, one after another.
+        assert set(model.seen) <= {100, 101}
+        model.go.set()
+        assert [int(t[0, 0, 0]) for t in b("m", _tiles(3, 2, 8))] == [600, 602]  # still works
+    finally:
+        b.close()
+    assert set(model.seen) <= {100, 101, 300, 301}
+
+
+def test_a_cancelled_tile_is_skipped_and_a_running_one_is_not_cancelled() -> None:
+    model = Gated()
+    b = TileBatcher({"m": model}, max_batch=1, max_wait_s=0.0)
+    try:
+        futures = b.submit("m", _tiles(1, 3, 8))
+        b.cancel(futures[1:])
+        model.go.set()
+        assert int(futures[0].result(timeout=10)[0, 0, 0]) == 200
+        assert futures[1].cancelled() and futures[2].cancelled()
+        b.cancel(futures[:1])  # done already: nothing happens
+    finally:
+        b.close()
+    assert model.seen == [100]
