@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic, ResourceType
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
@@ -64,9 +72,15 @@ def _ensure_config(admin: AdminClient, spec: TopicSpec) -> list[str]:
     wrong = {k: v for k, v in spec.config.items() if k not in current or current[k].value != v}
     if not wrong:
         return []
-    # alter_configs replaces the whole dynamic config: send every key we manage.
-    update = ConfigResource(ResourceType.TOPIC, spec.name, set_config=dict(spec.config))
-    admin.alter_configs([update])[update].result(timeout=30)
+    # Only the keys we manage, each SET on its own: alter_configs would replace the topic's
+    # whole dynamic config and drop what an operator set beside ours (a larger
+    # max.message.bytes, say), at every `init` the chart runs before an upgrade.
+    entries = [
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        for name, value in sorted(wrong.items())
+    ]
+    update = ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=entries)
+    admin.incremental_alter_configs([update])[update].result(timeout=30)
     return [f"set {', '.join(f'{k}={v}' for k, v in sorted(wrong.items()))} on {spec.name}"]
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka.admin import ConfigResource, ResourceType
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from processors.restore.settings import RestoreSettings
 from streams.app.settings import Settings
@@ -89,6 +89,21 @@ def test_init_creates_the_layout_and_is_idempotent(
     assert [(r.rule_id, r.expiration.days) for r in lifecycle.rules] == [
         ("pixelfleet-work-expiry", 1)
     ]
+    # An operator's own setting on a topic outlives an init that changes one of ours.
+    done = ConfigResource(
+        ResourceType.TOPIC,
+        t.done,
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", "2000000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    admin.incremental_alter_configs([done])[done].result(timeout=30)
+    longer = _cli(fleet, "init", env={"PIXELFLEET_TOPICS_RETENTION_DAYS": "8"})
+    assert longer.returncode == 0, longer.stderr
+    assert f"set retention.ms={8 * 86_400_000} on {t.done}" in longer.stdout
+    config = admin.describe_configs([done])[done].result(timeout=30)
+    assert config["max.message.bytes"].value == "2000000"
+    assert config["retention.ms"].value == str(8 * 86_400_000)
 
 
 def test_submit_wait_then_status(
