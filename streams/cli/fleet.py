@@ -103,6 +103,7 @@ def submit(
         unique = {image_id: files[0]} if files else {}
     else:
         unique, copies = distinct_files(files)
+    first = dict(unique)  # each content's first file, for the copies' report below
     known = {} if force else already_done(settings, unique, request)
     for content_id, existing in known.items():
         err.print(f"{unique.pop(content_id)}: already done as {existing} (--force to redo)")
@@ -134,7 +135,7 @@ def submit(
     if copies:
         err.print(f"skipped {len(copies)} cop{'y' if len(copies) == 1 else 'ies'}: the same bytes")
         for path, content_id in copies.items():
-            err.print(f"  {path} is {unique[content_id]} ({content_id})")
+            err.print(f"  {path} is {first[content_id]} ({content_id})")
     for event in events:
         click.echo(event.image_id)
     if not wait or not events:
@@ -142,8 +143,23 @@ def submit(
         sys.exit(1 if urls.problems else 0)
     code, outcomes = _follow(settings, {e.image_id for e in events}, start, timeout)
     for path, content_id in copies.items():
-        err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {unique[content_id]})")
-    sys.exit(code or (1 if urls.problems else 0))
+        err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {first[content_id]})")
+    sys.exit(_waited_exit(code, outcomes, bool(urls.problems)))
+
+
+def _waited_exit(code: int, outcomes: dict[str, str], unusable_lines: bool) -> int:
+    """1 when the call itself fell short (images without an outcome, unusable lines); else
+    2 when an image is not done, a result a script must see; else 0."""
+    if code or unusable_lines:
+        return 1
+    not_done = sorted(i for i, status in outcomes.items() if status != "done")
+    if not_done:
+        err.print(
+            f"error: {len(not_done)} image(s) not done (rejected or failed); "
+            "`pixelfleet status ID` says why"
+        )
+        return 2
+    return 0
 
 
 def _expand(

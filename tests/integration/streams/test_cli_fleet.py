@@ -201,3 +201,18 @@ def test_the_same_bytes_twice_in_one_submit_are_one_image(
     assert Counter(r.key for r in read_topic(fleet, t.done)) == Counter(ids)
     incoming = list(clients.s3(fleet.s3).list_objects(fleet.buckets.incoming, recursive=True))
     assert len(incoming) == 2
+
+
+def test_submit_wait_exits_2_when_an_image_is_rejected(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A script running `submit --wait && publish` must not go on past a rejection."""
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    assert _cli(fleet, "init").returncode == 0
+    photo = tmp_path / "refused.jpg"
+    photo.write_bytes(b"refused by the test stage " * 50)
+    args = (str(photo), "--image-id", "poison-1", "--wait", "--timeout", "120")
+    submitted = _submit_while_two_stages_run(fleet, *args)
+    assert submitted.returncode == 2, submitted.stderr
+    assert "outcomes: {'rejected': 1}" in submitted.stderr
+    assert "1 image(s) not done" in submitted.stderr

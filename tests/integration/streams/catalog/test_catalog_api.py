@@ -294,10 +294,15 @@ def test_the_cli_asks_the_catalog_before_submitting_and_for_status(
             command, check=False, env=env, capture_output=True, text=True, timeout=120
         )
 
-    known = cli("submit", str(upload))
+    # The known file and a copy of it under another name: one lookup, both reported.
+    copy = tmp_path / "cup-copy.jpg"
+    copy.write_bytes(data)
+    known = cli("submit", str(upload), str(copy))
     assert known.returncode == 0, known.stderr
     assert known.stdout.split() == ["cup-done"]
     assert "already done as cup-done" in known.stderr
+    assert f"{copy} is {upload}" in known.stderr  # it raised KeyError, the known file gone
+    copy.unlink()
     ingest = Topics(catalog_fleet.topic_prefix).ingest
     assert read_topic(catalog_fleet, ingest) == []
     forced = cli("submit", "--force", str(upload))
