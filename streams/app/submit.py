@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 from confluent_kafka import KafkaError, Message, Producer
 from minio import Minio
 
@@ -19,6 +20,7 @@ from schemas.events import (
     ObjectRef,
     Request,
     Source,
+    decoder,
     encode,
 )
 from streams.app.url_list import url_image_id
@@ -34,6 +36,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # the stages grow toward the 1,000,000-byte message limit (streams.runner.oversize); an
 # event of this size leaves them ample room.
 SUBMISSION_MAX_BYTES = 64 * 1024
+_submitted = decoder(ImageSubmitted)
 
 
 def content_image_id(data: bytes) -> str:
@@ -102,6 +105,12 @@ class Submitter:
                 f"not {len(event.correlation_id)}"
             )
         value = encode(event)
+        try:
+            _submitted.decode(value)  # what validate will do with it
+        except msgspec.ValidationError as exc:
+            raise ValueError(
+                f"{event.image_id!r}: the fleet could not read this event: {exc}"
+            ) from None
         if len(value) > SUBMISSION_MAX_BYTES:
             raise ValueError(
                 f"{event.image_id}: the submission would be {len(value):,} bytes; hints and "

@@ -109,27 +109,8 @@ def submit(
         err.print(f"{unique.pop(content_id)}: already done as {existing} (--force to redo)")
         click.echo(existing)
     start = _done_offsets(settings) if wait else {}
-    events: list[ImageSubmitted] = []
-    for content_id, path in unique.items():
-        hints = Hints(title=title, keywords=list(keywords), file_name=path.name)
-        events.append(
-            submitter.upload_and_submit(path, image_id=content_id, hints=hints, request=request)
-        )
-    for bucket, key in objects:
-        events.append(submitter.submit_object(bucket, key, request=request))
-    for item in urls.items:
-        given = item.hints
-        hints = Hints(
-            title=given.title or title,
-            keywords=given.keywords or list(keywords),
-            page_url=given.page_url,
-            file_name=given.file_name,
-        )
-        try:
-            events.append(submitter.submit_url(item.url, hints=hints, request=request))
-        except ValueError as exc:  # a line whose hints are too large: the rest still go
-            err.print(f"{url_file}: {exc}: skipped")
-            urls.problems.append(str(exc))
+    hints = Hints(title=title, keywords=list(keywords))
+    events = _publish(submitter, unique, objects, urls, url_file, hints, request)
     submitter.flush()
     err.print(f"submitted {len(events)} image(s) to {Topics(settings.topic_prefix).ingest}")
     if copies:
@@ -145,6 +126,48 @@ def submit(
     for path, content_id in copies.items():
         err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {first[content_id]})")
     sys.exit(_waited_exit(code, outcomes, bool(urls.problems)))
+
+
+def _publish(
+    submitter: Submitter,
+    unique: dict[str, Path],
+    objects: list[tuple[str, str]],
+    urls: UrlList,
+    url_file: Path | None,
+    given: Hints,
+    request: Request,
+) -> list[ImageSubmitted]:
+    """Upload and submit the files, then the objects, then the URLs; the events sent. A
+    URL line the fleet would refuse is skipped (noted in `urls.problems`); a file or an
+    object that would be refused (an --image-id it cannot read, a --title too long) stops
+    the call, checked before its bytes are stored, after what went before is sent."""
+    events: list[ImageSubmitted] = []
+    try:
+        for content_id, path in unique.items():
+            hints = msgspec.structs.replace(given, file_name=path.name)
+            events.append(
+                submitter.upload_and_submit(path, image_id=content_id, hints=hints, request=request)
+            )
+        for bucket, key in objects:
+            events.append(submitter.submit_object(bucket, key, request=request))
+    except ValueError as exc:
+        submitter.flush()
+        err.print(f"error: {exc}")
+        sys.exit(1)
+    for item in urls.items:
+        line = item.hints
+        hints = Hints(
+            title=line.title or given.title,
+            keywords=line.keywords or list(given.keywords),
+            page_url=line.page_url,
+            file_name=line.file_name,
+        )
+        try:
+            events.append(submitter.submit_url(item.url, hints=hints, request=request))
+        except ValueError as exc:  # a line whose hints are too large: the rest still go
+            err.print(f"{url_file}: {exc}: skipped")
+            urls.problems.append(str(exc))
+    return events
 
 
 def _waited_exit(code: int, outcomes: dict[str, str], unusable_lines: bool) -> int:

@@ -216,3 +216,18 @@ def test_submit_wait_exits_2_when_an_image_is_rejected(
     assert submitted.returncode == 2, submitted.stderr
     assert "outcomes: {'rejected': 1}" in submitted.stderr
     assert "1 image(s) not done" in submitted.stderr
+
+
+def test_an_image_id_the_fleet_cannot_read_is_refused_before_anything_is_sent(
+    stack: Stack, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    assert _cli(fleet, "init").returncode == 0
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"some bytes " * 200)
+    refused = _cli(fleet, "submit", str(photo), "--image-id", "my photo/1")
+    assert refused.returncode == 1, refused.stderr
+    assert "could not read this event" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert read_topic(fleet, Topics(fleet.topic_prefix).ingest) == []
+    assert list(clients.s3(fleet.s3).list_objects(fleet.buckets.incoming, recursive=True)) == []

@@ -91,3 +91,14 @@ def test_bulky_hints_are_refused_before_the_upload_and_the_type_is_sniffed() -> 
     submitter.upload_bytes_and_submit(b"GIF89a<script>", "page.html")
     assert store.put == [(store.put[0][0], "image/gif")]
     assert len(producer.pending) == 1
+
+
+def test_an_event_the_fleet_could_not_read_is_refused_before_anything_is_stored() -> None:
+    store = _Store()
+    producer = _Producer()
+    submitter = Submitter(FleetSettings(), producer=cast(Producer, producer), s3=cast(Any, store))
+    with pytest.raises(ValueError, match="could not read this event"):
+        submitter.upload_bytes_and_submit(b"GIF89a" + b"\0" * 64, "a.gif", image_id="my photo/1")
+    with pytest.raises(ValueError, match="could not read this event"):
+        submitter.submit_url("HTTPS://images.example/d.jpg")  # the schema wants http(s)://
+    assert (store.put, producer.pending) == ([], [])
