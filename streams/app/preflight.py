@@ -20,6 +20,8 @@ from minio.error import S3Error
 
 from streams.app.admin import WORK_RULE_ID
 from streams.config.settings import FleetSettings
+from streams.config.topics import Topics
+from streams.io import clients
 
 FIX = "run `pixelfleet init` (the Helm chart's init Job) with the same settings"
 
@@ -28,10 +30,11 @@ FIX = "run `pixelfleet init` (the Helm chart's init Job) with the same settings"
 class StorageCheck:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    needs_init: bool = True  # False when the problem is the credentials: init cannot help
 
     def error(self) -> str:
         """One message for the start-up error: every problem, then the fix."""
-        return "; ".join(self.problems) + f"; {FIX}"
+        return "; ".join(self.problems) + (f"; {FIX}" if self.needs_init else "")
 
 
 def check_storage(settings: FleetSettings, s3: Minio) -> StorageCheck:
@@ -48,8 +51,34 @@ def check_storage(settings: FleetSettings, s3: Minio) -> StorageCheck:
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         result.warnings.append(f"could not check the buckets ({type(exc).__name__}: {exc})")
     except S3Error as exc:
-        result.warnings.append(f"could not check the buckets ({exc.code}: {exc.message})")
+        refused = _credentials_refused(s3, b.incoming) if exc.code == "AccessDenied" else None
+        if refused is not None:
+            result.problems.append(refused)
+            result.needs_init = False
+        else:
+            result.warnings.append(f"could not check the buckets ({exc.code}: {exc.message})")
     return result
+
+
+# What S3 answers to a key it does not know or a secret that does not match: nothing a
+# retry mends (a least-privilege key gets AccessDenied instead, and only a warning).
+BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
+
+
+def _credentials_refused(s3: Minio, bucket: str) -> str | None:
+    """Why S3 refuses the credentials, or None. A HEAD's 403 has no body to say why (minio
+    reports AccessDenied), so one listing (its first page) asks again with a GET."""
+    try:
+        next(iter(s3.list_objects(bucket)), None)  # the first page of keys, at most
+    except S3Error as exc:
+        if exc.code in BAD_CREDENTIALS:
+            return (
+                f"S3 refuses the credentials ({exc.code}): check PIXELFLEET_S3_ACCESS_KEY and "
+                "PIXELFLEET_S3_SECRET_KEY"
+            )
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass
+    return None
 
 
 def _check_rule(settings: FleetSettings, s3: Minio, result: StorageCheck) -> None:
@@ -76,3 +105,23 @@ def _check_rule(settings: FleetSettings, s3: Minio, result: StorageCheck) -> Non
             f"bucket {b.work} expires objects after {days[0]} day(s), the settings say "
             f"{b.work_expiry_days}"
         )
+
+
+def uninitialized(settings: FleetSettings) -> str | None:
+    """Why the settings' fleet is not on this cluster, or None when it is.
+
+    A mistyped PIXELFLEET_TOPIC_PREFIX reads as a healthy, empty fleet (no topic, no
+    records, no dead letters), and a delete planned there erases real objects: the day-two
+    commands ask this first. Listing every topic never creates one, even on a broker that
+    auto-creates topics a client asks about by name.
+    """
+    topics = Topics(settings.topic_prefix)
+    wanted = [topics.ingest, topics.metadata, topics.dlq]
+    existing = clients.admin(settings.kafka).list_topics(timeout=10).topics
+    missing = [name for name in wanted if name not in existing]
+    if not missing:
+        return None
+    return (
+        f"no topic {', '.join(missing)} on {settings.kafka.bootstrap}: run `pixelfleet init`, "
+        f"or check PIXELFLEET_TOPIC_PREFIX (now {settings.topic_prefix!r})"
+    )

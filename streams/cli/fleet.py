@@ -21,6 +21,7 @@ from streams.app.settings import Settings
 from streams.app.status import fleet_status
 from streams.app.submit import Submitter, distinct_files
 from streams.app.url_list import UrlList, read_url_list
+from streams.cli.ops import require_fleet
 from streams.config.topics import Topics
 from streams.io import clients
 from streams.io.catalog_client import CatalogUnavailableError
@@ -280,6 +281,7 @@ def status(image_id: str | None) -> None:
                 sys.exit(1)
             click.echo(json.dumps(json.loads(raw), indent=2))
             return
+    require_fleet(settings)  # the topics are read from here on: a typo must not read empty
     if image_id:
         found = image_record(settings, clients.admin(settings.kafka), image_id)
         if not found.complete:

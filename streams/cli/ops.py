@@ -14,6 +14,7 @@ from typing import NoReturn, TypeVar
 
 import click
 
+from streams.config.settings import FleetSettings
 from streams.config.topics import STAGES
 from streams.ops.selection import LetterAt, counts_by_reason, parse_since
 
@@ -23,6 +24,15 @@ T = TypeVar("T")
 def fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def require_fleet(settings: FleetSettings) -> None:
+    """Stop with the fix when the settings name a fleet this cluster does not have."""
+    from streams.app.preflight import uninitialized
+
+    why = uninitialized(settings)
+    if why is not None:
+        fail(why)
 
 
 def since_time(text: str | None) -> datetime | None:
@@ -72,6 +82,7 @@ def dlq_list(stage: str | None, reason: str | None, since: str | None, limit: in
     from streams.ops.selection import select_letters
 
     settings = Settings()
+    require_fleet(settings)
     letters, unreadable = ops_dlq.read_letters(settings)
     unknown = _unknown_reason(letters, reason)
     if unknown:
@@ -159,6 +170,7 @@ def dlq_redrive(
     from streams.ops.selection import select_letters
 
     settings = Settings()
+    require_fleet(settings)
     letters, _unreadable = ops_dlq.read_letters(settings)
     unknown = _unknown_reason(letters, reason)
     if unknown:
@@ -208,6 +220,7 @@ def delete(image_ids: tuple[str, ...], dry_run: bool, force: bool) -> None:
     from streams.ops.erase import Eraser
 
     settings = Settings()
+    require_fleet(settings)
     eraser = Eraser(settings)
     try:
         records = latest_records(settings, strict=True)
@@ -267,6 +280,7 @@ def cleanup(
     except ValueError as exc:
         fail(str(exc))
     settings = Settings()
+    require_fleet(settings)
     eraser = Eraser(settings, batch_images=batch)
     try:
         records = latest_records(settings, strict=True)

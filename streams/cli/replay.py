@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.ops import fail, since_time
+from streams.cli.ops import fail, require_fleet, since_time
 from streams.ops.selection import FINISHED
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ def replay(
     except ValueError as exc:
         fail(str(exc))
     settings = Settings()
+    require_fleet(settings)
     records = latest_records(settings, strict=True)
     chosen = select_records(records, where=wanted, since=since_time(since), finished_only=True)
     if image_ids:

@@ -231,3 +231,18 @@ def test_an_image_id_the_fleet_cannot_read_is_refused_before_anything_is_sent(
     assert "Traceback" not in refused.stderr
     assert read_topic(fleet, Topics(fleet.topic_prefix).ingest) == []
     assert list(clients.s3(fleet.s3).list_objects(fleet.buckets.incoming, recursive=True)) == []
+
+
+def test_a_prefix_that_was_never_initialized_is_said_not_read_as_empty(
+    stack: Stack, unique_name: Callable[[str], str]
+) -> None:
+    """A typo in PIXELFLEET_TOPIC_PREFIX used to show an all-zero status, no dead letters,
+    and a delete plan for another prefix's image; and it created bookkeeping topics."""
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("typo"))
+    for args in (("status",), ("status", "img-1"), ("dlq", "list"), ("delete", "img-1")):
+        answer = _cli(fleet, *args, timeout=120)
+        assert answer.returncode == 1, (args, answer.stdout, answer.stderr)
+        assert f"no topic {fleet.topic_prefix}.ingest" in answer.stderr, args
+        assert "run `pixelfleet init`, or check PIXELFLEET_TOPIC_PREFIX" in answer.stderr
+    existing = clients.admin(fleet.kafka).list_topics(timeout=10).topics
+    assert not [name for name in existing if name.startswith(f"{fleet.topic_prefix}.")]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from minio.commonconfig import ENABLED, Filter
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from pydantic import SecretStr
 
 from streams.app.admin import WORK_RULE_ID
 from streams.app.preflight import check_storage
@@ -65,3 +66,19 @@ def test_missing_buckets_and_rule_stop_the_worker_at_start(
     ]
     init_fleet(fleet)  # the fix the message names
     assert check_storage(fleet, s3).problems == []
+
+
+def test_a_wrong_s3_secret_stops_the_worker_at_start(
+    stack: Stack, unique_name: Callable[[str], str]
+) -> None:
+    """It used to warn and then retry every batch for ever (SignatureDoesNotMatch)."""
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    init_fleet(fleet)
+    wrong = fleet.model_copy(
+        update={"s3": fleet.s3.model_copy(update={"secret_key": SecretStr("not-the-secret")})}
+    )
+    started = _start(wrong)
+    assert started.returncode == 1, started.stderr
+    line = started.stderr.strip().splitlines()[-1]
+    assert "S3 refuses the credentials (SignatureDoesNotMatch)" in line
+    assert "PIXELFLEET_S3_SECRET_KEY" in line and "pixelfleet init" not in line
