@@ -4,7 +4,7 @@ guard that keeps the original whenever the result is worse by its own metrics.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from processors.quality import laplacian
 from processors.taxonomy import DEFAULT_CATEGORIES
+from schemas.events import Profile
 
-PROFILES = ("none", "auto", "product", "match")
+PROFILES: tuple[str, ...] = get_args(Profile)
 # Every category of the default (jewelry) taxonomy gets the product profile.
 JEWELRY = tuple(category.name for category in DEFAULT_CATEGORIES)
 

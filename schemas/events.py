@@ -30,6 +30,8 @@ CORRELATION_ID_MAX = 256
 CorrelationId = Annotated[str, Meta(max_length=CORRELATION_ID_MAX)]
 StageName = Literal["validate", "categorize", "enhance", "restore", "compress"]
 RestoreMode = Literal["auto", "denoise", "upscale", "none"]
+# The enhance stage's profiles (processors.enhance): a request names one of these or none.
+Profile = Literal["none", "auto", "product", "match"]
 RecordStatus = Literal["processing", "done", "rejected", "failed"]
 # deferred: the stage will try again later (fetch: a slow or rate-limited host).
 StageOutcome = Literal["ok", "skipped", "deferred", "rejected", "failed"]
@@ -68,7 +70,7 @@ class Hints(Struct, frozen=True, kw_only=True):
 class Request(Struct, frozen=True, kw_only=True):
     """Optional per-image overrides of the fleet's configuration."""
 
-    profile: str | None = None
+    profile: Profile | None = None
     variants: list[str] | None = None
     formats: list[str] | None = None
     restore: RestoreMode = "auto"

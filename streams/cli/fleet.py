@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import click
 import msgspec
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from schemas.events import Hints, ImageProcessed, ImageSubmitted, Request, decoder
+from schemas.events import Hints, ImageProcessed, ImageSubmitted, Profile, Request, decoder
 from streams.app import admin
 from streams.app.known_content import already_done, catalog_client
 from streams.app.settings import Settings
@@ -56,7 +57,12 @@ def init() -> None:
 )
 @click.option("--title", default=None, help="Title hint for categorization.")
 @click.option("--keyword", "keywords", multiple=True, help="Keyword hint (repeatable).")
-@click.option("--profile", default=None, help="Enhancement profile for these images.")
+@click.option(
+    "--profile",
+    type=click.Choice(get_args(Profile)),
+    default=None,
+    help="Enhancement profile for these images (default: by category).",
+)
 @click.option(
     "--restore", type=click.Choice(["auto", "denoise", "upscale", "none"]), default="auto"
 )

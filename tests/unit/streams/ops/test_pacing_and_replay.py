@@ -70,14 +70,14 @@ def _submitted() -> ImageSubmitted:
         image_id="a",
         source=Source(object=ref),
         submitted_at="2026-12-01T00:00:00.000Z",
-        request=Request(profile="vivid"),
+        request=Request(profile="product"),
     )
 
 
 def test_a_replayed_message_asks_for_the_work_again_and_keeps_the_rest() -> None:
     submitted = _submitted()
     again = msgspec.json.decode(forced(submitted), type=ImageSubmitted)
-    assert again.request == Request(profile="vivid", force=True)
+    assert again.request == Request(profile="product", force=True)
     assert again.source == submitted.source
     record = ImageRecord(image_id="a", status="processing", updated_at="t")
     envelope = Envelope(submitted=submitted, route=["validate", "compress"], record=record)
