@@ -8,7 +8,7 @@ from pathlib import Path
 
 from schemas.events import Request
 from streams.app.settings import Settings
-from streams.io.catalog_client import CatalogClient, CatalogUnavailableError
+from streams.io.catalog_client import CatalogClient, CatalogUnavailableError, redact_url
 from streams.stages.fingerprint import fingerprint
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,10 @@ def already_done(settings: Settings, files: dict[str, Path], request: Request) -
             if existing:
                 found[content_id] = existing
     except CatalogUnavailableError as exc:
-        log.warning("the catalog did not answer, so every file is submitted: %s", exc)
+        # Redacted here too: whatever raised it, the catalog URL may hold a password.
+        log.warning(
+            "the catalog did not answer, so every file is submitted: %s", redact_url(str(exc))
+        )
         return {}
     finally:
         client.close()

@@ -107,16 +107,17 @@ def _check_rule(settings: FleetSettings, s3: Minio, result: StorageCheck) -> Non
         )
 
 
-def uninitialized(settings: FleetSettings) -> str | None:
+def uninitialized(settings: FleetSettings, wanted: list[str] | None = None) -> str | None:
     """Why the settings' fleet is not on this cluster, or None when it is.
 
     A mistyped PIXELFLEET_TOPIC_PREFIX reads as a healthy, empty fleet (no topic, no
     records, no dead letters), and a delete planned there erases real objects: the day-two
     commands ask this first. Listing every topic never creates one, even on a broker that
-    auto-creates topics a client asks about by name.
+    auto-creates topics a client asks about by name. `wanted`: the topics the command
+    reads (default: the fleet's ingest, metadata and dead-letter topics).
     """
     topics = Topics(settings.topic_prefix)
-    wanted = [topics.ingest, topics.metadata, topics.dlq]
+    wanted = wanted or [topics.ingest, topics.metadata, topics.dlq]
     existing = clients.admin(settings.kafka).list_topics(timeout=10).topics
     missing = [name for name in wanted if name not in existing]
     if not missing:

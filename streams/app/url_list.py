@@ -5,11 +5,13 @@ Three shapes, told apart by the file's first non-blank line:
   - CSV with a header row naming a `url` column (and optionally the other three);
   - anything else: one URL a line (`#` starts a comment).
 `keywords` is a list in JSON, and `;`- or `,`-separated text in CSV. A line that cannot be
-used is reported with its number and reason; the others are kept.
+used is reported with its number and reason; the others are kept. A file that is not UTF-8
+is one problem and no items: its bytes cannot be read as the URLs the crawler meant.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -62,8 +64,29 @@ def _check(url: str) -> str | None:
     return None
 
 
+def _lower_scheme(url: str) -> str:
+    """HTTPS://Host/Path -> https://Host/Path: the event contract's pattern is `^https?://`,
+    and only the scheme is case-insensitive (a path or query may not be)."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
+
+
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    """The file's text, or a problem when it is not UTF-8 (a spreadsheet's "CSV" is often
+    latin-1 or cp1252; guessing which would submit wrong URLs without a word)."""
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[start:].decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        at = start + exc.start  # an offset in the file, as a hex editor shows it
+        line = raw.count(b"\n", 0, at) + 1
+        return "", f"line {line}: not UTF-8 at byte {at}; save the file as UTF-8"
+
+
 def read_url_list(path: Path) -> UrlList:
-    text = path.read_text(encoding="utf-8-sig")
+    text, problem = _decode(path.read_bytes())
+    if problem:
+        return UrlList(problems=[problem])
     lines = text.splitlines()
     first = next((line.strip() for line in lines if line.strip()), "")
     rows: list[tuple[int, dict[str, object] | None, str]] = []  # line, fields, problem
@@ -82,7 +105,11 @@ def read_url_list(path: Path) -> UrlList:
             rows.append((number, value, ""))
     elif "url" in [c.strip().lower() for c in next(csv.reader([first]))]:
         reader = csv.DictReader(io.StringIO(text))
-        reader.fieldnames = [(n or "").strip().lower() for n in reader.fieldnames or []]
+        # The header is the first non-blank row: DictReader would take a blank first line
+        # for an empty header and then find no url in any row. Reading past the blanks with
+        # its own csv reader keeps line_num counting the file's lines.
+        header = next((row for row in reader.reader if any(c.strip() for c in row)), [])
+        reader.fieldnames = [name.strip().lower() for name in header]
         for record in reader:
             rows.append((reader.line_num, dict(record), ""))
     else:
@@ -105,6 +132,7 @@ def _collect(rows: list[tuple[int, dict[str, object] | None, str]]) -> UrlList:
         if why:
             out.problems.append(f"line {number}: {why}")
             continue
+        url = _lower_scheme(url)
         if url in seen:
             out.repeats += 1
             continue

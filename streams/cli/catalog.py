@@ -9,7 +9,14 @@ import click
 
 
 @click.command()
-@click.option("--port", type=int, default=None, help="HTTP port (default: catalog.port, 6066).")
+# From 1, like catalog.port: other replicas and clients are told this port, so it is never
+# "any free one" (0).
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="HTTP port (default: catalog.port, 6066).",
+)
 @click.option(
     "--store",
     type=click.Choice(["rocksdb", "memory"]),

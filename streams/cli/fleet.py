@@ -310,7 +310,9 @@ def status(image_id: str | None) -> None:
         table.add_row(
             lag.stage, lag.topic, lag.group, str(lag.end), str(lag.committed), str(lag.lag)
         )
-    Console().print(table)
+    # Piped into a file or grep, rich would fold the table to 80 columns and cut the
+    # topic and group names; they are what a reader greps for.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
     def shown(count: TopicCount) -> str:
         return (

@@ -3,6 +3,10 @@
 Each subcommand's module is imported only when that subcommand runs: `pixelfleet worker
 --spec module:attr` must not pay for (or depend on) the image stages, the demo or the dev
 stack, and a passthrough worker then loads no Pillow, numpy or torch at all.
+
+Mistakes a person makes (a broken config file, a fleet never initialised, a broker that is
+down, an unreadable file) end in one `error: ...` line and exit code 1; anything else is a
+bug and keeps its traceback. PIXELFLEET_DEBUG=1 shows the traceback of every error.
 """
 
 from __future__ import annotations
@@ -47,19 +51,24 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            # click's own: usage errors, --help, ctx.exit; Exit and Abort are RuntimeErrors.
+            raise
         except Exception as exc:
-            # Settings that do not validate: said without their values, not as a traceback.
-            from pydantic import ValidationError
+            from streams.cli.problems import debugging, describe
 
-            from streams.cli.problems import settings_problem
-
-            if not isinstance(exc, ValidationError):
+            message = None if debugging() else describe(exc)
+            if message is None:
                 raise
-            click.echo(f"error: {settings_problem(exc)}", err=True)
+            click.echo(f"error: {message}", err=True)
             ctx.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pixelfleet")
 def cli() -> None:
-    """pixelfleet: a fleet of Kafka consumers that turns image events into finished images."""
+    """pixelfleet: a fleet of Kafka consumers that turns image events into finished images.
+
+    A mistake (bad settings, a fleet never initialised, Kafka or S3 down) is one `error:`
+    line and exit code 1; PIXELFLEET_DEBUG=1 shows its traceback.
+    """

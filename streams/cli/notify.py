@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import click
 
-from streams.cli.problems import settings_problem
+from streams.cli.problems import debugging, settings_error
 from streams.config.settings import FleetSettings
 from streams.notify.worker import DeadLetterLostError, NotifySetupError, NotifyWorker
 from streams.observe import logs
@@ -28,7 +28,7 @@ def _fail(message: str) -> NoReturn:
 @click.command()
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Port of /metrics /healthz /readyz (0: none; default: runner.metrics_port, 9400, "
     "or a free port when that one is taken).",
@@ -44,8 +44,12 @@ def notify(metrics_port: int | None) -> None:
     logs.configure()
     try:
         settings = FleetSettings()
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(settings_problem(exc))
+    except Exception as exc:
+        # Said here as the `pixelfleet` group says it, for this command run on its own.
+        message = None if debugging() else settings_error(exc)
+        if message is None:
+            raise
+        _fail(message)
     try:
         worker = NotifyWorker(settings)
     except NotifySetupError as exc:

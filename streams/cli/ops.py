@@ -26,11 +26,12 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def require_fleet(settings: FleetSettings) -> None:
-    """Stop with the fix when the settings name a fleet this cluster does not have."""
+def require_fleet(settings: FleetSettings, topics: list[str] | None = None) -> None:
+    """Stop with the fix when the settings name a fleet this cluster does not have (or
+    not the `topics` a command reads)."""
     from streams.app.preflight import uninitialized
 
-    why = uninitialized(settings)
+    why = uninitialized(settings, topics)
     if why is not None:
         fail(why)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from streams.cli.ops import LIMIT_OPTION, echo_listing, fail, require_fleet, since_time
+from streams.config.topics import Topics
 
 if TYPE_CHECKING:
     from streams.ops.webhook_redrive import WebhookLetterAt
@@ -33,7 +34,7 @@ def webhooks_list(endpoint: str | None, reason: str | None, since: str | None, l
     from streams.ops import webhook_redrive as ops
 
     settings = FleetSettings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).webhooks_dlq])  # notify's alone
     letters, unreadable = ops.read_letters(settings)
     for unknown in _unknown(letters, endpoint, reason):
         click.echo(f"note: {unknown}", err=True)
@@ -97,7 +98,7 @@ def webhooks_redrive(
     from streams.ops.dlq import new_redrive_id
 
     settings = FleetSettings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).webhooks_dlq])  # notify's alone
     letters, _unreadable = ops.read_letters(settings)
     unknown = _unknown(letters, endpoint, reason)
     if unknown:

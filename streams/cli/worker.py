@@ -27,14 +27,34 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+def _once(names: tuple[str, ...], every: list[str]) -> list[str]:
+    """The stages named, each once, in the order first named; `all` stands for `every`.
+
+    Two workers of one stage in one process would share a transactional id, and the second
+    to start fences the first: the process would crash instead of doing twice the work."""
+    chosen: dict[str, None] = {}
+    for name in names:
+        chosen.update(dict.fromkeys(every if name == "all" else [name]))
+    return list(chosen)
+
+
 @click.command()
-@click.option("--stage", "stages", multiple=True, help="A stage to run (repeatable), or `all`.")
 @click.option(
-    "--spec", "specs", multiple=True, help="A custom stage as module:attribute (repeatable)."
+    "--stage",
+    "stages",
+    multiple=True,
+    help="A stage to run (repeatable), or `all`; a stage named twice (or also covered by "
+    "`all`) runs once.",
+)
+@click.option(
+    "--spec",
+    "specs",
+    multiple=True,
+    help="A custom stage as module:attribute (repeatable; a repeated one runs once).",
 )
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Port of /metrics /healthz /readyz (0: none; default: runner.metrics_port, 9400, "
     "or a free port when that one is taken).",
@@ -55,17 +75,22 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
             from streams.app.settings import Settings
 
             full = Settings()
-            for name in stages:
-                names = registry.available(full) if name == "all" else [name]
-                chosen.extend(registry.builtin(s, full) for s in names)
+            # `all` is expanded only when named: it asks the registry what is installed.
+            every = registry.available(full) if "all" in stages else []
+            chosen.extend(registry.builtin(s, full) for s in _once(stages, every))
             settings = full
         else:
             settings = FleetSettings()
-        chosen.extend(load_spec(ref) for ref in specs)
+        chosen.extend(load_spec(ref) for ref in dict.fromkeys(specs))
     except (LookupError, ImportError) as exc:
         _fail(str(exc))
     if not chosen:
         _fail("name a stage with --stage NAME (or --spec module:attribute)")
+    names = [spec.name for spec in chosen]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        # A custom spec may reuse a built-in stage's name (or two refs name one object).
+        _fail(f"stage {', '.join(twice)} is named twice; each stage runs once per process")
     _check_storage(settings)
     if metrics_port is not None:
         runner = settings.runner.model_copy(update={"metrics_port": metrics_port})

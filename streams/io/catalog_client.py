@@ -7,12 +7,24 @@ done again, which deterministic keys make harmless).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 API_KEY_HEADER = "X-API-Key"
+
+# scheme://user:password@ : everything between "//" and the last "@" of the authority.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the user:password@ of every URL in it replaced by ***@.
+
+    A URL may carry its credentials (PIXELFLEET_CATALOG_URL=http://bob:secret@host/), and
+    the messages that name the URL end up in terminals, logs and bug reports."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 class CatalogUnavailableError(Exception):
@@ -37,10 +49,13 @@ class CatalogClient:
         try:
             answer = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise CatalogUnavailableError(f"{self._http.base_url}: {exc}") from exc
+            # The exception's own text may quote the URL too.
+            raise CatalogUnavailableError(redact_url(f"{self._http.base_url}: {exc}")) from exc
         if answer.status_code in (401, 403) or answer.status_code >= 500:
             raise CatalogUnavailableError(
-                f"{self._http.base_url}{path}: HTTP {answer.status_code} {answer.text[:200]}"
+                redact_url(
+                    f"{self._http.base_url}{path}: HTTP {answer.status_code} {answer.text[:200]}"
+                )
             )
         return answer
 

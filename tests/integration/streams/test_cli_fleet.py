@@ -126,6 +126,8 @@ def test_submit_wait_then_status(
     overview = _cli(fleet, "status")
     assert overview.returncode == 0, overview.stderr
     assert "completed: 5   dead letters: 0" in overview.stdout
+    # Piped, the table keeps whole names (rich folded it to 80 columns and cut them).
+    assert f"{fleet.topic_prefix}.ingest" in overview.stdout
 
     record = _cli(fleet, "status", ids[0])
     assert record.returncode == 0, record.stderr

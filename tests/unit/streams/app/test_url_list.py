@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from streams.app.url_list import read_url_list, url_image_id
@@ -67,3 +68,45 @@ def test_the_same_url_is_the_same_image() -> None:
     assert url_image_id(url) == url_image_id(url)
     assert url_image_id(url).startswith("url-") and len(url_image_id(url)) == 44
     assert url_image_id(url) != url_image_id(url + "?v=2")
+
+
+def test_csv_after_blank_lines_keeps_its_rows_and_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("\n   \r\nurl,title\nhttps://cdn.shop.test/1.jpg,One\n,no url\n")
+    read = read_url_list(path)
+    assert [(i.line, i.url, i.hints.title) for i in read.items] == [
+        (4, "https://cdn.shop.test/1.jpg", "One")
+    ]
+    assert read.problems == ["line 5: no url"]
+
+
+def test_a_latin1_file_is_one_problem_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes("url,title\nhttps://cdn.shop.test/1.jpg,Café\n".encode("latin-1"))
+    read = read_url_list(path)
+    assert read.items == []
+    # "url,title\n" is 10 bytes, the URL and comma 28, "Caf" 3: é is at offset 41.
+    assert read.problems == ["line 2: not UTF-8 at byte 41; save the file as UTF-8"]
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_url(tmp_path: Path) -> None:
+    path = tmp_path / "urls.txt"
+    path.write_bytes("\ufeffhttps://cdn.shop.test/é.jpg\n".encode())
+    read = read_url_list(path)
+    assert [i.url for i in read.items] == ["https://cdn.shop.test/é.jpg"]
+
+
+def test_an_upper_case_scheme_is_lowered_and_the_rest_kept(tmp_path: Path) -> None:
+    path = tmp_path / "urls.txt"
+    path.write_text(
+        "HTTPS://CDN.shop.test/Rings/Gold.JPG?Size=L\n"
+        "Http://img.test/A.webp\n"
+        "https://CDN.shop.test/Rings/Gold.JPG?Size=L\n"
+    )
+    read = read_url_list(path)
+    assert [i.url for i in read.items] == [
+        "https://CDN.shop.test/Rings/Gold.JPG?Size=L",
+        "http://img.test/A.webp",
+    ]
+    assert read.repeats == 1  # the same URL once its scheme is lowered
+    assert all(re.match(r"^https?://", i.url) for i in read.items)  # the event's pattern
