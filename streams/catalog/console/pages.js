@@ -254,8 +254,10 @@ Console.pages.image = (main, where) => {
   const holder = el("div");
   main.append(el("h1", {}, "Image ", el("span", { class: "id", text: id })), holder);
   let last = null;
+  let renew = null; // redraws with fresh presigned links before the shown ones expire
+  let left = false;
   const opened = Date.now();
-  const stop = poll(async () => {
+  const round = async () => {
     let record;
     try {
       record = await api(`/v1/images/${encodeURIComponent(id)}`);
@@ -289,9 +291,19 @@ Console.pages.image = (main, where) => {
     // Only a drawn state counts as seen: a round whose lookups failed is drawn next time.
     last = signature;
     announce(`Image ${record.status}`);
+    // A finished image is no longer polled, so its links would outlive their signatures
+    // (catalog.presign_expiry_s): it is drawn again, with new ones, a little before.
+    const lives = variants.variants.map((v) => v.expires_in_s).filter(Number.isFinite);
+    clearTimeout(renew);
+    const again = () => {
+      last = null;
+      round().catch(() => { if (!left) renew = setTimeout(again, 30000); });
+    };
+    if (lives.length && !left) renew = setTimeout(again, Math.min(...lives) * 900);
     if (FINAL.has(record.status) && Date.now() > Console.watchUntil) stop();
-  }, 2000);
-  return stop;
+  };
+  const stop = poll(round, 2000);
+  return () => { left = true; clearTimeout(renew); stop(); };
 };
 
 function render(holder, record, variants, near, original) {
