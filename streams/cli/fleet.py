@@ -99,6 +99,11 @@ def submit(
     if image_id and len(files) + len(objects) + len(urls.items) != 1:
         err.print("error: --image-id names one image; several were given")
         sys.exit(1)
+    if image_id and not files:
+        # An object's id comes from its key and a URL's from the URL (the same URL is the
+        # same image): neither takes one, and ignoring it silently would mislead.
+        err.print("error: --image-id names an uploaded file; s3:// objects and URLs get theirs")
+        sys.exit(1)
     if not files and not objects and not urls.items:
         err.print("error: nothing to submit")
         sys.exit(1)
