@@ -85,6 +85,10 @@ class FleetView:
         # One thread per stage: lookups stuck on a silent broker wait here, not in the loop's
         # default executor that the submissions share.
         self._lag_threads = cf.ThreadPoolExecutor(len(STAGES), thread_name_prefix="fleet-lag")
+        # The lookup of each stage still under way: a later page waits on it rather than
+        # queue another behind it (a silent broker would grow the queue by six a minute,
+        # and the lag column would stay empty long after the broker came back).
+        self._asking: dict[str, asyncio.Future[int | None]] = {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -115,9 +119,11 @@ class FleetView:
 
     async def _lags(self) -> dict[str, int | None]:
         loop = asyncio.get_running_loop()
-        asked = {
-            stage: loop.run_in_executor(self._lag_threads, self._lag, stage) for stage in STAGES
-        }
+        for stage in STAGES:
+            running = self._asking.get(stage)
+            if running is None or running.done():
+                self._asking[stage] = loop.run_in_executor(self._lag_threads, self._lag, stage)
+        asked = dict(self._asking)
         await asyncio.wait(asked.values(), timeout=LAG_TIMEOUT_S)
         found: dict[str, int | None] = {}
         for stage, future in asked.items():

@@ -154,3 +154,45 @@ def test_a_silent_broker_costs_the_page_its_lag_column_not_a_minute(
     assert lags == {s: None if s in ("enhance", "compress") else 3 for s in STAGES}
     assert took < 2.0, took  # the two stuck lookups ran side by side, cut at 0.3 s
     assert again is first
+
+
+def test_a_stuck_lookup_is_waited_on_again_not_queued_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each page used to queue six new lookups behind the stuck ones: once the broker
+    answered again, the lag column stayed empty until the queue had drained."""
+    release = threading.Event()
+    asked: list[str] = []
+
+    class _Lag:
+        lag = 5
+
+    def stuck_lag(_settings: FleetSettings, stage: str, _topic: str, _group: str) -> _Lag:
+        asked.append(stage)
+        if stage == "restore":
+            release.wait(10)
+        return _Lag()
+
+    monkeypatch.setattr(fleet_module, "group_lag", stuck_lag)
+    monkeypatch.setattr(fleet_module, "LAG_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(fleet_module, "MISSING_CACHE_S", 0.0)
+
+    async def run() -> list[dict[str, Any]]:
+        view = FleetView(FleetSettings(), None)
+        try:
+            pages = [await view.stages() for _ in range(4)]  # the broker still silent
+            release.set()
+            await asyncio.sleep(0.1)
+            pages.append(await view.stages())
+        finally:
+            release.set()
+            await view.close()
+        return pages
+
+    pages = asyncio.run(run())
+    # One stuck lookup, waited on by the four pages, then one fresh once it had answered
+    # (it was five: each page started another, stuck behind the same silent broker).
+    assert asked.count("restore") == 2
+    assert [next(r["lag"] for r in p["stages"] if r["stage"] == "restore") for p in pages] == [
+        None, None, None, None, 5,
+    ]  # fmt: skip
