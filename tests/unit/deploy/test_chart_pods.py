@@ -311,3 +311,23 @@ def test_devstack_doc_asks_for_the_go_the_minio_build_needs() -> None:
     text = (ROOT / "docs" / "devstack.md").read_text()
     assert f"Go {needed.group(1)}" in text
     assert "Go 1.21+ must" not in text
+
+
+# -- the process pool --------------------------------------------------------------------
+
+
+def test_the_pool_is_sized_by_the_cpu_request_unless_configured() -> None:
+    """Without a CPU limit the container sees the node's cores: 64 processes on a 64-core
+    node for a pod that asked for half a CPU. The request (rounded up) sizes it instead."""
+    field = {"containerName": "worker", "resource": "requests.cpu", "divisor": "1"}
+    for name in ("validate", "compress"):
+        stage = one(manifests(None), "Deployment", f"t-pixelfleet-{name}")
+        assert _env(main_container(stage))["PIXELFLEET_RUNNER_POOL_WORKERS"] == {
+            "resourceFieldRef": field
+        }
+    configured = one(
+        manifests(None, "--set", "config.runner.pool_workers=3"),
+        "Deployment",
+        "t-pixelfleet-validate",
+    )
+    assert "PIXELFLEET_RUNNER_POOL_WORKERS" not in _env(main_container(configured))
