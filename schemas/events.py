@@ -70,7 +70,10 @@ class Hints(Struct, frozen=True, kw_only=True):
 class Request(Struct, frozen=True, kw_only=True):
     """Optional per-image overrides of the fleet's configuration."""
 
-    profile: Profile | None = None
+    # One of `Profile`, checked where a request is made (Submitter, the catalog, the CLI),
+    # not here: records stored before that check may hold another name, and must still
+    # decode.
+    profile: str | None = None
     variants: list[str] | None = None
     formats: list[str] | None = None
     restore: RestoreMode = "auto"

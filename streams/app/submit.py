@@ -7,6 +7,7 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 from confluent_kafka import KafkaError, Message, Producer
@@ -18,6 +19,7 @@ from schemas.events import (
     Hints,
     ImageSubmitted,
     ObjectRef,
+    Profile,
     Request,
     Source,
     decoder,
@@ -37,6 +39,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # event of this size leaves them ample room.
 SUBMISSION_MAX_BYTES = 64 * 1024
 _submitted = decoder(ImageSubmitted)
+PROFILES: tuple[str, ...] = get_args(Profile)
+
+
+class EventTooLargeError(ValueError):
+    """The event would be over SUBMISSION_MAX_BYTES (its other ValueErrors: unreadable)."""
 
 
 def content_image_id(data: bytes) -> str:
@@ -111,8 +118,14 @@ class Submitter:
             raise ValueError(
                 f"{event.image_id!r}: the fleet could not read this event: {exc}"
             ) from None
-        if len(value) > SUBMISSION_MAX_BYTES:
+        profile = event.request.profile
+        if profile is not None and profile not in PROFILES:
             raise ValueError(
+                f"{event.image_id!r}: no enhancement profile {profile!r} "
+                f"(one of {', '.join(PROFILES)})"
+            )
+        if len(value) > SUBMISSION_MAX_BYTES:
+            raise EventTooLargeError(
                 f"{event.image_id}: the submission would be {len(value):,} bytes; hints and "
                 f"request may take {SUBMISSION_MAX_BYTES:,} bytes in all"
             )

@@ -21,7 +21,7 @@ from minio.error import MinioException
 from processors.sniff import sniff
 from schemas.events import Hints, Request
 from streams.app.settings import Settings
-from streams.app.submit import Submitter, content_image_id
+from streams.app.submit import EventTooLargeError, Submitter, content_image_id
 from streams.catalog.index import CatalogIndex
 from streams.stages.fingerprint import fingerprint
 
@@ -55,6 +55,14 @@ def _problem(status: int, code: str, message: str) -> Outcome:
 # What Kafka or S3 trouble raises while an upload is stored and its event published.
 _UNAVAILABLE = (RuntimeError, OSError, KafkaException, MinioException, urllib3.exceptions.HTTPError)
 FLUSH_TIMEOUT_S = 10.0
+
+
+def _refused(exc: ValueError) -> Outcome:
+    """An event Submitter refused before anything was stored: too large, or one the fleet
+    could not read (an unknown profile)."""
+    if isinstance(exc, EventTooLargeError):
+        return _problem(413, "too_large", str(exc))
+    return _problem(422, "bad_request", str(exc))
 
 
 def _unavailable(exc: BaseException) -> Outcome:
@@ -172,7 +180,7 @@ class Submissions:
             )
             self.submitter.flush(FLUSH_TIMEOUT_S)
         except ValueError as exc:  # checked before anything is stored
-            return _problem(413, "too_large", str(exc))
+            return _refused(exc)
         except _UNAVAILABLE as exc:
             return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id, extra={"sha256": sha})
@@ -192,7 +200,7 @@ class Submissions:
             event = self.submitter.submit_url(url, hints=hints, request=request)
             self.submitter.flush(FLUSH_TIMEOUT_S)
         except ValueError as exc:
-            return _problem(413, "too_large", str(exc))
+            return _refused(exc)
         except _UNAVAILABLE as exc:
             return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id)

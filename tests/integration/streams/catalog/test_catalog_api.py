@@ -132,6 +132,10 @@ def test_bulky_hints_and_odd_inputs_are_refused_before_anything_is_stored(
         ):
             assert (answer.status_code, answer.json()["error"]) == (413, "too_large"), answer.text
             assert "65,536 bytes" in answer.json()["message"]
+        glow = {"url": "https://a/c.jpg", "request": {"profile": "glow"}}
+        mistyped = http.post("/v1/images", headers=HEADERS, json=glow)
+        assert (mistyped.status_code, mistyped.json()["error"]) == (422, "bad_request")
+        assert "no enhancement profile 'glow'" in mistyped.json()["message"]
         unknown_charset = http.post(
             "/v1/images",
             headers=HEADERS,

@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from confluent_kafka import Producer
 
-from schemas.events import Hints
+from schemas.events import Hints, ImageRecord, Request, decoder, encode
 from streams.app.submit import Submitter, object_file_name, safe_image_id
 from streams.config.settings import FleetSettings
 
@@ -102,3 +102,17 @@ def test_an_event_the_fleet_could_not_read_is_refused_before_anything_is_stored(
     with pytest.raises(ValueError, match="could not read this event"):
         submitter.submit_url("HTTPS://images.example/d.jpg")  # the schema wants http(s)://
     assert (store.put, producer.pending) == ([], [])
+
+
+def test_an_unknown_profile_is_refused_but_a_stored_record_with_one_still_decodes() -> None:
+    producer = _Producer()
+    submitter = Submitter(FleetSettings(), producer=cast(Producer, producer), s3=cast(Any, None))
+    with pytest.raises(ValueError, match="no enhancement profile 'Product'"):
+        submitter.submit_url("https://images.example/e.jpg", request=Request(profile="Product"))
+    assert producer.pending == []
+    # A record written before the check (its image rejected at enhance) must still read.
+    old = ImageRecord(
+        image_id="img-old", status="rejected", updated_at="2026-01-01T00:00:00.000Z",
+        request=Request(profile="Product"),
+    )  # fmt: skip
+    assert decoder(ImageRecord).decode(encode(old)).request == Request(profile="Product")
