@@ -23,7 +23,7 @@ from processors import exif
 from processors.errors import InputRejectedError
 from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
 from processors.structure import jpeg_padding, png_chunks
-from processors.tiff_layout import tiff_layout
+from processors.tiff_layout import undecodable_layout
 
 _SRGB = ImageCms.createProfile("sRGB")
 # Pillow names the file object in "cannot identify image file <_io.BytesIO object at 0x...>":
@@ -112,7 +112,7 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
             # damage in them.
             if true_format == "JXL":
                 raise InputRejectedError("corrupt", f"JXL cannot be decoded: {exc}") from exc
-            layout = tiff_layout(data) if true_format == "TIFF" else None
+            layout = undecodable_layout(data) if true_format == "TIFF" else None
             if layout is not None:
                 raise InputRejectedError(
                     "unsupported_layout",

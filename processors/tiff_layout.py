@@ -8,7 +8,10 @@ and what to save the image as.
 
 from __future__ import annotations
 
+import io
 import struct
+
+from PIL import TiffImagePlugin
 
 _BITS, _PHOTOMETRIC, _SAMPLES, _SAMPLE_FORMAT = 258, 262, 277, 339
 _WANTED = frozenset({_BITS, _PHOTOMETRIC, _SAMPLES, _SAMPLE_FORMAT})
@@ -75,3 +78,17 @@ def tiff_layout(data: bytes) -> str | None:
     depth = "/".join(str(b) for b in bits)
     plural = "s" if samples != 1 else ""
     return f"{samples} sample{plural} of {depth}-bit {sample_format}, {space}"
+
+
+def undecodable_layout(data: bytes) -> str | None:
+    """The layout in words when the TIFF is whole but Pillow has no mode for its pixels;
+    None when the failure is something else (a damaged or missing tag). Pillow's own
+    reading of the header decides, so the two never disagree about what it decodes."""
+    try:
+        TiffImagePlugin.TiffImageFile(io.BytesIO(data))
+    except SyntaxError as exc:
+        if str(exc) == "unknown pixel mode":
+            return tiff_layout(data)
+    except Exception:  # any other failure is damage, said as such by the caller
+        return None
+    return None

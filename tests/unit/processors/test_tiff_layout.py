@@ -61,3 +61,17 @@ def test_a_tiff_with_a_broken_directory_is_still_a_damaged_header() -> None:
     with pytest.raises(InputRejectedError) as refused:
         validate(broken, S)
     assert refused.value.reason_class != "unsupported_layout"
+
+
+def test_an_ordinary_tiff_missing_a_tag_is_damage_not_a_layout() -> None:
+    """An 8-bit RGB TIFF without its ImageWidth: Pillow has a mode for its pixels, so
+    telling the user to save it as 8-bit RGB would be wrong."""
+    data = bytearray(_tiff(np.zeros((16, 16, 3), np.uint8), photometric="rgb"))
+    ifd = int.from_bytes(data[4:8], "little")
+    for index in range(int.from_bytes(data[ifd : ifd + 2], "little")):
+        at = ifd + 2 + 12 * index
+        if int.from_bytes(data[at : at + 2], "little") == 256:  # ImageWidth
+            data[at : at + 2] = (65000).to_bytes(2, "little")  # a private tag instead
+    with pytest.raises(InputRejectedError) as refused:
+        validate(bytes(data) + b"\0" * 1024, S)
+    assert refused.value.reason_class == "corrupt_header"
