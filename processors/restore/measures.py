@@ -254,6 +254,21 @@ def upscale_noise(
     when the result is scaled back down. None when nothing can be measured."""
     bicubic: list[list[NDArray[np.int16]]] = [[], [], []]
     mine: list[list[NDArray[np.int16]]] = [[], [], []]
+    for reference, scaled in _upscaled_windows(image, result, scale, cap):
+        for into, found in (
+            (bicubic, _channel_values(reference, reference, cap)),
+            (mine, _channel_values(scaled, reference, cap)),
+        ):
+            for channel, values in zip(into, found, strict=True):
+                channel.extend(values)
+    levels = (_median_sigma(bicubic), _median_sigma(mine))
+    return None if levels[0] is None or levels[1] is None else (levels[0], levels[1])
+
+
+def _upscaled_windows(
+    image: Image.Image, result: Image.Image, scale: int, cap: int
+) -> Iterator[tuple[Image.Image, Image.Image]]:
+    """Per sample box of the input: its bicubic upscale and the same part of the result."""
     # Resized as RGB, as the model saw it (PIL would premultiply an RGBA image's alpha).
     rgb = image.convert("RGB")
     alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
@@ -263,15 +278,41 @@ def upscale_noise(
         reference = rgb.resize(size, _BICUBIC, box=box)
         if alpha is not None:
             reference.putalpha(alpha.resize(size, _BICUBIC, box=box))
-        scaled = result.crop((left * scale, top * scale, right * scale, bottom * scale))
-        for into, found in (
-            (bicubic, _channel_values(reference, reference, cap)),
-            (mine, _channel_values(scaled, reference, cap)),
-        ):
-            for channel, values in zip(into, found, strict=True):
-                channel.extend(values)
-    levels = (_median_sigma(bicubic), _median_sigma(mine))
-    return None if levels[0] is None or levels[1] is None else (levels[0], levels[1])
+        yield reference, result.crop((left * scale, top * scale, right * scale, bottom * scale))
+
+
+def _flat_sums(reference: Image.Image, result: Image.Image) -> tuple[int, int]:
+    """(sum of |luminance change|, pixels) over the reference's opaque, exactly flat areas."""
+    if min(reference.size) < 3:
+        return 0, 0
+    flat = _near_flat(np.asarray(reference.convert("RGB")))[1:-1, 1:-1]
+    opaque = _opaque(reference)
+    if opaque is not None:
+        flat &= opaque
+    if not flat.any():
+        return 0, 0
+    before = np.asarray(reference.convert("L"), np.int16)[1:-1, 1:-1]
+    after = np.asarray(result.convert("L"), np.int16)[1:-1, 1:-1]
+    return int(np.abs(after - before)[flat].sum(dtype=np.int64)), int(flat.sum())
+
+
+def flat_change(
+    image: Image.Image, result: Image.Image, scale: int = 1, cap: int = SAMPLE_PIXELS
+) -> float | None:
+    """Mean |luminance change| (grey levels) over the flat areas the noise measures leave
+    out: a canvas, margins, bars, where a restorer has nothing to do. (An upscaler's result
+    is compared with a bicubic upscale.) None when the image has no such area."""
+    if scale == 1:
+        pairs: Iterator[tuple[Image.Image, Image.Image]] = (
+            (image.crop(box), result.crop(box)) for box in sample_boxes(*image.size, cap)
+        )
+    else:
+        pairs = _upscaled_windows(image, result, scale, cap)
+    total, count = 0, 0
+    for reference, changed in pairs:
+        part, pixels = _flat_sums(reference, changed)
+        total, count = total + part, count + pixels
+    return total / count if count else None
 
 
 def consistency_db(

@@ -99,6 +99,11 @@ def decide(
     return name, f"resolution score {score:g}"
 
 
+# Mean |change| a result may make to flat areas, grey levels: the shipped denoiser moves a
+# white or black canvas by 0.1 and a mid-grey one by 1.2; grain of sigma 4 moves it by 3.2.
+FLAT_CHANGE_MAX = 3.0
+
+
 def overlap_for(model: str, settings: RestoreSettings, radius: int | None = None) -> int:
     """Context around each tile: the configured overlap, but never less than the model's
     receptive radius where that is known, or tiles would differ from the whole image."""
@@ -221,9 +226,17 @@ def not_better(
     """
     if not settings.never_worse:
         return None
+    scale = 1 if task == "denoise" else max(1, round(result.width / image.width))
+    # The noise measures leave flat areas out (a canvas, margins); a result must leave
+    # them as they were, or its grain there would pass unseen.
+    changed = measures.flat_change(image, result, scale)
+    if changed is not None and changed > FLAT_CHANGE_MAX:
+        return (
+            f"it changed the flat areas (a canvas or margins) by {changed:.3g} grey levels on "
+            f"average, over {FLAT_CHANGE_MAX:g}; the input is kept"
+        )
     if task == "denoise":
         return _not_denoised(image, result, noises, settings)
-    scale = max(1, round(result.width / image.width))
     # An input too thin to measure (under 3 px) has no noise level to compare with: no
     # rise is claimed, only the consistency below.
     own = measures.channel_sigma(image)
