@@ -29,6 +29,7 @@ from streams.app.url_list import url_image_id
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.io import clients
+from streams.io.failures import OperationError
 from streams.runner.records import CORRELATION_HEADER, SCHEMA_HEADER, now_iso
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -246,9 +247,11 @@ class Submitter:
     def flush(self, timeout_s: float = 60) -> None:
         left = self.producer.flush(timeout_s)
         if left:
-            raise RuntimeError(f"{left} events were not acknowledged by Kafka in {timeout_s:.0f} s")
+            raise OperationError(
+                f"{left} events were not acknowledged by Kafka in {timeout_s:.0f} s"
+            )
         # Reported once, then forgotten: a long-lived submitter (the catalog's) must not
         # fail every later flush for one delivery that failed before.
         failed, self.errors = self.errors, []
         if failed:
-            raise RuntimeError(f"{len(failed)} events failed: {failed[:3]}")
+            raise OperationError(f"{len(failed)} events failed: {failed[:3]}")

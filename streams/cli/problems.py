@@ -51,7 +51,8 @@ def describe(exc: Exception) -> str | None:
 def settings_error(exc: Exception) -> str | None:
     """A settings error in one line (a model that does not validate: one line per field),
     or None when `exc` did not come from reading the settings."""
-    if isinstance(exc, ValidationError):
+    # Only the settings' own models: another model's ValidationError is a bug.
+    if isinstance(exc, ValidationError) and exc.title.endswith("Settings"):
         return settings_problem(exc)
     env_error = _type("pydantic_settings", "SettingsError")
     if env_error and isinstance(exc, env_error):
@@ -160,14 +161,13 @@ def _runtime_error(exc: Exception) -> str | None:
     catalog = _type("streams.io.catalog_client", "CatalogUnavailableError")
     if catalog and isinstance(exc, catalog):
         return f"the catalog did not answer: {exc}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"a file is not UTF-8 (at byte {exc.start}); save it as UTF-8"
     if isinstance(exc, OSError):
         said = exc.strerror or _first_line(str(exc)) or type(exc).__name__
         return f"{exc.filename}: {said}" if exc.filename else said
-    if isinstance(exc, RuntimeError) and not isinstance(exc, NotImplementedError | RecursionError):
+    told = _type("streams.io.failures", "OperationError")
+    if told and isinstance(exc, told):
         return _first_line(str(exc)) or type(exc).__name__
-    return None
+    return None  # any other RuntimeError, UnicodeError, ...: a bug, with its traceback
 
 
 def _kafka_problem(exc: Exception) -> str:

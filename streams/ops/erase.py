@@ -29,6 +29,7 @@ from schemas.events import ImageRecord
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.io import clients
+from streams.io.failures import OperationError
 from streams.ops import ledger
 from streams.ops.objects import ObjectFinder, StoredObject
 from streams.runner.records import OutMessage, now_iso
@@ -194,6 +195,6 @@ class Eraser:
                 errors = list(self.s3.remove_objects(bucket, batch))
                 if errors:
                     shown = "; ".join(f"{e.name}: {e.code}" for e in errors[:3])
-                    raise RuntimeError(
+                    raise OperationError(
                         f"could not delete {len(errors)} object(s) of {bucket}: {shown}"
                     )

@@ -28,6 +28,7 @@ from processors.webhooks import EventType, WebhookEvent
 from streams.config.notify import WebhookSubscription
 from streams.config.settings import FleetSettings
 from streams.io import clients
+from streams.io.failures import OperationError
 from streams.io.safe_http import FetchError, SafeFetcher
 from streams.io.topic_reader import topic_messages
 from streams.notify.worker import build_fetcher, webhooks_dlq
@@ -41,7 +42,7 @@ FAILURES_BEFORE_SKIP = 3
 MARK_FLUSH_S = 10.0
 
 
-class MarkLostError(RuntimeError):
+class MarkLostError(OperationError):
     """A delivered letter's mark did not reach Kafka: the redrive stops there."""
 
 

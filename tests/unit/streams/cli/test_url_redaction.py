@@ -13,6 +13,7 @@ from streams.app.known_content import already_done
 from streams.app.settings import Settings
 from streams.cli import main
 from streams.io.catalog_client import CatalogClient, CatalogUnavailableError, redact_url
+from streams.io.failures import OperationError
 
 # Nothing listens on port 1 of the loopback: every call is refused at once.
 CLOSED = "http://bob:hunter2@127.0.0.1:1/"
@@ -53,7 +54,7 @@ def test_status_warns_without_the_password(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PIXELFLEET_CATALOG_CLIENT_TIMEOUT_S", "0.5")
 
     def no_kafka(*_args: object, **_kwargs: object) -> object:
-        raise RuntimeError("stop here: no Kafka in unit tests")
+        raise OperationError("stop here: no Kafka in unit tests")
 
     # After the catalog fails, status reads the topic: stopped before a Kafka client is made
     # (one would try to reach a broker, and wait for it when closed).
