@@ -283,7 +283,7 @@ def test_keys_from_values_and_from_existing_secrets() -> None:
         (["catalog.store=sqlite"], "catalog/store"),
         (["catalog.nearDup.policy=drop"], "catalog/nearDup/policy"),
         (["catalog.clientStages={ingest}"], "catalog/clientStages"),
-        (["catalog.publicS3Endpoint=https://s3.example.com"], "publicS3Endpoint"),
+        (["catalog.publicS3Endpoint=https://s3.example.com/bucket"], "publicS3Endpoint"),
     ],
 )
 def test_bad_catalog_values_fail_at_render(flags: list[str], message: str) -> None:
@@ -303,3 +303,12 @@ def test_replicas_do_not_outnumber_the_partitions(values: Path | None) -> None:
     config = yaml.safe_load(one(docs, "ConfigMap", "t-pixelfleet-config")["data"]["config.yaml"])
     partitions = config.get("topics", {}).get("partitions", Settings().topics.partitions)
     assert one(docs, "StatefulSet", "t-pixelfleet-catalog")["spec"]["replicas"] <= partitions
+
+
+def test_a_public_s3_endpoint_may_name_https_and_reaches_the_catalog() -> None:
+    """S3 behind TLS for clients while the fleet talks plain http inside: the settings
+    take the scheme (streams.config.settings), so the chart must let it through."""
+    docs = manifests(None, "--set", "catalog.publicS3Endpoint=https://images.shop.test")
+    catalog = one(docs, "StatefulSet", "t-pixelfleet-catalog")
+    env = {e["name"]: e.get("value") for e in main_container(catalog)["env"]}
+    assert env["PIXELFLEET_CATALOG_PUBLIC_S3_ENDPOINT"] == "https://images.shop.test"

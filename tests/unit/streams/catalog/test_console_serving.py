@@ -129,6 +129,7 @@ def test_the_list_answers_pages_with_presigned_thumbnails_and_a_cursor() -> None
             "cursor=-1",
             "cursor=3",
             f"cursor={epoch}.0",
+            f"cursor={epoch}.%C2%B2",  # a superscript two: a digit to str.isdigit, not to int
             "limit=201",
         ):
             assert (await client.get(f"/v1/images?{bad}", headers=headers)).status == 400, bad
