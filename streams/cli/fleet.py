@@ -292,7 +292,9 @@ def status(image_id: str | None) -> None:
                 sys.exit(1)
             click.echo(json.dumps(json.loads(raw), indent=2))
             return
-    require_fleet(settings)  # the topics are read from here on: a typo must not read empty
+    # The topics are read from here on: a typo must not read as an empty fleet.
+    t = Topics(settings.topic_prefix)
+    require_fleet(settings, [t.metadata] if image_id else [t.ingest, t.dlq, t.done])
     if image_id:
         found = image_record(settings, clients.admin(settings.kafka), image_id)
         if not found.complete:

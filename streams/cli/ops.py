@@ -15,7 +15,7 @@ from typing import NoReturn, TypeVar
 import click
 
 from streams.config.settings import FleetSettings
-from streams.config.topics import STAGES
+from streams.config.topics import STAGES, Topics
 from streams.ops.selection import LetterAt, counts_by_reason, parse_since
 
 T = TypeVar("T")
@@ -83,7 +83,7 @@ def dlq_list(stage: str | None, reason: str | None, since: str | None, limit: in
     from streams.ops.selection import select_letters
 
     settings = Settings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).dlq])
     letters, unreadable = ops_dlq.read_letters(settings)
     unknown = _unknown_reason(letters, reason)
     if unknown:
@@ -171,7 +171,7 @@ def dlq_redrive(
     from streams.ops.selection import select_letters
 
     settings = Settings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).dlq])
     letters, _unreadable = ops_dlq.read_letters(settings)
     unknown = _unknown_reason(letters, reason)
     if unknown:
@@ -221,7 +221,7 @@ def delete(image_ids: tuple[str, ...], dry_run: bool, force: bool) -> None:
     from streams.ops.erase import Eraser
 
     settings = Settings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).metadata])
     eraser = Eraser(settings)
     try:
         records = latest_records(settings, strict=True)
@@ -281,7 +281,7 @@ def cleanup(
     except ValueError as exc:
         fail(str(exc))
     settings = Settings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).metadata])
     eraser = Eraser(settings, batch_images=batch)
     try:
         records = latest_records(settings, strict=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from streams.cli.ops import fail, require_fleet, since_time
+from streams.config.topics import Topics
 from streams.ops.selection import FINISHED
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def replay(
     except ValueError as exc:
         fail(str(exc))
     settings = Settings()
-    require_fleet(settings)
+    require_fleet(settings, [Topics(settings.topic_prefix).metadata])
     records = latest_records(settings, strict=True)
     chosen = select_records(records, where=wanted, since=since_time(since), finished_only=True)
     if image_ids:
