@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import torch
+
 from processors import intermediate
 from processors.restore.engine import Engine, pick_device, radii
 from processors.restore.models import ModelError, load_model
@@ -12,6 +14,7 @@ from processors.restore.restore import restore
 from processors.restore.settings import RestoreSettings
 from schemas.events import Envelope
 from streams.observe import metrics
+from streams.runner.cpus import usable_cpus
 from streams.runner.stage import (
     BlobWrite,
     PermanentError,
@@ -41,6 +44,10 @@ class RestoreService:
     def start(cls, settings: RestoreSettings) -> RestoreService:
         try:
             device = pick_device(settings.device)
+            if device.type == "cpu":
+                # torch starts a thread per core of the node; the container may use fewer
+                # (its cgroup quota), and more threads than CPUs only contend.
+                torch.set_num_threads(usable_cpus())
             names = dict.fromkeys((settings.denoise_model, *settings.upscale_models))
             engines = {
                 name: Engine(

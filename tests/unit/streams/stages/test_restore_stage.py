@@ -158,3 +158,17 @@ def test_a_model_that_fails_its_warm_up_stops_the_worker_with_a_message(
     monkeypatch.setattr(Engine, "warm_up", mismatched)
     with pytest.raises(StageSetupError, match=r"model 'dn' failed its warm-up batch on cpu: "):
         restore_stage.RestoreService.start(small_settings(tmp_path))
+
+
+def test_on_the_cpu_torch_uses_the_cpus_the_container_may_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch starts a thread per core of the node; a pod's quota may allow fewer."""
+    before = torch.get_num_threads()
+    monkeypatch.setattr(restore_stage, "usable_cpus", lambda: 1)
+    try:
+        service = restore_stage.RestoreService.start(small_settings(tmp_path))
+        assert service.device == "cpu" and torch.get_num_threads() == 1
+        service.batcher.close()
+    finally:
+        torch.set_num_threads(before)
