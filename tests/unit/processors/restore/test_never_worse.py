@@ -282,3 +282,22 @@ def test_grain_added_to_a_flat_canvas_is_seen(task: str) -> None:
     assert reason is not None and "flat areas" in reason
     clean = Image.fromarray(pixels.astype(np.uint8))
     assert "flat areas" not in (not_better(canvas, clean, task, (9.8, 0.35), settings) or "")
+
+
+def test_a_perfect_denoise_of_a_photo_with_small_clipped_highlights_is_kept() -> None:
+    """Blown-out spots are flat, and the ring around them is picture: a denoiser that
+    returns the clean image changed that ring by the noise level (4.7 grey levels at sigma
+    25 with 8 px spots), and the flat-area check counted it."""
+    light = np.asarray(photo("coffee").resize((384, 384)), np.float64).copy()
+    for y in range(20, 384, 48):
+        for x in range(20, 384, 48):
+            light[y : y + 8, x : x + 8] = 400.0  # small highlights, brighter than white
+    pixels = light + np.random.default_rng(4).normal(0, 25, light.shape)
+    noisy_image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    clean_image = Image.fromarray(np.clip(light, 0, 255).astype(np.uint8))
+    from processors.restore import measures
+
+    changed = measures.flat_change(noisy_image, clean_image)
+    assert changed is not None and changed < 1.0, changed
+    reason = not_better(noisy_image, clean_image, "denoise", (25.0, 1.0), RestoreSettings())
+    assert "flat areas" not in (reason or "")
