@@ -84,6 +84,11 @@ def undecodable_layout(data: bytes) -> str | None:
     """The layout in words when the TIFF is whole but Pillow has no mode for its pixels;
     None when the failure is something else (a damaged or missing tag). Pillow's own
     reading of the header decides, so the two never disagree about what it decodes."""
+    tags = _tags(data)
+    if tags is None or not {_BITS, _PHOTOMETRIC, _SAMPLES} <= tags.keys():
+        # Pillow fills a missing tag with a default that may name no mode: a file without
+        # its own says nothing of its layout, and is damaged.
+        return None
     try:
         TiffImagePlugin.TiffImageFile(io.BytesIO(data))
     except SyntaxError as exc:

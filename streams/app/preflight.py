@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import urllib3
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
 from minio import Minio
 from minio.error import S3Error
 
@@ -114,30 +112,19 @@ def uninitialized(settings: FleetSettings, wanted: list[str] | None = None) -> s
 
     A mistyped PIXELFLEET_TOPIC_PREFIX reads as a healthy, empty fleet (no topic, no
     records, no dead letters), and a delete planned there erases real objects: the day-two
-    commands ask this first, each for the topics it reads. A topic the listing leaves out
-    may be one the principal may not describe (ACLs): asked about by name, that is said as
-    not authorised, and the command goes on to meet the real answer. `wanted`: the topics
-    the command reads (default: the fleet's ingest, metadata and dead-letter topics).
+    commands ask this first, each for the topics it reads (`wanted`; default: the fleet's
+    ingest, metadata and dead-letter topics). Listing every topic creates none.
     """
     topics = Topics(settings.topic_prefix)
     wanted = wanted or [topics.ingest, topics.metadata, topics.dlq]
-    # Never one created by asking about it, whatever the broker's auto-creation says.
-    admin = clients.admin(settings.kafka, **{"allow.auto.create.topics": False})
-    existing = admin.list_topics(timeout=10).topics
-    missing = [name for name in wanted if name not in existing and not _hidden(admin, name)]
+    # Kafka's Read and Write ACLs imply Describe: a topic this principal can use is in the
+    # listing, and one that is not cannot be used (its command would read it as empty).
+    existing = clients.admin(settings.kafka).list_topics(timeout=10).topics
+    missing = [name for name in wanted if name not in existing]
     if not missing:
         return None
     return (
         f"no topic {', '.join(missing)} on {settings.kafka.bootstrap}: run `pixelfleet init`, "
-        f"or check PIXELFLEET_TOPIC_PREFIX (now {settings.topic_prefix!r})"
+        f"or check PIXELFLEET_TOPIC_PREFIX (now {settings.topic_prefix!r}) and that this "
+        "principal may read it"
     )
-
-
-def _hidden(admin: AdminClient, name: str) -> bool:
-    """Whether the topic exists as far as we can tell but is hidden from our listing."""
-    try:
-        found = admin.list_topics(topic=name, timeout=10).topics.get(name)
-    except KafkaException:
-        return False
-    error = found.error if found is not None else None
-    return error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED

@@ -167,7 +167,7 @@ class ConsoleApi:
         cursor = None
         if cursor_text:
             epoch, _, number = cursor_text.partition(".")
-            if not (number.isascii() and number.isdigit()) or int(number) < 1:
+            if not (number.isascii() and number.isdigit() and len(number) <= 18) or int(number) < 1:
                 return error(400, "bad_query", "cursor is the cursor of a previous page")
             if epoch != self.index.epoch:
                 return error(409, "stale_cursor", STALE_CURSOR)

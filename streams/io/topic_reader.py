@@ -17,6 +17,7 @@ from schemas.events import ImageRecord, decoder
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.io import clients
+from streams.io.failures import OperationError
 from streams.io.partitioner import partition_for
 
 # One consume call: enough records to amortise the call, few enough to stay responsive.
@@ -142,8 +143,9 @@ def count_records(settings: FleetSettings, topic: str, max_offsets: int = 200_00
         consumer.close()
 
 
-class IncompleteReadError(RuntimeError):
-    """A topic was not read to its end in time: what was read may miss records."""
+class IncompleteReadError(OperationError):
+    """A topic was not read to its end in time: what was read may miss records (its
+    message says so, and what to do, to the person who ran the command)."""
 
 
 def topic_messages(

@@ -63,14 +63,18 @@ def test_a_tiff_with_a_broken_directory_is_still_a_damaged_header() -> None:
     assert refused.value.reason_class != "unsupported_layout"
 
 
-def test_an_ordinary_tiff_missing_a_tag_is_damage_not_a_layout() -> None:
-    """An 8-bit RGB TIFF without its ImageWidth: Pillow has a mode for its pixels, so
-    telling the user to save it as 8-bit RGB would be wrong."""
+@pytest.mark.parametrize(
+    "tag",
+    [256, 258, 262, 277],  # ImageWidth, BitsPerSample, Photometric, SamplesPerPixel
+)
+def test_an_ordinary_tiff_missing_a_tag_is_damage_not_a_layout(tag: int) -> None:
+    """An 8-bit RGB TIFF without one of its tags: Pillow's default for it may name no
+    mode, but telling the user to save it as 8-bit RGB would be wrong."""
     data = bytearray(_tiff(np.zeros((16, 16, 3), np.uint8), photometric="rgb"))
     ifd = int.from_bytes(data[4:8], "little")
     for index in range(int.from_bytes(data[ifd : ifd + 2], "little")):
         at = ifd + 2 + 12 * index
-        if int.from_bytes(data[at : at + 2], "little") == 256:  # ImageWidth
+        if int.from_bytes(data[at : at + 2], "little") == tag:
             data[at : at + 2] = (65000).to_bytes(2, "little")  # a private tag instead
     with pytest.raises(InputRejectedError) as refused:
         validate(bytes(data) + b"\0" * 1024, S)

@@ -130,6 +130,7 @@ def test_the_list_answers_pages_with_presigned_thumbnails_and_a_cursor() -> None
             "cursor=3",
             f"cursor={epoch}.0",
             f"cursor={epoch}.%C2%B2",  # a superscript two: a digit to str.isdigit, not to int
+            f"cursor={epoch}.{'9' * 5000}",  # past the digits int() converts
             "limit=201",
         ):
             assert (await client.get(f"/v1/images?{bad}", headers=headers)).status == 400, bad

@@ -16,6 +16,7 @@ from minio.error import S3Error
 from streams.cli import main
 from streams.io.catalog_client import CatalogUnavailableError
 from streams.io.failures import OperationError
+from streams.io.topic_reader import IncompleteReadError
 
 # What the `boom` command raises; each test sets it.
 _raise: list[Callable[[], BaseException]] = []
@@ -109,6 +110,12 @@ def test_an_unreadable_file_is_named() -> None:
 def test_an_operation_error_is_its_message() -> None:
     message = "3 events were not acknowledged by Kafka in 30 s"
     assert _error(lambda: OperationError(message)) == f"error: {message}"
+
+
+def test_a_read_cut_short_is_its_message() -> None:
+    """A strict read that did not reach the topic's end (a slow broker): said, no trace."""
+    cut = "px.metadata was not read to its end in 60 s; nothing was changed: run it again"
+    assert _error(lambda: IncompleteReadError(cut)) == f"error: {cut}"
 
 
 @pytest.mark.parametrize(
