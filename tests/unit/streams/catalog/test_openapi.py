@@ -289,11 +289,13 @@ def test_the_image_record_schema_is_json_schema_that_a_real_record_passes() -> N
 
 
 def test_the_api_key_is_a_header_named_as_the_service_reads_it() -> None:
+    """In X-API-Key, or as Authorization: Bearer (the service reads both): either will do."""
     doc = openapi()
     assert doc["components"]["securitySchemes"] == {
-        "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+        "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+        "bearer": {"type": "http", "scheme": "bearer"},
     }
-    assert doc["security"] == [{"apiKey": []}]
+    assert doc["security"] == [{"apiKey": []}, {"bearer": []}]
     schemes = set(doc["components"]["securitySchemes"])
     for path, method, op in operations(doc):
         for requirement in op.get("security", []):
