@@ -13,8 +13,8 @@ from minio import Minio
 from streams.config.settings import KafkaSettings, S3Settings
 
 
-def admin(kafka: KafkaSettings, **extra: Any) -> AdminClient:
-    return AdminClient({**_base(kafka), **extra})
+def admin(kafka: KafkaSettings) -> AdminClient:
+    return AdminClient(_base(kafka))
 
 
 # The Java client's hash: an image's key lands on the same partition whoever produces it.

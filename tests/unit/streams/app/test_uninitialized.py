@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
@@ -30,7 +29,7 @@ class _Admin:
 
 
 def _with(monkeypatch: pytest.MonkeyPatch, admin: _Admin) -> None:
-    def make(_kafka: object, **_extra: Any) -> _Admin:
+    def make(_kafka: object) -> _Admin:
         return admin
 
     monkeypatch.setattr(preflight.clients, "admin", make)
