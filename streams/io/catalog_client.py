@@ -15,8 +15,15 @@ import httpx
 
 API_KEY_HEADER = "X-API-Key"
 
-# scheme://user:password@ : everything between "//" and the last "@" of the authority.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+# scheme://user:password@ : everything between "//" and the last "@" of the authority. A
+# password may also hold a raw "/", "?" or "#" (people paste them unescaped): when what follows
+# "user:" is no port (not all digits up to the path), the credentials run to the first "@".
+# A password of digits then "/" stays ambiguous with host:port/path and is left as it is.
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)"
+    r"(?:[^/?#\s]*@"
+    r"|[^/?#\s@:\[]*:(?![0-9]*(?:[/?#\s]|$))[^\s@]*@)"
+)
 
 
 def redact_url(text: str) -> str:

@@ -31,6 +31,11 @@ CLOSED = "http://bob:hunter2@127.0.0.1:1/"
         ("http://u:p@ss@host/", "http://***@host/"),  # an unescaped @ in the password
         ("http://host:1/path@v2", "http://host:1/path@v2"),  # an @ after the host is not one
         ("mail bob@host.test", "mail bob@host.test"),
+        # a raw /, ? or # in the password: no port follows "user:", so it is credentials
+        ("http://u:p/w@host/x", "http://***@host/x"),
+        ("http://u:a?b#c@host/x", "http://***@host/x"),
+        ("http://host:80/a:b@c", "http://host:80/a:b@c"),
+        ("http://[::1]:80/x@y", "http://[::1]:80/x@y"),
     ],
 )
 def test_redact_url(text: str, redacted: str) -> None:
