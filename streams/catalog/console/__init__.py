@@ -18,7 +18,9 @@ ASSETS = {
     "index.html": "text/html",
     "console.css": "text/css",
     "console.js": "text/javascript",
+    "cards.js": "text/javascript",
     "pages.js": "text/javascript",
+    "upload.js": "text/javascript",
     "actions.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }

@@ -256,6 +256,7 @@ def test_the_console_in_chromium(
             _tab_reaches_every_control(page)
             _shoot(page, shots, "upload")
             _fleet_page(page, shots)
+            _a_dead_thumbnail_is_renewed(page, errors)
             near_id = _images_page(page, shots)
             _image_page(page, shots, near_id)
             _unknown_image_page(page, catalog.url, errors)
@@ -316,6 +317,39 @@ def _images_page(page: Any, shots: Path) -> str:
     assert near_id
     near_card.click()
     return str(near_id)
+
+
+def _a_dead_thumbnail_is_renewed(page: Any, errors: list[str]) -> None:
+    """A thumbnail whose link S3 refuses (as it refuses an expired one: 403) asks the catalog
+    for a fresh link and loads. The signature is spoilt rather than waited out: the
+    shortest expiry the catalog allows is a minute."""
+    page.click("a[data-page=images]")
+    _cards(page, 4)
+    _images_load(page)
+    seen = len(errors)
+    first = "document.querySelector('.gallery .card img')"
+    card_id = page.locator(".gallery .card .id").first.text_content()
+    with page.expect_response(lambda r: "/v1/images?ids=" in r.url, timeout=30_000) as asked:
+        spoilt = page.evaluate(
+            f"""() => {{
+              const img = {first};
+              img.src = img.src.replace(/X-Amz-Signature=(.)/,
+                (_, c) => `X-Amz-Signature=${{c === '0' ? '1' : '0'}}`);
+              return img.src;
+            }}"""
+        )
+    assert asked.value.status == 200
+    assert [i["image_id"] for i in asked.value.json()["images"]] == [card_id]
+    page.wait_for_function(
+        f"(spoilt) => {first}.src !== spoilt && {first}.complete && {first}.naturalWidth > 0",
+        arg=spoilt,
+        timeout=30_000,
+    )
+    _images_load(page)
+    # Only the spoilt link's refusal may be recorded.
+    caused = errors[seen:]
+    del errors[seen:]
+    assert all("403" in e for e in caused), caused
 
 
 def _unknown_image_page(page: Any, url: str, errors: list[str]) -> None:
