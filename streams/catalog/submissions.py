@@ -65,6 +65,39 @@ def _refused(exc: ValueError) -> Outcome:
     return _problem(422, "bad_request", str(exc))
 
 
+def _names(kind: type[msgspec.Struct]) -> frozenset[str]:
+    return frozenset(f.encode_name for f in msgspec.structs.fields(kind))
+
+
+_META = frozenset({"hints", "request"})
+_URL_BODY = _META | {"url"}
+
+
+def _parts(
+    body: dict[str, Any], allowed: frozenset[str], where: str, force: bool
+) -> tuple[Hints, Request] | Outcome:
+    """A submission's `hints` and `request`, every name checked. The stored events keep
+    reading unknown fields (older or newer writers), but a client's misspelt `restor` would
+    be dropped and its image processed as it did not ask. `?force=true` goes on the event,
+    so that validate processes content it has already done under another id too."""
+    unknown = sorted(set(body) - allowed)
+    for name, kind in (("hints", Hints), ("request", Request)):
+        part = body.get(name)
+        if isinstance(part, dict):
+            unknown += [f"{name}.{key}" for key in sorted(set(part) - _names(kind))]
+    if unknown:
+        known = ", ".join(sorted(allowed))
+        return _problem(400, "bad_field", f"{where}: unknown field {unknown[0]!r} (known: {known})")
+    try:
+        hints = msgspec.convert(body.get("hints") or {}, Hints)
+        request = msgspec.convert(body.get("request") or {}, Request)
+    except msgspec.ValidationError as exc:
+        return _problem(422, "bad_meta" if where == "meta" else "bad_body", f"{where}: {exc}")
+    if force:
+        request = msgspec.structs.replace(request, force=True)
+    return hints, request
+
+
 def _unavailable(exc: BaseException) -> Outcome:
     return _problem(
         503,
@@ -113,7 +146,7 @@ class Submissions:
 
     def submit_url(self, body: Any, *, idempotency: str | None, force: bool) -> Outcome:
         body_hash = hashlib.sha256(msgspec.json.encode(body)).hexdigest()
-        return self._once(idempotency, body_hash, lambda: self._url(body))
+        return self._once(idempotency, body_hash, lambda: self._url(body, force))
 
     def _once(self, key: str | None, body_hash: str, work: Any) -> Outcome:
         """The first answer to an Idempotency-Key again; the same key with another body is
@@ -162,11 +195,10 @@ class Submissions:
             return _problem(
                 415, "not_an_image", f"{name!r} is not in an image format pixelfleet reads"
             )
-        try:
-            hints = msgspec.convert(meta.get("hints") or {}, Hints)
-            request = msgspec.convert(meta.get("request") or {}, Request)
-        except msgspec.ValidationError as exc:
-            return _problem(422, "bad_meta", f"meta: {exc}")
+        parts = _parts(meta, _META, "meta", force)
+        if isinstance(parts, Outcome):
+            return parts
+        hints, request = parts
         if hints.file_name is None:
             hints = msgspec.structs.replace(hints, file_name=name)
         sha = hashlib.sha256(data).hexdigest()
@@ -185,14 +217,13 @@ class Submissions:
             return _unavailable(exc)
         return Outcome(status=202, image_id=event.image_id, extra={"sha256": sha})
 
-    def _url(self, body: Any) -> Outcome:
+    def _url(self, body: Any, force: bool) -> Outcome:
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             return _problem(400, "missing_url", 'send {"url": "https://...", ...}')
-        try:
-            hints = msgspec.convert(body.get("hints") or {}, Hints)
-            request = msgspec.convert(body.get("request") or {}, Request)
-        except msgspec.ValidationError as exc:
-            return _problem(422, "bad_body", str(exc))
+        parts = _parts(body, _URL_BODY, "body", force)
+        if isinstance(parts, Outcome):
+            return parts
+        hints, request = parts
         url = body["url"]
         if not url.startswith(("http://", "https://")) or len(url) > 4096:
             return _problem(422, "bad_url", "url is an http(s) URL of at most 4096 characters")

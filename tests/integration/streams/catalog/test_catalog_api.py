@@ -81,6 +81,7 @@ def test_keys_limits_and_errors_are_answered_clearly(
         )
         assert (no_boundary.status_code, no_boundary.json()["error"]) == (400, "bad_multipart")
         maybe = http.post("/v1/images?force=maybe", headers=HEADERS, json={"url": "https://a/b"})
+        _misspelt_fields_are_refused(http)
         assert (maybe.status_code, maybe.json()["error"]) == (400, "bad_flag")
         # A mistyped dry run is refused before anything is looked up, never run for real.
         for answer in (
@@ -110,6 +111,24 @@ def test_keys_limits_and_errors_are_answered_clearly(
         assert set(wrong_method.headers["Allow"].split(",")) >= {"GET", "POST"}
     # Nothing of the refused requests reached the fleet.
     assert read_topic(catalog_fleet, Topics(catalog_fleet.topic_prefix).ingest) == []
+
+
+def _misspelt_fields_are_refused(http: httpx.Client) -> None:
+    """A misspelt field would be dropped and the image processed as nobody asked."""
+    for body, named in (
+        ({"url": "https://a/b", "request": {"restor": "none"}}, "request.restor"),
+        ({"url": "https://a/b", "hint": {"title": "t"}}, "hint"),
+        ({"url": "https://a/b", "hints": {"titel": "t"}}, "hints.titel"),
+    ):
+        misspelt = http.post("/v1/images", headers=HEADERS, json=body)
+        assert (misspelt.status_code, misspelt.json()["error"]) == (400, "bad_field"), body
+        assert repr(named) in misspelt.json()["message"], misspelt.json()
+    tiny = encode(photo("coffee").resize((8, 8)), "PNG")
+    meta = json.dumps({"request": {"restor": "none"}})
+    misspelt = http.post(
+        "/v1/images", headers=HEADERS, files={"file": ("a.png", tiny), "meta": (None, meta)}
+    )
+    assert (misspelt.status_code, misspelt.json()["error"]) == (400, "bad_field")
 
 
 def test_bulky_hints_and_odd_inputs_are_refused_before_anything_is_stored(
@@ -184,6 +203,12 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
         by_url = http.post(
             "/v1/images", json={"url": "https://images.example/a/cup.jpg", "hints": {"title": "c"}}
         )
+        # ?force=true reaches the event, so that validate does the work again even when the
+        # same content is done under another id.
+        forced_url = http.post("/v1/images?force=true", json={"url": "https://images.example/f"})
+        forced_upload = http.post(
+            "/v1/images?force=1", files={"file": ("f.png", encode(photo("rocket"), "PNG"))}
+        )
         # A file name that cleans down to nothing still names an image.
         nameless = http.post("/v1/images", files={"file": ("..", encode(photo("coffee"), "PNG"))})
         # A GIF carrying markup, named .html: stored as the GIF it is, never as a page.
@@ -206,7 +231,12 @@ def test_an_upload_is_stored_and_published_once_per_idempotency_key(
         nameless.json()["image_id"]: 1,
         other_caller.json()["image_id"]: 1,
         posing.json()["image_id"]: 1,
+        forced_url.json()["image_id"]: 1,
+        forced_upload.json()["image_id"]: 1,
     }
+    submitted_as = {e.key: decoder(ImageSubmitted).decode(e.value).request for e in events}
+    forced = {forced_url.json()["image_id"], forced_upload.json()["image_id"]}
+    assert {key for key, request in submitted_as.items() if request.force} == forced
     submitted = decoder(ImageSubmitted).decode(next(e.value for e in events if e.key == image_id))
     assert submitted.hints.title == "espresso cup" and submitted.request.formats == ["webp"]
     source = submitted.source.object
