@@ -73,11 +73,14 @@ def down(data_dir: Path | None) -> None:
 @dev.command()
 @_data_dir_option
 def status(data_dir: Path | None) -> None:
-    """Say what runs where, and where the logs are."""
+    """Say what runs where, and where the logs are; exit 3 when the stack is not running.
+
+    The lines about the servers are shell comments, so that `eval "$(pixelfleet dev
+    status)"` sets the exports that follow them, as after `dev up`."""
     stack = _stack(data_dir)
     for server in stack.status():
         state = f"running (pid {server.pid})" if server.running else "stopped"
-        click.echo(f"{server.name:6} {state:22} {server.address:28} log: {server.log}")
+        click.echo(f"# {server.name:6} {state:22} {server.address:28} log: {server.log}")
     info = stack.info()
     if info is not None:
         click.echo(info.shell_exports(), nl=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from streams.config.settings import FleetSettings, SettingsGroup
 
@@ -35,6 +35,17 @@ class DevStackSettings(SettingsGroup):
     minio_root_password: SecretStr | None = None
     kafka_heap_mb: int = 512
     start_timeout_s: float = 90.0
+
+    @model_validator(mode="after")
+    def _root_credentials_in_pairs(self) -> DevStackSettings:
+        # One of the two alone used to be dropped without a word, and the stack came up
+        # with generated credentials that the person did not expect.
+        if (self.minio_root_user is None) != (self.minio_root_password is None):
+            raise ValueError(
+                "set both PIXELFLEET_DEV_MINIO_ROOT_USER and PIXELFLEET_DEV_MINIO_ROOT_PASSWORD,"
+                " or neither (a generated secret is used then)"
+            )
+        return self
 
 
 class LocalSettings(FleetSettings):

@@ -93,3 +93,28 @@ def test_taken_port_is_refused(tmp_path: Path) -> None:
         stack = DevStack(DevStackSettings(cache_dir=tmp_path, data_dir=tmp_path, kafka_port=taken))
         with pytest.raises(StackError, match=f"port {taken} is taken"):
             stack._port(taken, 0)
+
+
+def test_minio_root_credentials_come_in_pairs(tmp_path: Path) -> None:
+    # One alone used to be dropped, and the stack came up with generated credentials.
+    for given in ({"minio_root_user": "admin"}, {"minio_root_password": "s3cret-s3cret"}):
+        with pytest.raises(ValueError, match="both PIXELFLEET_DEV_MINIO_ROOT_USER"):
+            DevStackSettings(cache_dir=tmp_path, data_dir=tmp_path, **given)  # type: ignore[arg-type]
+    both = DevStackSettings(
+        cache_dir=tmp_path, data_dir=tmp_path, minio_root_user="a", minio_root_password="b" * 8
+    )
+    assert both.minio_root_user == "a"
+
+
+def test_dev_status_output_is_safe_to_eval(tmp_path: Path) -> None:
+    """Every line is a shell comment or an export, so `eval "$(pixelfleet dev status)"`
+    runs nothing else; a stack that is not running exits 3."""
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    result = CliRunner().invoke(main.cli, ["dev", "status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == ["kafka", "minio"]
+    assert all(line.startswith("# ") for line in lines), lines
