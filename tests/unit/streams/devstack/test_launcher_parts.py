@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from streams.devstack import kafka, minio
 from streams.devstack.procs import StackError, free_port, is_ours, port_is_free, spawn, stop
@@ -101,7 +102,10 @@ def test_minio_root_credentials_come_in_pairs(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="both PIXELFLEET_DEV_MINIO_ROOT_USER"):
             DevStackSettings(cache_dir=tmp_path, data_dir=tmp_path, **given)  # type: ignore[arg-type]
     both = DevStackSettings(
-        cache_dir=tmp_path, data_dir=tmp_path, minio_root_user="a", minio_root_password="b" * 8
+        cache_dir=tmp_path,
+        data_dir=tmp_path,
+        minio_root_user="a",
+        minio_root_password=SecretStr("b" * 8),
     )
     assert both.minio_root_user == "a"
 
