@@ -48,13 +48,23 @@ class WebhookSubscription(_Group):
         return self
 
     def secret_bytes(self) -> bytes:
-        """The signing key; a `secret_env` that is unset or empty is an error at start-up."""
+        """The signing key; an empty one (inline, or a `secret_env` unset or empty) is an
+        error at start-up, which says which of the two to mend."""
         if self.secret is not None:
             value = self.secret.get_secret_value()
-        else:
-            value = os.environ.get(self.secret_env or "", "")
+            if not value:
+                raise ValueError(
+                    f"subscription {self.name}: secret is empty; give the signing key, "
+                    "or name the variable that holds it with secret_env"
+                )
+            return value.encode()
+        variable = self.secret_env or ""
+        value = os.environ.get(variable, "")
         if not value:
-            raise ValueError(f"subscription {self.name}: ${self.secret_env} is unset or empty")
+            raise ValueError(
+                f"subscription {self.name}: the variable {variable} (its secret_env) is "
+                f"unset or empty; set {variable} to the signing key"
+            )
         return value.encode()
 
 

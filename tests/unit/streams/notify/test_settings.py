@@ -85,3 +85,14 @@ def test_names_are_unique_and_an_unset_secret_variable_is_an_error(
     by_env = WebhookSubscription(name="b", url="https://x.example", secret_env="NO_SUCH_SECRET")
     with pytest.raises(ValueError, match="NO_SUCH_SECRET"):
         by_env.secret_bytes()
+
+
+def test_an_empty_secret_says_which_setting_to_mend(monkeypatch: pytest.MonkeyPatch) -> None:
+    inline = WebhookSubscription(name="c", url="https://x.example", secret="")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="subscription c: secret is empty") as said:
+        inline.secret_bytes()
+    assert "None" not in str(said.value) and "$" not in str(said.value)
+    monkeypatch.setenv("EMPTY_SECRET", "")
+    by_env = WebhookSubscription(name="d", url="https://x.example", secret_env="EMPTY_SECRET")
+    with pytest.raises(ValueError, match="set EMPTY_SECRET to the signing key"):
+        by_env.secret_bytes()
