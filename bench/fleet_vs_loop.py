@@ -1,17 +1,21 @@
 """The whole fleet against the same work done by its processors in a loop.
 
-    python bench/fleet_vs_loop.py [--folder PHOTOS] [--count 16] [--largest 0] [--processes 2]
+    python bench/fleet_vs_loop.py [--folder PHOTOS] [--count 16] [--largest 0] [--processes N]
 
 On real photographs (--folder: every JPEG, PNG or WebP in it; default: a generated set of
 --count photos of 3 to 24 megapixels, made from scikit-image's samples), restore off:
 
 * loop: validate -> categorize -> enhance -> compress called on each file by --processes
-  processes (a multiprocessing pool), the images handed from one function to the next in
-  memory, every output encoded as the stages encode it; nothing is stored.
-* fleet: the local stack (the environment's, or a throwaway one) with one `pixelfleet
-  worker` per stage, as `pixelfleet demo` runs them, on a fresh prefix. The clock starts at
-  the first upload (`Submitter.upload_and_submit`, as `pixelfleet submit` does) and stops
-  when every image is on the done topic; the workers are started, and ready, before.
+  processes (a multiprocessing pool; default: the CPUs this process may use, as a worker
+  sizes its pool), the images handed from one function to the next in memory, every output
+  encoded as the stages encode it; nothing is stored. The pool is started, and every
+  process has imported the processors, before the clock starts, as the fleet's workers are.
+* fleet: the local stack (the environment's, refused unless on this machine, or a
+  throwaway one) with one `pixelfleet worker` per stage, as `pixelfleet demo` runs them, on
+  a fresh prefix whose topics, groups and buckets are deleted afterwards. The clock starts
+  at the first upload (`Submitter.upload_and_submit`, as `pixelfleet submit` does) and
+  stops when every image is on the done topic; the workers are started, and ready, before.
+  A worker that never gets ready, or dies, or images not done in DONE_WAIT_S fail the bench.
 
 It prints images/s and megapixels/s of both, the ratio fleet/loop (target 0.9), the
 machine's busy and idle CPU seconds on each side, and per stage the seconds the stage's
@@ -42,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchstack import fresh_fleet, loopback_stack, wait_ready
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,17 +59,18 @@ from schemas.events import Request
 from streams.app.settings import Settings
 from streams.config.topics import Topics
 from streams.demo.workers import WorkerProcesses
-from streams.devstack.stack import stack_for_tools
 from streams.io.topic_reader import latest_records
+from streams.runner.cpus import usable_cpus
 from streams.stages.settings import StageSettings
 from tests.integration.streams.runner.fleet import read_topic, settings_env
-from tests.support.catalog_kit import fresh_fleet
 from tests.support.photos import big_photo
 
 TARGET = 0.9
 HOP_TARGET_MS = 250.0
 RSS_TARGET_MB = 1536.0  # per worker, its pool included
 STEADY_EVERY_S = 2.0
+POOL_START_S = 120.0  # for the loop's processes to start
+DONE_WAIT_S = 900.0  # a fleet run whose images are not all done by then has failed
 STAGES = ["validate", "categorize", "enhance", "compress"]
 WIDTHS = (2000, 2600, 3200, 3800, 4400, 5000, 5600)  # 3 to 24 MP at 4:3
 SCENES = ("coffee", "chelsea", "astronaut", "rocket")
@@ -137,12 +143,31 @@ def machine_busy_s() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / tick, idle / tick
 
 
-def loop_side(files: list[Path], processes: int) -> float:
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+def _started(count: Any) -> None:
+    """The pool's initializer: runs once this module, and the processors with it, are
+    imported in the new process."""
+    with count.get_lock():
+        count.value += 1
+
+
+def loop_side(files: list[Path], processes: int) -> tuple[float, list[float]]:
+    """Seconds for the loop, and the machine's (busy, idle) CPU seconds meanwhile."""
+    context = multiprocessing.get_context("spawn")
+    count = context.Value("i", 0)
+    with context.Pool(processes, initializer=_started, initargs=(count,)) as pool:
+        # The fleet's workers are started and ready before their clock: the same here.
+        deadline = time.monotonic() + POOL_START_S
+        while count.value < processes:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the loop's {processes} processes did not start")
+            time.sleep(0.05)
+        started, before = time.perf_counter(), machine_busy_s()
         outputs = pool.map(one_in_a_loop, files, chunksize=1)
-    assert all(outputs), "every file made its outputs"
-    return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        cpu = [b - a for a, b in zip(before, machine_busy_s(), strict=True)]
+    if not all(outputs):
+        raise RuntimeError("a file made no outputs in the loop")
+    return seconds, cpu
 
 
 def _status_mb(process: int, field: str) -> float:
@@ -219,7 +244,28 @@ def _instant(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def steady_hops(settings: Settings, submitter: Any, path: Path, count: int) -> list[str]:
+def wait_done(settings: Settings, workers: WorkerProcesses, ids: set[str] | int) -> None:
+    """Until the done topic holds these image ids (or this many distinct ones); fails when
+    a worker dies or DONE_WAIT_S passes, as scale_out.stage_upstream does."""
+    done_topic = Topics(settings.topic_prefix).done
+    deadline = time.monotonic() + DONE_WAIT_S
+    while True:
+        keys = {r.key for r in read_topic(settings, done_topic)}
+        if ids <= keys if isinstance(ids, set) else len(keys) >= ids:
+            return
+        dead = workers.dead()
+        if dead:
+            names = ", ".join(f"{w.stage} (exit {w.process.returncode})" for w in dead)
+            raise RuntimeError(f"worker died: {names}; see {dead[0].log.parent}")
+        if time.monotonic() > deadline:
+            wanted = len(ids) if isinstance(ids, set) else ids
+            raise RuntimeError(f"{len(keys)} of {wanted} images done in {DONE_WAIT_S:.0f} s")
+        time.sleep(0.2)
+
+
+def steady_hops(
+    settings: Settings, workers: WorkerProcesses, submitter: Any, path: Path, count: int
+) -> list[str]:
     """One image every STEADY_EVERY_S, then per hop the time from the end of the previous
     stage's function to the start of the next stage's batch (which holds that one image)."""
     ids = []
@@ -231,9 +277,7 @@ def steady_hops(settings: Settings, submitter: Any, path: Path, count: int) -> l
         submitter.flush()
         ids.append(event.image_id)
         time.sleep(max(0.0, due - time.perf_counter()))
-    done_topic = Topics(settings.topic_prefix).done
-    while not set(ids) <= {r.key for r in read_topic(settings, done_topic)}:
-        time.sleep(0.2)
+    wait_done(settings, workers, set(ids))
     latest = latest_records(settings)
     gaps: dict[str, list[float]] = {}
     busy: dict[str, list[float]] = {}
@@ -268,62 +312,65 @@ def steady_hops(settings: Settings, submitter: Any, path: Path, count: int) -> l
 def fleet_side(
     local: Settings, files: list[Path], logs: Path, steady: int = 0
 ) -> tuple[float, list[str]]:
-    settings = fresh_fleet(local, "fvl", 12)
-    workers = WorkerProcesses(STAGES, settings_env(settings), logs)
-    workers.start()
-    try:
-        for worker in workers.workers:  # ready: joined its group, probes answering
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    urllib.request.urlopen(
-                        f"http://127.0.0.1:{worker.metrics_port}/readyz", timeout=2
-                    )
-                    break
-                except OSError:
-                    time.sleep(0.5)
-        from streams.app.submit import Submitter
+    with fresh_fleet(local, "fvl", 12) as settings:
+        workers = WorkerProcesses(STAGES, settings_env(settings), logs)
+        try:
+            workers.start()
+            for worker in workers.workers:  # ready: joined its group, probes answering
+                wait_ready(worker)
+            return timed_fleet(settings, workers, files, steady)
+        finally:
+            workers.stop()
 
-        submitter = Submitter(settings)
-        sampler = TreeRss([worker.process.pid for worker in workers.workers])
-        started, before = time.perf_counter(), machine_busy_s()
-        for path in files:
-            submitter.upload_and_submit(path, request=Request(restore="none"))
-        submitter.flush()
-        done_topic = Topics(settings.topic_prefix).done
-        while len({r.key for r in read_topic(settings, done_topic)}) < len(files):
-            time.sleep(0.2)
-        seconds = time.perf_counter() - started
-        tree_peaks = sampler.stop()
-        busy, idle = (b - a for a, b in zip(before, machine_busy_s(), strict=True))
-        # Scraped before the steady run, so the figures are the throughput run's alone.
-        spent = [
-            f"fleet: the machine's CPUs busy {busy:.1f} s, idle {idle:.1f} s",
-            "where the fleet's time went (per stage, summed over its batches):",
-        ]
-        for worker in workers.workers:
-            got = scrape(worker.metrics_port)
-            busy = got.get(("pixelfleet_processing_seconds_sum", worker.stage), 0.0)
-            wall = got.get(("pixelfleet_batch_seconds_sum", worker.stage), 0.0)
-            batches = got.get(("pixelfleet_batch_seconds_count", worker.stage), 0.0)
-            main_mb, pool_mb = peak_rss_mb(worker.process.pid)
-            spent.append(
-                f"  {worker.stage:<10} function {busy:7.1f} s   batches {wall:7.1f} s "
-                f"in {batches:.0f}   peak RSS {main_mb:5.0f} MB + pool {pool_mb:5.0f} MB; "
-                f"whole tree at once {tree_peaks[worker.process.pid]:5.0f} MB "
-                f"(target {RSS_TARGET_MB:.0f} MB)"
-            )
-        hops = steady_hops(settings, submitter, files[0], steady) if steady else []
-        return seconds, spent + hops
+
+def timed_fleet(
+    settings: Settings, workers: WorkerProcesses, files: list[Path], steady: int
+) -> tuple[float, list[str]]:
+    from streams.app.submit import Submitter
+
+    submitter = Submitter(settings)
+    sampler = TreeRss([worker.process.pid for worker in workers.workers])
+    started, before = time.perf_counter(), machine_busy_s()
+    for path in files:
+        submitter.upload_and_submit(path, request=Request(restore="none"))
+    submitter.flush()
+    try:
+        wait_done(settings, workers, len(files))
     finally:
-        workers.stop()
+        tree_peaks = sampler.stop()
+    seconds = time.perf_counter() - started
+    busy, idle = (b - a for a, b in zip(before, machine_busy_s(), strict=True))
+    # Scraped before the steady run, so the figures are the throughput run's alone.
+    spent = [
+        f"fleet: the machine's CPUs busy {busy:.1f} s, idle {idle:.1f} s",
+        "where the fleet's time went (per stage, summed over its batches):",
+    ]
+    for worker in workers.workers:
+        got = scrape(worker.metrics_port)
+        busy = got.get(("pixelfleet_processing_seconds_sum", worker.stage), 0.0)
+        wall = got.get(("pixelfleet_batch_seconds_sum", worker.stage), 0.0)
+        batches = got.get(("pixelfleet_batch_seconds_count", worker.stage), 0.0)
+        main_mb, pool_mb = peak_rss_mb(worker.process.pid)
+        spent.append(
+            f"  {worker.stage:<10} function {busy:7.1f} s   batches {wall:7.1f} s "
+            f"in {batches:.0f}   peak RSS {main_mb:5.0f} MB + pool {pool_mb:5.0f} MB; "
+            f"whole tree at once {tree_peaks[worker.process.pid]:5.0f} MB "
+            f"(target {RSS_TARGET_MB:.0f} MB)"
+        )
+    hops = steady_hops(settings, workers, submitter, files[0], steady) if steady else []
+    return seconds, spent + hops
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--count", type=int, default=16)
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=usable_cpus(),
+        help="the loop's pool (default: %(default)s)",
+    )
     parser.add_argument(
         "--largest", type=int, default=0, help="add this many photos at validate's limits"
     )
@@ -335,13 +382,11 @@ def main() -> None:
         files = photo_set(args.folder, args.count, args.largest, Path(tmp))
         mp = megapixels(files)
         print(f"{len(files)} photos, {mp:.0f} MP in all; {args.processes} processes", flush=True)
-        before = machine_busy_s()
-        loop_s = loop_side(files, args.processes)
-        loop_cpu = [b - a for a, b in zip(before, machine_busy_s(), strict=True)]
+        loop_s, loop_cpu = loop_side(files, args.processes)
         print(
             f"loop:  {loop_s:6.1f} s  {len(files) / loop_s:5.2f} images/s  {mp / loop_s:5.1f} MP/s"
         )
-        with stack_for_tools(Path(tmp) / "stack") as local:
+        with loopback_stack(Path(tmp) / "stack") as local:
             fleet_s, lines = fleet_side(
                 Settings(kafka=local.kafka, s3=local.s3), files, Path(tmp) / "logs", args.steady
             )
