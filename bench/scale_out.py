@@ -3,7 +3,9 @@
     python bench/scale_out.py [--folder PHOTOS] [--count 24] [--step-s 20]
 
 On real photographs (--folder, or a generated set of 3 to 24 MP photos as fleet_vs_loop
-makes), restore off, on the local stack (the environment's, or a throwaway one):
+makes), restore off, on the local stack (the environment's, refused unless on this
+machine, or a throwaway one), under a fresh prefix whose topics, consumer groups and
+buckets are deleted at the end:
 
 1. validate, categorize and enhance run until every image waits in compress's inbox; they
    are stopped then, so the trials below have the CPUs to themselves.
@@ -14,11 +16,14 @@ makes), restore off, on the local stack (the environment's, or a throwaway one):
    * one worker, then two workers on the same cores: images/s and the ratio two/one;
    * one worker, two more joining after --step-s seconds (1 -> 3), and two of the three
      stopped with SIGTERM --step-s seconds later (3 -> 1): after each step, the longest
-     time without a committed batch (the rebalance pause a user sees), next to the longest
-     such gap of the steady minute before it. Every image must be done exactly once per
+     time without a committed batch (the rebalance pause a user sees) in the --step-s
+     seconds after it, next to the longest such gap in the --step-s seconds before it. A
+     commit's time is when this bench's read_committed consumer received the done record,
+     so each is late by up to one poll (0.5 s). Every image must be done exactly once per
      trial (counted by key), or the bench says so.
 
-It prints the figures and asserts nothing.
+It prints the figures and asserts nothing; it fails when a worker does not get ready or
+dies, when the workers do not hold every partition within 60 s, or a trial overruns.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchstack import fresh_fleet, loopback_stack, wait_ready
 from confluent_kafka import KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -45,28 +51,24 @@ from schemas.events import Request
 from streams.app.settings import Settings
 from streams.app.submit import Submitter
 from streams.config.topics import Topics
-from streams.demo.workers import WorkerProcess, WorkerProcesses
-from streams.devstack.stack import stack_for_tools
+from streams.demo.workers import WorkerProcesses
 from streams.io import clients
 from streams.io.topic_reader import topic_end_offsets, topic_messages
 from tests.integration.streams.runner.fleet import settings_env
-from tests.support.catalog_kit import fresh_fleet
 
 UPSTREAM = ["validate", "categorize", "enhance"]
 STAGE = "compress"
 PARTITIONS = 12
 WAIT_S = 900  # a trial that takes longer than this has failed
+ASSIGN_WAIT_S = 60.0  # for the trial's workers to hold every partition
 
 
-def wait_ready(worker: WorkerProcess, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/readyz", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{worker.stage} worker never became ready; see {worker.log}")
+def dead_workers(workers: WorkerProcesses, logs: Path) -> None:
+    """Fail at once when a worker of the trial exited (a retired one is no longer listed)."""
+    dead = workers.dead()
+    if dead:
+        names = ", ".join(f"{w.stage} (exit {w.process.returncode})" for w in dead)
+        raise RuntimeError(f"worker died: {names}; see {logs}")
 
 
 def inbox_waiting(settings: Settings) -> int:
@@ -124,7 +126,8 @@ def publish(settings: Settings, staged: Staged) -> None:
     producer = clients.producer(settings.kafka)
     for key, value in staged:
         producer.produce(Topics(settings.topic_prefix).inbox(STAGE), key=key, value=value)
-    producer.flush(30)
+    if producer.flush(30):  # a trial waiting for envelopes never sent would time out
+        raise RuntimeError("the staged envelopes were not all acknowledged in 30 s")
 
 
 def assigned(workers: WorkerProcesses) -> int:
@@ -140,7 +143,11 @@ def assigned(workers: WorkerProcesses) -> int:
 
 
 class DoneTail:
-    """The done topic from where it ends now: (key, commit time) of each record after."""
+    """The done topic from where it ends now: (key, time received) of each record after.
+
+    A read_committed consumer: a record arrives once its batch's transaction committed, and
+    the time noted is this process's clock when read() got it, late by up to one poll
+    (0.5 s) plus whatever the trial's loop did in between; not the broker's time."""
 
     def __init__(self, settings: Settings) -> None:
         self.topic = Topics(settings.topic_prefix).done
@@ -152,7 +159,7 @@ class DoneTail:
     def read(self) -> None:
         for msg in self.consumer.consume(1000, timeout=0.5):
             if msg.error() is None:
-                # The broker's append time is near the commit; what a consumer sees.
+                # When a consumer downstream could see it: after the commit, by our clock.
                 self.seen.append(((msg.key() or b"").decode(), time.time()))
 
     def close(self) -> None:
@@ -176,8 +183,17 @@ def trial(
         for _ in range(start):
             wait_ready(workers.add(STAGE))
         # Timed from a settled group: the work is published once every partition is held.
-        deadline = time.monotonic() + 60
-        while assigned(workers) < PARTITIONS and time.monotonic() < deadline:
+        deadline = time.monotonic() + ASSIGN_WAIT_S
+        while True:
+            dead_workers(workers, logs)  # before asking it: a dead worker's port is closed
+            held = assigned(workers)
+            if held >= PARTITIONS:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{start} {STAGE} workers hold {held} of {PARTITIONS} partitions after "
+                    f"{ASSIGN_WAIT_S:.0f} s; see {logs}"
+                )
             time.sleep(0.3)
         publish(settings, staged)
         started = time.time()
@@ -186,6 +202,7 @@ def trial(
         while len({key for key, _ in tail.seen}) < len(staged):
             if time.time() - started > WAIT_S:
                 raise RuntimeError(f"compress did not finish; see {logs}")
+            dead_workers(workers, logs)
             if pending and time.time() - started >= pending[0][0]:
                 _, delta = pending.pop(0)
                 before = len(workers.workers)
@@ -256,8 +273,10 @@ def main() -> None:
         files = photo_set(args.folder, args.count, 0, Path(tmp))
         mp = megapixels(files)
         print(f"{len(files)} photos, {mp:.0f} MP in all", flush=True)
-        with stack_for_tools(Path(tmp) / "stack") as local:
-            settings = fresh_fleet(Settings(kafka=local.kafka, s3=local.s3), "scale", PARTITIONS)
+        with (
+            loopback_stack(Path(tmp) / "stack") as local,
+            fresh_fleet(local, "scale", PARTITIONS) as settings,
+        ):
             logs = Path(tmp) / "logs"
             stage_upstream(settings, files, logs)
             staged = staged_inbox(settings)
