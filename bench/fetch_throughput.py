@@ -15,7 +15,9 @@ process's VmHWM; "in flight" is the downloads' seconds added up over the wall ti
 adds a fleet run where one more host answers after 30 s and gets 1/21 of the URLs, timed
 until the healthy URLs are back or `--tarpit-window-s` ends; `--trace` prints the worker's
 batches every 5 s. Uses the stack named by PIXELFLEET_KAFKA_BOOTSTRAP and
-PIXELFLEET_S3_ENDPOINT, or starts a throwaway local one. Exits 1 when a check fails.
+PIXELFLEET_S3_ENDPOINT (refused unless on this machine), or starts a throwaway local one;
+each run's buckets, topics and consumer groups are deleted when it ends, failed or not.
+Exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fetch_plain_loop
+from benchstack import loopback_stack, remove_bucket, remove_prefix
 from confluent_kafka import TopicPartition
 from fetch_plain_loop import peak_rss_mb
 from minio import Minio
-from minio.deleteobjects import DeleteObject
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events import ImageSubmitted, Source, StageState, encode
@@ -51,7 +53,6 @@ from streams.app.url_list import url_image_id
 from streams.config.settings import FleetSettings
 from streams.config.topics import Topics
 from streams.devstack.procs import free_port
-from streams.devstack.stack import stack_for_tools
 from streams.io import clients
 from streams.io.topic_reader import topic_messages
 from streams.runner import records
@@ -121,10 +122,9 @@ def start_servers(args: argparse.Namespace) -> tuple[list[LoopbackServer], list[
 
 
 def stored_keys(s3: Minio, bucket: str, urls: list[str]) -> int:
-    """How many of the URLs' objects are in the bucket; then empties it (a run writes GBs)."""
+    """How many of the URLs' objects are in the bucket. The caller deletes the bucket
+    afterwards, whatever happened (a run writes GBs)."""
     names = {o.object_name or "" for o in s3.list_objects(bucket, "url/", recursive=True)}
-    for error in s3.remove_objects(bucket, [DeleteObject(name) for name in names]):
-        print(f"warning: could not remove {error}", file=sys.stderr)
     return len(names & {object_key(url) for url in urls})
 
 
@@ -144,9 +144,9 @@ def run_plain(bench: Bench, urls: list[str]) -> Run:
                              timeout=bench.args.wait_s)  # fmt: skip
         if out.returncode:
             raise RuntimeError(f"the plain loop failed: {out.stderr[-2000:]}")
-    finally:
         stored = stored_keys(s3, bucket, urls)
-        s3.remove_bucket(bucket)
+    finally:
+        remove_bucket(bench.base, bucket)
     got = json.loads(out.stdout.splitlines()[-1])
     notes = f"objects {stored}/{len(urls)}" + (" CHECK FAILED" if stored < len(urls) else "")
     run = Run("plain loop", got["seconds"], len(urls), got["rss"], got["busy_s"], notes)
@@ -274,24 +274,28 @@ def run_fleet(bench: Bench, name: str, healthy: list[str], extra: list[str], wai
     update = {"topic_prefix": prefix, "buckets": buckets, "topics": topics}
     settings = base.model_copy(update=update)
     s3 = clients.s3(settings.s3)
-    admin.init(settings, clients.admin(settings.kafka), s3)
-    log = bench.tmp / f"{prefix}.log"
-    worker = Worker.start(bench, settings, log)
     urls = healthy + extra
     random.Random(bench.args.seed).shuffle(urls)
     try:
-        if follow(worker, [bench.warm], [bench.warm], WARM_TIMEOUT_S)[0] != 1:
-            raise RuntimeError(f"the warm-up URL did not come back: {log.read_text()[-2000:]}")
-        settled()
-        before = worker.metrics()  # the warm-up's batch is no part of the figures
-        back, seconds = follow(worker, urls, healthy, wait_s)
-        if worker.proc.poll() is not None:
-            raise RuntimeError(f"{name}: the worker died: {log.read_text()[-2000:]}")
-        rss, metrics = peak_rss_mb(worker.proc.pid), worker.metrics()
+        admin.init(settings, clients.admin(settings.kafka), s3)
+        log = bench.tmp / f"{prefix}.log"
+        worker = Worker.start(bench, settings, log)
+        try:
+            if follow(worker, [bench.warm], [bench.warm], WARM_TIMEOUT_S)[0] != 1:
+                raise RuntimeError(f"the warm-up URL did not come back: {log.read_text()[-2000:]}")
+            settled()
+            before = worker.metrics()  # the warm-up's batch is no part of the figures
+            back, seconds = follow(worker, urls, healthy, wait_s)
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"{name}: the worker died: {log.read_text()[-2000:]}")
+            rss, metrics = peak_rss_mb(worker.proc.pid), worker.metrics()
+        finally:
+            worker.stop()
+        stored = stored_keys(s3, settings.buckets.incoming, healthy)
+        letters = sum(1 for _ in topic_messages(settings, Topics(prefix).dlq, 30))
     finally:
-        worker.stop()
-    stored = stored_keys(s3, settings.buckets.incoming, healthy)
-    letters = sum(1 for _ in topic_messages(settings, Topics(prefix).dlq, 30))
+        # A failed run too: its bucket holds GBs, and the stack may be a long-lived one.
+        remove_prefix(settings)
     # A tarpit run may end its window short of the healthy URLs: a rate over the window.
     bad = stored < back or letters or (back < len(healthy) and not extra)
     notes = f"objects {stored}/{len(healthy)}, dead letters {letters}" + " CHECK FAILED" * bad
@@ -351,7 +355,7 @@ def main() -> None:
                           concurrency=args.concurrency, pending=max(128, 4 * args.concurrency),
                           default_host=rule)  # fmt: skip
     try:
-        with tempfile.TemporaryDirectory() as tmp, stack_for_tools(Path(tmp) / "stack") as local:
+        with tempfile.TemporaryDirectory() as tmp, loopback_stack(Path(tmp) / "stack") as local:
             groups = ("kafka", "s3", "buckets", "runner", "topics")
             base = Settings(**{group: getattr(local, group) for group in groups})
             bench = Bench(args, base, fetch, servers[0].url("/warm.jpg"), Path(tmp))
