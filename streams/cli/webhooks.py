@@ -40,7 +40,7 @@ def webhooks_list(endpoint: str | None, reason: str | None, since: str | None, l
         click.echo(f"note: {unknown}", err=True)
     chosen = ops.select(letters, endpoint=endpoint, reason=reason, since=since_time(since))
     marks = ops.read_marks(settings)
-    delivered = sum(1 for item in chosen if item.position in marks)
+    delivered = sum(1 for item in chosen if ops.delivered_by(marks, item))
     click.echo(f"webhook dead letters: {len(chosen)} ({delivered} delivered by a redrive)")
     if unreadable:
         click.echo(f"unreadable records on the webhook DLQ: {unreadable}")
@@ -50,7 +50,7 @@ def webhooks_list(endpoint: str | None, reason: str | None, since: str | None, l
 
     def line(item: WebhookLetterAt) -> str:
         letter = item.letter
-        mark = marks.get(item.position)
+        mark = ops.delivered_by(marks, item)
         note = f"  (delivered by {mark.redrive_id})" if mark else ""
         last = f"{letter.last_status}" if letter.last_status is not None else "-"
         return (
@@ -91,7 +91,8 @@ def webhooks_redrive(
     secret and with the event's own id, so a receiver that stored it already can drop it.
     A delivered letter is marked at once; a letter is delivered at most once per redrive
     (and by later ones only with --again). An endpoint that fails three letters in a row is
-    left for the next run. Exits 2 when some letters were not delivered.
+    left for the next run. Exits 2 when some letters were not delivered; exits 1 before
+    sending anything (on --dry-run too) when a subscription's secret_env is unset here.
     """
     from streams.config.settings import FleetSettings
     from streams.ops import webhook_redrive as ops
@@ -110,7 +111,7 @@ def webhooks_redrive(
         report = ops.WebhookRedriver(settings).run(
             chosen, redrive_id=redrive_id, again=again, dry_run=dry_run
         )
-    except ops.MarkLostError as exc:
+    except (ops.MarkLostError, ops.SecretMissingError) as exc:
         fail(str(exc))
     verb = "would deliver" if dry_run else "delivered"
     for item, status in report.sent:

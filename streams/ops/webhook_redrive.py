@@ -7,9 +7,16 @@ with the subscription's current secret and carrying the event's own id
 (`X-Pixelfleet-Event-Id`), so a receiver that stored it after all drops the repeat.
 
 A letter the receiver took is marked on `<prefix>.webhooks.redriven` (compacted, key
-`partition:offset`) at once; a redrive run again, or resumed after a crash, skips what is
-marked. A crash between a POST and its mark sends that one event again on the next run:
-at least once, by the same event id, as the worker itself delivers.
+`partition:offset`, the event id in the value) at once; a redrive run again, or resumed
+after a crash, skips what is marked. A mark counts only for a letter of its event id: a
+webhooks.dlq deleted and created again starts its offsets at 0, and its new letters are
+not the ones the old marks are about. A crash between a POST and its mark sends that one
+event again on the next run: at least once, by the same event id, as the worker itself
+delivers.
+
+Every secret a redrive needs is read before anything is sent (on --dry-run too): a variable
+unset in the operator's shell stops it with one line naming the variable, not with a
+traceback halfway through, after other endpoints' letters went out.
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ MARK_FLUSH_S = 10.0
 
 class MarkLostError(OperationError):
     """A delivered letter's mark did not reach Kafka: the redrive stops there."""
+
+
+class SecretMissingError(OperationError):
+    """A subscription the redrive would send to has no secret here: nothing is sent."""
 
 
 class WebhookLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +125,13 @@ def read_marks(settings: FleetSettings) -> dict[str, WebhookMark]:
     return {key: decode(value) for key, value in ledger.latest_by_key(settings, topic).items()}
 
 
+def delivered_by(marks: dict[str, WebhookMark], item: WebhookLetterAt) -> WebhookMark | None:
+    """The mark of an earlier redrive that delivered this letter, if one did. The position
+    alone is not enough: a webhooks.dlq made again reuses its offsets for other events."""
+    mark = marks.get(item.position)
+    return mark if mark is not None and mark.event_id == item.letter.event_id else None
+
+
 def select(
     letters: Iterable[WebhookLetterAt],
     *,
@@ -160,14 +178,19 @@ class WebhookRedriver:
         one) to its endpoint; a dry run sends nothing and reports what it would send."""
         report = WebhookRedriveReport()
         marks = read_marks(self.settings)
+        todo: list[WebhookLetterAt] = []
+        for item in chosen:
+            mark = delivered_by(marks, item)
+            if mark is not None and (not again or mark.redrive_id == redrive_id):
+                report.already.append(item)
+            else:
+                todo.append(item)
+        # Before the first POST, so a missing secret cannot stop the run halfway through.
+        secrets = self._secrets({item.letter.endpoint for item in todo})
         producer = None if dry_run else clients.producer(self.settings.kafka)
         failures_in_a_row: dict[str, int] = {}
         try:
-            for item in chosen:
-                mark = marks.get(item.position)
-                if mark is not None and (not again or mark.redrive_id == redrive_id):
-                    report.already.append(item)
-                    continue
+            for item in todo:
                 name = item.letter.endpoint
                 subscription = self.subscriptions.get(name)
                 problem = self._unsendable(subscription, failures_in_a_row.get(name, 0))
@@ -178,7 +201,7 @@ class WebhookRedriver:
                 if dry_run:
                     report.sent.append((item, 0))
                     continue
-                status, problem = self._post(item.letter, subscription)
+                status, problem = self._post(item.letter, subscription, secrets[name])
                 if problem is not None:
                     failures_in_a_row[name] = failures_in_a_row.get(name, 0) + 1
                     report.failed.append((item, problem))
@@ -194,6 +217,24 @@ class WebhookRedriver:
                 producer.flush(MARK_FLUSH_S)
         return report
 
+    def _secrets(self, names: set[str]) -> dict[str, bytes]:
+        """The signing key of each of these subscriptions that exists (a letter of an
+        unknown one is reported as such); raises SecretMissingError naming every one
+        missing, so the operator sets them all at once."""
+        found: dict[str, bytes] = {}
+        missing: list[str] = []
+        for name in sorted(names):
+            subscription = self.subscriptions.get(name)
+            if subscription is None:
+                continue
+            try:
+                found[name] = subscription.secret_bytes()
+            except ValueError as exc:
+                missing.append(str(exc))
+        if missing:
+            raise SecretMissingError(f"{'; '.join(missing)}; nothing delivered")
+        return found
+
     def _unsendable(self, subscription: WebhookSubscription | None, failed: int) -> str | None:
         if subscription is None:
             names = ", ".join(sorted(self.subscriptions)) or "none"
@@ -205,7 +246,7 @@ class WebhookRedriver:
         return None
 
     def _post(
-        self, letter: WebhookLetter, subscription: WebhookSubscription
+        self, letter: WebhookLetter, subscription: WebhookSubscription, secret: bytes
     ) -> tuple[int, str | None]:
         """(status, None) when the receiver took the event; else (status or 0, why not)."""
         event = WebhookEvent(
@@ -215,7 +256,7 @@ class WebhookRedriver:
             category=None,  # chose the subscriptions; the endpoint is already chosen here
             body=bytes(letter.payload),
         )
-        headers = webhooks.headers(event, subscription.secret_bytes(), int(self.wall()))
+        headers = webhooks.headers(event, secret, int(self.wall()))
         try:
             answer = self.fetcher.post(subscription.url, event.body, headers)
         except FetchError as exc:

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 from click.testing import CliRunner, Result
 
 from processors import webhooks
 from streams.cli.webhooks import webhooks as webhooks_cli
 from streams.config.settings import CONFIG_ENV, FleetSettings
 from streams.config.topics import Topics
+from streams.io import clients
 from streams.notify.worker import NotifyWorker
+from streams.ops import ledger
+from streams.ops.webhook_redrive import WebhookMark
 from tests.conftest import Stack
 from tests.integration.streams.notify.kit import SECRET, done_record, publish
 from tests.integration.streams.notify.receivers import Receiver, always, ok
@@ -35,11 +39,25 @@ def _letter(image_id: str, endpoint: str, second: int) -> bytes:
     )
 
 
-def _config(tmp_path: Path, stack: Stack, prefix: str, receivers: dict[str, Receiver]) -> Path:
+def _config(
+    tmp_path: Path,
+    stack: Stack,
+    prefix: str,
+    receivers: dict[str, Receiver],
+    secret_env: dict[str, str] | None = None,
+) -> Path:
+    """The fleet's config file; a subscription named in `secret_env` reads its secret from
+    that variable, the others have it inline."""
     ports = ", ".join(str(r.port) for r in receivers.values())
+    by_env = secret_env or {}
+
+    def secret(name: str) -> str:
+        if name in by_env:
+            return f'secret_env = "{by_env[name]}"\n'
+        return f'secret = "{SECRET.decode()}"\n'
+
     subs = "".join(
-        f'\n[[notify.subscriptions]]\nname = "{name}"\nurl = "{r.url}"\n'
-        f'secret = "{SECRET.decode()}"\n'
+        f'\n[[notify.subscriptions]]\nname = "{name}"\nurl = "{r.url}"\n{secret(name)}'
         for name, r in receivers.items()
     )
     path = tmp_path / "fleet.toml"
@@ -51,13 +69,14 @@ def _config(tmp_path: Path, stack: Stack, prefix: str, receivers: dict[str, Rece
     return path
 
 
-def _run(config: Path, *args: str) -> Result:
+def _run(config: Path, *args: str, env: dict[str, str | None] | None = None) -> Result:
     # The file alone says where the fleet is: variables of the test's own environment
     # (which outrank a config file) are cleared.
-    env: dict[str, str | None] = {
+    env = {
         CONFIG_ENV: str(config),
         "PIXELFLEET_TOPIC_PREFIX": None,
         "PIXELFLEET_KAFKA_BOOTSTRAP": None,
+        **(env or {}),
     }
     result = CliRunner().invoke(webhooks_cli, list(args), env=env)
     if result.exception and not isinstance(result.exception, SystemExit):
@@ -127,3 +146,69 @@ def test_redrive_delivers_each_letter_once_to_its_fixed_receiver(
         after = _run(config, "list", "--endpoint", "crm").output
         assert after.splitlines()[0] == "webhook dead letters: 3 (3 delivered by a redrive)"
         assert after.count(f"(delivered by {redrive_id})") == 3
+
+
+def test_a_secret_missing_here_stops_the_redrive_before_anything_is_sent(
+    stack: Stack, prefix: str, tmp_path: Path
+) -> None:
+    with Receiver(SECRET, ok) as crm, Receiver(SECRET, ok) as audit:
+        # crm's letters come first and its secret is inline; audit's is in a variable that
+        # this shell lacks, as an operator's shell typically does.
+        config = _config(
+            tmp_path, stack, prefix, {"crm": crm, "audit": audit}, {"audit": "AUDIT_HOOK_SECRET"}
+        )
+        NotifyWorker(FleetSettings(kafka=stack.kafka, topic_prefix=prefix)).ensure_dlq_topic()
+        dlq = Topics(prefix).webhooks_dlq
+        letters = [("img-0", "crm", 0), ("img-1", "crm", 1), ("img-2", "audit", 2)]
+        publish(stack, [(dlq, img, _letter(img, name, s)) for img, name, s in letters])
+        unset: dict[str, str | None] = {"AUDIT_HOOK_SECRET": None}
+
+        for args in (["--dry-run"], []):
+            refused = _run(config, "redrive", *args, env=unset)
+            assert refused.exit_code == 1, refused.output
+            said = [line for line in refused.output.splitlines() if line.startswith("error:")]
+            assert said == [
+                "error: subscription audit: the variable AUDIT_HOOK_SECRET (its secret_env) "
+                "is unset or empty; set AUDIT_HOOK_SECRET to the signing key; nothing delivered"
+            ]
+            assert "Traceback" not in refused.output
+        assert crm.snapshot() == [] and audit.snapshot() == []  # not even crm's letters
+
+        secret: dict[str, str | None] = {"AUDIT_HOOK_SECRET": SECRET.decode()}
+        sent = _run(config, "redrive", env=secret)
+        assert sent.exit_code == 0, sent.output
+        assert "webhooks redrive: 3 delivered" in sent.output
+        assert len(crm.delivered()) == 2 and len(audit.delivered()) == 1
+        assert all(r.signature_ok for r in [*crm.snapshot(), *audit.snapshot()])
+
+
+def test_a_mark_of_another_event_at_the_same_position_is_not_a_delivery(
+    stack: Stack, prefix: str, tmp_path: Path
+) -> None:
+    """webhooks.dlq deleted and made again starts at offset 0: the marks of the old topic's
+    letters must not hide the new ones that took their positions."""
+    with Receiver(SECRET, ok) as crm:
+        config = _config(tmp_path, stack, prefix, {"crm": crm})
+        settings = FleetSettings(kafka=stack.kafka, topic_prefix=prefix)
+        NotifyWorker(settings).ensure_dlq_topic()
+        ledger.ensure_ledgers(settings)
+        producer = clients.producer(stack.kafka)
+        old = WebhookMark(
+            redrive_id="r-old", event_id="evt_" + "0" * 32, endpoint="crm", status=204, at="x"
+        )
+        producer.produce(
+            Topics(prefix).webhooks_redriven, key=b"0:0", value=msgspec.json.encode(old)
+        )
+        producer.produce(
+            Topics(prefix).webhooks_dlq, value=_letter("img-new", "crm", 0), partition=0
+        )
+        assert producer.flush(30) == 0
+
+        listed = _run(config, "list")
+        assert listed.output.splitlines()[0] == "webhook dead letters: 1 (0 delivered by a redrive)"
+        assert "r-old" not in listed.output
+        sent = _run(config, "redrive")
+        assert "webhooks redrive: 1 delivered, 0 already delivered, 0 not delivered" in (
+            sent.output
+        ), sent.output
+        assert [r.body["image_id"] for r in crm.snapshot()] == ["img-new"]

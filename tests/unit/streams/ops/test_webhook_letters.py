@@ -8,7 +8,13 @@ import msgspec
 
 from processors import webhooks
 from processors.webhooks import WebhookEvent
-from streams.ops.webhook_redrive import WebhookLetter, WebhookLetterAt, select
+from streams.ops.webhook_redrive import (
+    WebhookLetter,
+    WebhookLetterAt,
+    WebhookMark,
+    delivered_by,
+    select,
+)
 
 
 def _at(endpoint: str, reason: str, given_up_at: str, offset: int) -> WebhookLetterAt:
@@ -43,3 +49,13 @@ def test_select_filters_by_endpoint_reason_and_time() -> None:
     since = datetime(2026, 12, 2, tzinfo=UTC)
     assert [i.offset for i in select(letters, since=since)] == [1, 2]
     assert select(letters, endpoint="crm", reason="backlog_full") == []
+
+
+def test_a_mark_counts_only_for_the_event_it_names() -> None:
+    item = _at("crm", "retries_exhausted", "2026-12-02T10:00:00.000Z", 0)
+    mine = WebhookMark(redrive_id="r-1", event_id="evt_1", endpoint="crm", status=204, at="t")
+    # The same position on a webhooks.dlq made again holds another event.
+    other = WebhookMark(redrive_id="r-0", event_id="evt_9", endpoint="crm", status=204, at="t")
+    assert delivered_by({"0:0": mine}, item) == mine
+    assert delivered_by({"0:0": other}, item) is None
+    assert delivered_by({"0:1": mine}, item) is None
