@@ -12,18 +12,21 @@ so time spent queueing (in the replica or in this client) counts. Ids are drawn 
 among those written, plus 5% unknown ids that must answer 404. One aiohttp client session
 with keep-alive connections; only 127.0.0.1 is contacted.
 
-The baseline, measured first in the same run: the same schedule of GET /v1/images/{id}
-against a bare aiohttp server in its own process that answers every request with one
-fixed record (no table, no routing, no middlewares): the cost of HTTP on this machine.
-The catalog's lookup line ends with its p99 over the baseline's.
+The baseline, measured first in the same run: the same schedule of GET /v1/images/{id},
+the same ids (5% unknown), from a client session built the same way (connector limit,
+keep-alive, timeout, the API key header), after the same warm-up, against a bare aiohttp
+server in its own process that answers a known id with one fixed record and an unknown
+one with a small 404 (no table, no routing, no middlewares): the cost of HTTP on this
+machine. The catalog's lookup line ends with its p99 over the baseline's.
 
 It prints, per endpoint: requests, the achieved rate (answers / seconds from the first
 scheduled send to the last answer), p50/p95/p99/max latency in ms, errors (a status other
 than the expected one, or no answer within 10 s), the p99 target (25 ms for a lookup on the
 project's two-core machine) and the ratio p99/target. Then the same figures for
 GET /v1/stats and GET /v1/lookup?phash=... (hashes of written records with 0 to 4 bits
-flipped) at --slow-rate for --slow-seconds. Uses the stack the environment names, or starts
-a throwaway one. It asserts nothing.
+flipped) at --slow-rate for --slow-seconds. Uses the stack the environment names (refused
+unless on this machine), or starts a throwaway one; the run's topics, consumer groups and
+buckets are deleted at the end. It asserts nothing.
 """
 
 from __future__ import annotations
@@ -45,15 +48,17 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchstack import fresh_fleet, loopback_stack
+
 from schemas.events import encode
 from streams.devstack.procs import free_port
-from streams.devstack.stack import stack_for_tools
-from tests.support.catalog_kit import HEADERS, CatalogProcess, fake_record, fresh_fleet, publish
+from tests.support.catalog_kit import HEADERS, CatalogProcess, fake_record, publish
 
 P99_TARGET_MS = 25.0
 UNKNOWN_SHARE = 0.05
 TIMEOUT_S = 10.0
 WARM_UP = 50  # requests sent before timing: connections opened, code paths warm
+UNKNOWN = "unknown-"  # the id prefix of the ids nobody wrote
 
 # A request to make: its path and the status that counts as an answer.
 Pick = Callable[[random.Random], tuple[str, int]]
@@ -148,10 +153,15 @@ def flip_bits(phash: str, rng: random.Random) -> str:
 
 
 def serve_bare(port: int, body: bytes) -> None:
-    """The baseline server: one fixed answer for every image id."""
+    """The baseline server: one fixed record for every known image id, a small 404 for the
+    unknown ones (as the catalog answers them)."""
     from aiohttp import web
 
-    async def answer(_request: web.Request) -> web.Response:
+    missing = b'{"error": "not_found"}'
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.match_info["image_id"].startswith(UNKNOWN):
+            return web.Response(status=404, body=missing, content_type="application/json")
         return web.Response(body=body, content_type="application/json")
 
     app = web.Application()
@@ -159,11 +169,30 @@ def serve_bare(port: int, body: bytes) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def baseline(url: str, ids: list[str], args: argparse.Namespace) -> Figures:
+def image_picker(ids: list[str]) -> Pick:
+    """GET /v1/images/{id} of a written id, or (UNKNOWN_SHARE of them) of an unknown one."""
+
     def image(rng: random.Random) -> tuple[str, int]:
+        if rng.random() < UNKNOWN_SHARE:
+            return f"/v1/images/{UNKNOWN}{rng.getrandbits(40):010x}", 404
         return f"/v1/images/{rng.choice(ids)}", 200
 
-    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s:
+    return image
+
+
+def client_session(url: str) -> aiohttp.ClientSession:
+    """The one way both sides' client is built: the same pool, keep-alive and headers."""
+    return aiohttp.ClientSession(
+        url,
+        headers=HEADERS,
+        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
+    )
+
+
+async def baseline(url: str, ids: list[str], args: argparse.Namespace) -> Figures:
+    image = image_picker(ids)
+    async with client_session(url) as s:
         rng = random.Random(args.seed)
         await drive(s, "warm-up", image, rate=args.rate, seconds=WARM_UP / args.rate, rng=rng)
         name = "baseline: bare aiohttp GET"
@@ -173,10 +202,7 @@ async def baseline(url: str, ids: list[str], args: argparse.Namespace) -> Figure
 async def measure(
     url: str, ids: list[str], phashes: list[str], args: argparse.Namespace, floor: Figures
 ) -> None:
-    def image(rng: random.Random) -> tuple[str, int]:
-        if rng.random() < UNKNOWN_SHARE:
-            return f"/v1/images/unknown-{rng.getrandbits(40):010x}", 404
-        return f"/v1/images/{rng.choice(ids)}", 200
+    image = image_picker(ids)
 
     def stats(_rng: random.Random) -> tuple[str, int]:
         return "/v1/stats", 200
@@ -184,11 +210,7 @@ async def measure(
     def lookup(rng: random.Random) -> tuple[str, int]:
         return f"/v1/lookup?phash={flip_bits(rng.choice(phashes), rng)}", 200
 
-    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=60)
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-    async with aiohttp.ClientSession(
-        url, headers=HEADERS, connector=connector, timeout=timeout
-    ) as session:
+    async with client_session(url) as session:
         rng = random.Random(args.seed)
         warm_up_s = WARM_UP / args.rate
         await drive(session, "warm-up", image, rate=args.rate, seconds=warm_up_s, rng=rng)
@@ -221,9 +243,9 @@ def main() -> None:
         return
     with (
         tempfile.TemporaryDirectory(prefix="catalog-lookup-") as tmp,
-        stack_for_tools(Path(tmp) / "stack") as local,
+        loopback_stack(Path(tmp) / "stack") as local,
+        fresh_fleet(local, "catlookup", args.partitions) as settings,
     ):
-        settings = fresh_fleet(local, "catlookup", args.partitions)
         rng = random.Random(args.seed)
         records = [fake_record(f"img-{i:08d}", rng) for i in range(args.records)]
         ids = [r.image_id for r in records]
