@@ -12,10 +12,10 @@ from PIL import Image
 
 from processors.restore import tiling
 from processors.restore.degrade import gaussian_noise
-from processors.restore.engine import Engine
+from processors.restore.engine import Engine, radii
 from processors.restore.models import load_model
 from processors.restore.photos import sample_photo
-from processors.restore.restore import restore
+from processors.restore.restore import Restored, overlap_for, restore
 from processors.restore.settings import Precision, RestoreSettings
 from streams.stages.tile_batcher import TileBatcher
 
@@ -32,8 +32,21 @@ def engine(
 ) -> Engine:
     entry = settings.models[name]
     built = Engine(load_model(name, entry), device, precision, entry.self_ensemble)
-    built.warm_up(side=settings.models[name].tile + 2 * settings.overlap, batch=2)
+    built.warm_up(side=entry.tile + 2 * stage_overlap(built, settings), batch=2)
     return built
+
+
+def stage_radii(built: Engine) -> dict[str, int]:
+    """What the restore stage hands restore() for this model (engine.radii): its receptive
+    radius where known, which restore() never lets the tiles' overlap fall below."""
+    return radii({built.name: built})
+
+
+def stage_overlap(built: Engine, settings: RestoreSettings) -> int:
+    """The overlap restore() gives this model's tiles in the stage: the model's own (32 for
+    unet-color) or the section's, never under its radius. model_alone must cut the same
+    tiles, or it does less work than restore() and the ratio flatters the model alone."""
+    return overlap_for(built.name, settings, built.loaded.radius)
 
 
 def _sync(device: torch.device) -> None:
@@ -87,11 +100,17 @@ def through_worker(
         }
     )
     batcher = TileBatcher({name: built}, batch, only.max_wait_ms / 1000)
+    known = stage_radii(built)
+
+    def one(_: int) -> Restored:
+        # As the stage calls it (restore_stage.py): with the models' radii.
+        return restore(image, task, only, batcher, known)
+
     try:
         with cf.ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda _: restore(image, task, only, batcher), range(concurrency)))
+            list(pool.map(one, range(concurrency)))
             started = time.perf_counter()
-            results = list(pool.map(lambda _: restore(image, task, only, batcher), range(frames)))
+            results = list(pool.map(one, range(frames)))
             seconds = time.perf_counter() - started
     finally:
         batcher.close()

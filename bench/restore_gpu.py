@@ -4,11 +4,13 @@ the model alone against the same frames through the batching worker.
     .venv/bin/pip install -e '.[restore,dev]'
     .venv/bin/python bench/restore_gpu.py [--frames 48] [--batches 1,2,4,8,16,32]
 
-"Model alone" runs a frame's tiles straight through the engine, `batch` tiles per call;
+"Model alone" runs a frame's tiles straight through the engine, `batch` tiles per call, the
+tiles cut as restore() cuts them (the model's own overlap, never under its radius);
 "worker" runs whole frames through restore() on `--concurrency` threads sharing one
 TileBatcher with max_batch = `batch`, as the restore stage does (tiling, batching across
-frames, stitching, uint8 back on the host). Prints frames/s for both and worker / alone
-(target >= 0.8). Refuses to run without CUDA unless --device cpu is given (a dry run).
+frames, stitching, uint8 back on the host, the models' radii handed to restore()). Prints
+frames/s for both and worker / alone (target >= 0.8). Refuses to run without CUDA unless
+--device cpu is given (a dry run).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import argparse
 import sys
 
 import torch
-from restore_frames import engine, frame, model_alone, through_worker
+from restore_frames import engine, frame, model_alone, stage_overlap, through_worker
 
 from processors.restore.engine import pick_device
 from processors.restore.settings import RestoreSettings
@@ -59,7 +61,7 @@ def main() -> int:
                     built,
                     image,
                     tile=tile,
-                    overlap=settings.overlap,
+                    overlap=stage_overlap(built, settings),  # restore()'s: the same tiles
                     batch=batch,
                     frames=args.frames,
                 )
