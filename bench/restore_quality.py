@@ -10,7 +10,12 @@ crops of `--crop` px. Denoising, four noise cases: Gaussian at sigma 15, 25 and 
 real-capture model (Poisson-Gaussian, correlated channels, JPEG after; degrade.py).
 Baselines: OpenCV's non-local means and BM3D (the `bm3d` package), each given the true
 noise level of every crop times a factor per case tuned on crops of the TRAINING sources
-(bench/restore_baselines.json; `--retune` remakes it). Ours runs through restore() as the
+(bench/restore_baselines.json; `--retune` remakes it). That file names the pool (its
+manifest's sha256), the training sources, the crop size and the factor grids it was tuned
+with; a run that differs in any of them stops and says how to retune (`--tune-only`),
+rather than score the baselines with factors tuned for other pictures. Before anything,
+the pool's files are hashed: a picture whose bytes are in both splits stops the run, since
+a held-out score on a training picture says nothing. Ours runs through restore() as the
 stage does: it estimates the noise level itself and keeps its input when the result is not
 measurably better; then each of our models runs again averaged over `--self-ensemble`
 flips and rotations (8 by default; the model setting of that name, n times the compute).
@@ -23,7 +28,9 @@ lines last, for the models as shipped and as self-ensembles. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +46,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from processors.restore.degrade import REAL_CAPTURE, Capture, capture_noise, downscale
 from processors.restore.engine import Engine, pick_device
 from processors.restore.models import load_model
-from processors.restore.pool import Manifest, Split, detail, read_picture
+from processors.restore.pool import Manifest, Picture, Split, detail, read_picture
 from processors.restore.restore import TileRunner, direct_runner, restore
 from processors.restore.settings import RestoreSettings, Task, Views
 
@@ -52,8 +59,9 @@ CASES = {
     "real noise": REAL_CAPTURE,
 }
 TUNING = Path(__file__).with_name("restore_baselines.json")
-NLM_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-BM3D_GRID = (0.7, 0.85, 1.0, 1.15)
+NLM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Real noise tuned to 1.15, then the top of (0.7 .. 1.15): the best may lie beyond it.
+BM3D_GRID = (0.55, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
 TARGETS = {"denoise": 1.0, "upscale 2x": 1.0, "upscale 4x": 0.7}
 JPEG_INPUT = 85  # the upscalers' second, untargeted case: a typical web JPEG
 
@@ -99,6 +107,37 @@ def degraded(name: str, clean: Array, case: str) -> tuple[Array, float]:
     return noisy, float((noisy.astype(np.float64) - clean).std())
 
 
+def check_splits(pool: Path) -> None:
+    """Stop when a file's content is in both splits: the same picture shipped by a training
+    and a held-out package would be scored as held out while the models trained on it."""
+    seen: dict[str, list[Picture]] = {}
+    for picture in Manifest.load(pool).pictures:
+        digest = hashlib.sha256((pool / picture.file).read_bytes()).hexdigest()
+        seen.setdefault(digest, []).append(picture)
+    both = [ps for ps in seen.values() if len({p.split for p in ps}) > 1]
+    if both:
+        lines = "\n".join(
+            "  " + " = ".join(f"{p.file} ({p.split})" for p in pictures) for pictures in both
+        )
+        sys.exit(
+            f"{pool}: {len(both)} picture(s) in both the training and the evaluation split, "
+            f"by content:\n{lines}\nRebuild the pool without them (processors/restore/"
+            "pool_build.py) before scoring held-out sources."
+        )
+
+
+def tuning_key(pool: Path, side: int) -> dict[str, object]:
+    """What the tuned factors depend on: which pool (its manifest's hash), which training
+    sources, which crop size, which grids. Stored with the factors, compared on load."""
+    manifest = Manifest.load(pool)
+    return {
+        "pool_manifest_sha256": hashlib.sha256((pool / "manifest.json").read_bytes()).hexdigest(),
+        "training_sources": manifest.sources("train"),
+        "crop": side,
+        "grids": {"nlm": list(NLM_GRID), "bm3d": list(BM3D_GRID)},
+    }
+
+
 def tune(pool: Path, side: int) -> dict[str, dict[str, float]]:
     """Each baseline's best factor on its noise level, per case, on TRAINING crops."""
     training = crops(pool, "train", 1, side)
@@ -113,10 +152,30 @@ def tune(pool: Path, side: int) -> dict[str, dict[str, float]]:
                 )
                 for f in grid
             }
-            tuned[case][label] = max(scores, key=lambda f: scores[f])
-            print(f"  tuned {label} for {case}: factor {tuned[case][label]:g}", flush=True)
-    TUNING.write_text(json.dumps({"tuned_on": sorted(training), "factors": tuned}, indent=1))
+            best = tuned[case][label] = max(scores, key=lambda f: scores[f])
+            edge = "  (AT THE GRID'S EDGE: widen it)" if best in (grid[0], grid[-1]) else ""
+            print(f"  tuned {label} for {case}: factor {best:g}{edge}", flush=True)
+    saved = {**tuning_key(pool, side), "tuned_on": sorted(training), "factors": tuned}
+    TUNING.write_text(json.dumps(saved, indent=1) + "\n")
     return tuned
+
+
+def tuned_factors(pool: Path, side: int) -> dict[str, dict[str, float]]:
+    """The stored factors, if they were tuned for this pool, crop size and grids; else the
+    run stops and says how to tune them (BM3D takes long: never started unasked)."""
+    saved = json.loads(TUNING.read_text())
+    want = tuning_key(pool, side)
+    differ = [k for k, v in want.items() if saved.get(k) != v]
+    if differ:
+        was = ", ".join(f"{k}={saved.get(k, 'not recorded')}" for k in differ)
+        sys.exit(
+            f"{TUNING.name} was not tuned for this run: it differs in {', '.join(differ)} "
+            f"(it has {was}). Tune the baselines for this pool and crop first:\n"
+            f"  .venv/bin/python bench/restore_quality.py --pool {pool} --crop {side} "
+            "--tune-only\n(or add --retune to this command)."
+        )
+    factors: dict[str, dict[str, float]] = saved["factors"]
+    return factors
 
 
 class Scores:
@@ -220,7 +279,9 @@ def upscale(
         for n in names
     }
     for name, clean_full in pictures.items():
-        side = clean_full.shape[0] - clean_full.shape[0] % scale
+        # Square, within both sides of a crop narrower than --crop, a multiple of the scale.
+        side = min(clean_full.shape[:2])
+        side -= side % scale
         hr = Image.fromarray(clean_full[:side, :side])
         lr = downscale(hr, scale, jpeg_quality=jpeg)
         clean, mp = np.asarray(hr), hr.width * hr.height / 1e6
@@ -265,6 +326,7 @@ def main() -> None:
     parser.add_argument("--upscale-only", action="store_true")
     parser.add_argument("--tune-only", action="store_true", help="tune the baselines, stop")
     args = parser.parse_args()
+    check_splits(args.pool)
     if args.tune_only:
         tune(args.pool, args.crop)
         return
@@ -297,7 +359,7 @@ def main() -> None:
         factors = (
             tune(args.pool, args.crop)
             if args.retune or not TUNING.exists()
-            else json.loads(TUNING.read_text())["factors"]
+            else tuned_factors(args.pool, args.crop)
         )
         denoisers = {
             name: Ours(settings.model_copy(update={"denoise_model": name}), run, "denoise")
