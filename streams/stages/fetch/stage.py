@@ -5,22 +5,20 @@ call waits for its host's turn, downloads through SafeFetcher (every hop vetted 
 SSRF), checks the first bytes are an image, and streams the body to S3 under a key derived
 from the URL, so a retry or a replay overwrites the same object.
 
-Failures are data: a refused or permanently failing URL is a PermanentError (dead letter,
-reason named); a transient one, a host that has no room, or a download the batch's
-deadline cuts is *deferred*: the envelope goes back to the fetch topic with the attempt
-counted and a time not to try before, so no slow host holds a batch.
+Failures are data (failures.py): a refused or permanently failing URL is a PermanentError
+(dead letter, reason named); a transient one, a host that has no room, or a download the
+batch's deadline cuts is *deferred*: the envelope goes back to the fetch topic with the
+attempt counted and a time not to try before, so no slow host holds a batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
-import random
 import time
 import urllib.parse
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import urllib3
 from minio import Minio
@@ -29,7 +27,7 @@ from minio.error import S3Error
 from processors.sniff import sniff
 from schemas.events import Envelope, FetchInfo, ObjectRef
 from streams.config.topics import route
-from streams.io.netguard import NetPolicy, Refused, check_url
+from streams.io.netguard import NetPolicy
 from streams.io.safe_http import FetchError, HopGate, HttpLimits, Response, SafeFetcher
 from streams.observe.metrics import (
     FETCH_BYTES,
@@ -38,7 +36,6 @@ from streams.observe.metrics import (
     FETCH_THROTTLED,
     FETCHES,
 )
-from streams.runner.records import iso_time
 from streams.runner.stage import (
     PermanentError,
     StageContext,
@@ -47,10 +44,13 @@ from streams.runner.stage import (
     TransientError,
     batch_deadline,
 )
+from streams.stages.fetch.failures import FetchFailed, deferred, failed
 from streams.stages.fetch.politeness import HostBusyError, HostGate
+from streams.stages.fetch.runtime import STAGE, FetchRuntime, gate_host
 from streams.stages.fetch.settings import FetchSettings
 
-STAGE = "fetch"
+__all__ = ["STAGE", "FetchRuntime", "fetch", "gate_host", "object_key", "runtime_for"]
+
 # Enough of the body to tell an image by its magic number (ISO BMFF brands included).
 SNIFF_BYTES = 64
 # minio's smallest multipart part: with one part uploaded at a time, an upload holds about
@@ -60,53 +60,12 @@ PART_SIZE = 5 * 1024 * 1024
 NO_DEADLINE_S = 3600.0
 
 
-@dataclass
-class FetchRuntime:
-    """What the fetch calls of one process share: clients, the host gate, the settings."""
-
-    settings: FetchSettings
-    fetcher: SafeFetcher
-    gate: HostGate
-    s3: Minio
-
-
 def object_key(url: str) -> str:
     """The incoming-bucket key of a URL: the same URL always lands on the same object."""
     digest = hashlib.sha256(url.encode()).hexdigest()[:40]
     name = posixpath.basename(urllib.parse.urlsplit(url).path) or "index"
     safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:80]
     return f"url/{digest}/{safe}"
-
-
-def _wall(monotonic_at: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=max(0.0, monotonic_at - time.monotonic()))
-
-
-def _deferred(
-    envelope: Envelope, info: FetchInfo, retry_at: float, why: str, outcome_reason: str
-) -> StageResult:
-    info.not_before = iso_time(_wall(retry_at))
-    info.last_error = why
-    envelope.record.fetch = info
-    FETCHES.labels(STAGE, "deferred", outcome_reason).inc()
-    return StageResult(envelope, outcome="deferred", detail=why, forward_to=STAGE)
-
-
-def _backoff(settings: FetchSettings, attempts: int) -> float:
-    # Exponential with full jitter: many URLs of one failing host spread out again.
-    ceiling = min(settings.backoff_max_s, settings.backoff_initial_s * 2 ** max(0, attempts - 1))
-    return random.uniform(settings.backoff_initial_s, max(settings.backoff_initial_s, ceiling))
-
-
-def gate_host(url: str, policy: NetPolicy) -> str:
-    """The host the politeness gate counts a URL under: netguard's reading of it (lower
-    case, IDNA, no trailing dot, an address in its one spelling), so `EXAMPLE.com.`,
-    `bücher.de` and `xn--bcher-kva.de` queue as the one host they are. A URL the guard
-    refuses is refused by the fetcher without a request; it needs no turn of any host."""
-    try:
-        return check_url(url, policy).host
-    except Refused:
-        return ""
 
 
 def read_head(response: Response) -> bytes:
@@ -151,7 +110,7 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
         wait = (datetime.fromisoformat(info.not_before) - datetime.now(UTC)).total_seconds()
         if wait > 0 and time.monotonic() + wait > deadline:
             # Not yet: straight back, without a request or a counted attempt.
-            return _deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
+            return deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
         time.sleep(max(0.0, wait))
     host = gate_host(url, runtime.fetcher.policy)
     try:
@@ -164,68 +123,9 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
                 raise
     except HostBusyError as held:
         FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(held.host), held.cause).inc()
-        return _deferred(envelope, info, held.retry_at, f"host busy: {held}", "throttled")
-    except _FetchFailed as failed:
-        return _failed(envelope, info, runtime, host, failed.error, answered=failed.answered)
-
-
-class _FetchFailed(Exception):  # noqa: N818 (a carrier, never seen outside this module)
-    """A FetchError, and whether the host had answered (sent its headers) before it."""
-
-    def __init__(self, error: FetchError, answered: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.answered = answered
-
-
-def _failed(
-    envelope: Envelope,
-    info: FetchInfo,
-    runtime: FetchRuntime,
-    host: str,
-    failed: FetchError,
-    *,
-    answered: bool,
-) -> StageResult:
-    settings = runtime.settings
-    info.final_url, info.status = failed.url, failed.status
-    envelope.record.fetch = info
-    if failed.kind == "refused":
-        FETCHES.labels(STAGE, "refused", failed.reason_class).inc()
-        raise PermanentError(failed.reason_class, failed.reason)
-    if failed.kind == "permanent":
-        FETCHES.labels(STAGE, "rejected", failed.reason_class).inc()
-        raise PermanentError(failed.reason_class, f"{failed.url}: {failed.reason}")
-    if failed.retry_after_s:
-        runtime.gate.pause(host, failed.retry_after_s)
-    # A host that sent nothing before the batch's deadline or its read timeout is slow (a
-    # tarpit): pause it, so its other URLs are deferred at once instead of each holding a
-    # batch to its end. A body cut while it was flowing is the batch's doing: no pause,
-    # no attempt counted, straight back.
-    slow = failed.reason_class in ("deadline", "timeout") and not answered
-    cut = failed.reason_class == "deadline" and answered
-    if slow:
-        runtime.gate.pause(host, settings.slow_host_pause_s)
-    if not cut and info.attempts >= settings.max_attempts:
-        FETCHES.labels(STAGE, "failed", failed.reason_class).inc()
-        raise PermanentError(
-            failed.reason_class, f"{failed.url}: {failed.reason} (after {info.attempts} attempts)"
-        )
-    if cut:
-        info.attempts -= 1  # the batch ended it, not the host: this one does not count
-    if cut:
-        delay = 0.0
-    elif slow:
-        delay = max(settings.slow_host_pause_s, failed.retry_after_s or 0.0)
-    else:
-        delay = failed.retry_after_s or _backoff(settings, info.attempts)
-    return _deferred(
-        envelope,
-        info,
-        time.monotonic() + delay,
-        f"{failed.reason_class}: {failed.reason}",
-        failed.reason_class,
-    )
+        return deferred(envelope, info, held.retry_at, f"host busy: {held}", "throttled")
+    except FetchFailed as carried:
+        return failed(envelope, info, runtime, host, carried)
 
 
 def _hop_gate(runtime: FetchRuntime, first: str, deadline: float) -> HopGate:
@@ -283,8 +183,8 @@ def _download(
             info.final_url, info.status = response.url, response.status
             info.content_type, info.redirects = response.content_type, list(response.redirects)
             info.bytes, info.sha256 = response.bytes_read, response.sha256()
-    except FetchError as failed:
-        raise _FetchFailed(failed, answered) from failed
+    except FetchError as error:
+        raise FetchFailed(error, answered) from error
     finally:
         FETCH_IN_FLIGHT.labels(STAGE).dec()
     info.seconds = round(seconds, 3)

@@ -1,0 +1,92 @@
+"""What the fetch stage does with a download that failed: a dead letter, or the message
+deferred (sent back to the fetch topic with a time not to try before), the attempt counted
+or not, and which host is paused."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+from schemas.events import Envelope, FetchInfo
+from streams.io.safe_http import FetchError
+from streams.observe.metrics import FETCHES
+from streams.runner.records import iso_time
+from streams.runner.stage import PermanentError, StageResult
+from streams.stages.fetch.runtime import STAGE, FetchRuntime
+from streams.stages.fetch.settings import FetchSettings
+
+
+class FetchFailed(Exception):  # noqa: N818 (a carrier, never seen outside the stage)
+    """A FetchError, and whether the host had answered (sent its headers) before it."""
+
+    def __init__(self, error: FetchError, answered: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.answered = answered
+
+
+def _wall(monotonic_at: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=max(0.0, monotonic_at - time.monotonic()))
+
+
+def deferred(
+    envelope: Envelope, info: FetchInfo, retry_at: float, why: str, outcome_reason: str
+) -> StageResult:
+    info.not_before = iso_time(_wall(retry_at))
+    info.last_error = why
+    envelope.record.fetch = info
+    FETCHES.labels(STAGE, "deferred", outcome_reason).inc()
+    return StageResult(envelope, outcome="deferred", detail=why, forward_to=STAGE)
+
+
+def backoff(settings: FetchSettings, attempts: int) -> float:
+    # Exponential with full jitter: many URLs of one failing host spread out again.
+    ceiling = min(settings.backoff_max_s, settings.backoff_initial_s * 2 ** max(0, attempts - 1))
+    return random.uniform(settings.backoff_initial_s, max(settings.backoff_initial_s, ceiling))
+
+
+def failed(
+    envelope: Envelope,
+    info: FetchInfo,
+    runtime: FetchRuntime,
+    first_host: str,
+    carried: FetchFailed,
+) -> StageResult:
+    """A dead letter (raised) or the message deferred; `info.attempts` counts this try."""
+    settings = runtime.settings
+    error = carried.error
+    info.final_url, info.status = error.url, error.status
+    envelope.record.fetch = info
+    if error.kind == "refused":
+        FETCHES.labels(STAGE, "refused", error.reason_class).inc()
+        raise PermanentError(error.reason_class, error.reason)
+    if error.kind == "permanent":
+        FETCHES.labels(STAGE, "rejected", error.reason_class).inc()
+        raise PermanentError(error.reason_class, f"{error.url}: {error.reason}")
+    host = first_host
+    if error.retry_after_s:
+        runtime.gate.pause(host, error.retry_after_s)
+    # A host that sent nothing before the batch's deadline or its read timeout is slow (a
+    # tarpit): pause it, so its other URLs are deferred at once instead of each holding a
+    # batch to its end. A body cut while it was flowing is the batch's doing: no pause,
+    # no attempt counted, straight back.
+    slow = error.reason_class in ("deadline", "timeout") and not carried.answered
+    cut = error.reason_class == "deadline" and carried.answered
+    if slow:
+        runtime.gate.pause(host, settings.slow_host_pause_s)
+    if not cut and info.attempts >= settings.max_attempts:
+        FETCHES.labels(STAGE, "failed", error.reason_class).inc()
+        raise PermanentError(
+            error.reason_class, f"{error.url}: {error.reason} (after {info.attempts} attempts)"
+        )
+    if cut:
+        info.attempts -= 1  # the batch ended it, not the host: this one does not count
+    if cut:
+        delay = 0.0
+    elif slow:
+        delay = max(settings.slow_host_pause_s, error.retry_after_s or 0.0)
+    else:
+        delay = error.retry_after_s or backoff(settings, info.attempts)
+    why = f"{error.reason_class}: {error.reason}"
+    return deferred(envelope, info, time.monotonic() + delay, why, error.reason_class)
