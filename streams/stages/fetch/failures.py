@@ -18,12 +18,14 @@ from streams.stages.fetch.settings import FetchSettings
 
 
 class FetchFailed(Exception):  # noqa: N818 (a carrier, never seen outside the stage)
-    """A FetchError, and whether the host had answered (sent its headers) before it."""
+    """A FetchError, whether the host had answered (sent its headers) before it, and how
+    many body bytes had arrived."""
 
-    def __init__(self, error: FetchError, answered: bool) -> None:
+    def __init__(self, error: FetchError, answered: bool, received: int = 0) -> None:
         super().__init__(str(error))
         self.error = error
         self.answered = answered
+        self.received = received
 
 
 def _wall(monotonic_at: float) -> datetime:
@@ -67,24 +69,27 @@ def failed(
     host = first_host
     if error.retry_after_s:
         runtime.gate.pause(host, error.retry_after_s)
-    # A host that sent nothing before the batch's deadline or its read timeout is slow (a
-    # tarpit): pause it, so its other URLs are deferred at once instead of each holding a
-    # batch to its end. A body cut while it was flowing is the batch's doing: no pause,
-    # no attempt counted, straight back.
+    # A host that sent nothing before the deadline or its read timeout is slow (a tarpit):
+    # pause it, so its other URLs are deferred at once instead of each holding a batch to
+    # its end. A body the deadline cut while it was flowing pauses nobody, but counts: a
+    # download too big or too slow for a batch would otherwise start over for ever.
     slow = error.reason_class in ("deadline", "timeout") and not carried.answered
     cut = error.reason_class == "deadline" and carried.answered
     if slow:
         runtime.gate.pause(host, settings.slow_host_pause_s)
-    if not cut and info.attempts >= settings.max_attempts:
+    if info.attempts >= settings.max_attempts:
         FETCHES.labels(STAGE, "failed", error.reason_class).inc()
-        raise PermanentError(
-            error.reason_class, f"{error.url}: {error.reason} (after {info.attempts} attempts)"
-        )
-    if cut:
-        info.attempts -= 1  # the batch ended it, not the host: this one does not count
-    if cut:
-        delay = 0.0
-    elif slow:
+        reason = f"{error.url}: {error.reason} (after {info.attempts} attempts)"
+        if cut:
+            reason = (
+                f"{error.url}: the batch's deadline cut the body after {carried.received} "
+                f"bytes (after {info.attempts} attempts); a download must end within its "
+                f"batch: raise stages.fetch.batch_budget_s (now {settings.batch_budget_s:g} s, "
+                "and runner.batch_budget_s, which caps it) for images this large or hosts "
+                "this slow"
+            )
+        raise PermanentError(error.reason_class, reason)
+    if slow:
         delay = max(settings.slow_host_pause_s, error.retry_after_s or 0.0)
     else:
         delay = error.retry_after_s or backoff(settings, info.attempts)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class HostRule(BaseModel):
@@ -29,7 +31,11 @@ class FetchSettings(BaseModel):
     max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)  # validate's own limit
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=15.0, gt=0)
-    total_timeout_s: float = Field(default=60.0, gt=0)
+    # The whole download, redirects and body. A download never outlives its batch (the
+    # batch's deadline cuts it, see batch_budget_s), so None, the default, leaves the batch
+    # in charge; a value may only shorten that, and one past batch_budget_s is refused as
+    # a limit that could never apply.
+    total_timeout_s: float | None = Field(default=None, gt=0)
     max_redirects: int = Field(default=5, ge=0)
     user_agent: str = "pixelfleet-fetch/0.1"
     ca_file: str | None = None  # an extra CA bundle
@@ -48,5 +54,21 @@ class FetchSettings(BaseModel):
     backoff_initial_s: float = Field(default=2.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     # A fetch batch lasts at most this long: a download still running when the batch stops
-    # starting work is cut and deferred, so one slow host costs the others little.
+    # starting work is cut and deferred (counted as an attempt), so one slow host costs the
+    # others little. It also bounds every download: raise it for large images on slow links.
     batch_budget_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _total_fits_the_batch(self) -> Self:
+        if self.total_timeout_s is not None and self.total_timeout_s > self.batch_budget_s:
+            raise ValueError(
+                f"total_timeout_s ({self.total_timeout_s:g} s) is longer than batch_budget_s "
+                f"({self.batch_budget_s:g} s): a download is cut when its batch ends, so it "
+                "could never run that long; raise batch_budget_s (and leave total_timeout_s "
+                "unset) to let downloads take longer, or lower total_timeout_s"
+            )
+        return self
+
+    def download_timeout_s(self) -> float:
+        """The most one download may take: total_timeout_s, or the batch's budget."""
+        return self.total_timeout_s or self.batch_budget_s

@@ -7,8 +7,9 @@ from the URL, so a retry or a replay overwrites the same object.
 
 Failures are data (failures.py): a refused or permanently failing URL is a PermanentError
 (dead letter, reason named); a transient one, a host that has no room, or a download the
-batch's deadline cuts is *deferred*: the envelope goes back to the fetch topic with the
-attempt counted and a time not to try before, so no slow host holds a batch.
+batch's deadline cuts is *deferred*: the envelope goes back to the fetch topic with a time
+not to try before, so no slow host holds a batch. Each try that reached the host counts,
+a cut one too, so after max_attempts the URL is a dead letter.
 """
 
 from __future__ import annotations
@@ -151,12 +152,12 @@ def _download(
 ) -> StageResult:
     url = info.url
     started = time.monotonic()
-    answered = False
+    answered: Response | None = None  # once the headers are in
     FETCH_IN_FLIGHT.labels(STAGE).inc()
     try:
         hop = _hop_gate(runtime, host, deadline)
         with runtime.fetcher.get(url, deadline=deadline, hop=hop) as response:
-            answered = True
+            answered = response
             first = read_head(response)
             if sniff(first) is None:
                 FETCHES.labels(STAGE, "rejected", "not_an_image").inc()
@@ -184,7 +185,8 @@ def _download(
             info.content_type, info.redirects = response.content_type, list(response.redirects)
             info.bytes, info.sha256 = response.bytes_read, response.sha256()
     except FetchError as error:
-        raise FetchFailed(error, answered) from error
+        received = answered.bytes_read if answered is not None else 0
+        raise FetchFailed(error, answered is not None, received) from error
     finally:
         FETCH_IN_FLIGHT.labels(STAGE).dec()
     info.seconds = round(seconds, 3)
@@ -214,7 +216,7 @@ def runtime_for(settings: FetchSettings, s3: Minio) -> FetchRuntime:
         max_bytes=settings.max_bytes,
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s,
-        total_timeout_s=settings.total_timeout_s,
+        total_timeout_s=settings.download_timeout_s(),
         max_redirects=settings.max_redirects,
         user_agent=settings.user_agent,
         ca_file=settings.ca_file,
