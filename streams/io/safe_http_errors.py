@@ -28,7 +28,8 @@ MAX_RETRY_AFTER_S = 3600.0
 class FetchError(Exception):
     """Why a fetch failed. `kind` tells the stage what to do: "refused" (policy: never
     retry), "permanent" (the URL will not work: give up) or "transient" (retry later,
-    after `retry_after_s` when the server said so)."""
+    after `retry_after_s` when the server said so). A transient "busy" says our own
+    connections to the server were all in use: the host was not asked."""
 
     def __init__(
         self,
@@ -128,6 +129,11 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 def from_urllib3_error(exc: BaseException, clock: Clock, url: str, *, in_body: bool) -> FetchError:
     """A urllib3 error while sending, waiting for or reading a response, as a FetchError."""
+    if isinstance(exc, EmptyPoolError):
+        # Every connection of the pool was in use until the wait ran out (it may take the
+        # whole clock): nothing was sent, so this says nothing about the host.
+        reason = "every connection to this server was in use by other fetches"
+        return FetchError("transient", "busy", reason, url=url)
     if clock.is_expired():
         # Whatever broke last, the clock ran out first (the watch may have cut the socket).
         return clock.expired(url)
@@ -154,7 +160,7 @@ def from_urllib3_error(exc: BaseException, clock: Clock, url: str, *, in_body: b
                 "permanent", "bad_response", f"malformed response: {inner!r}", url=url
             )
         return FetchError("transient", "reset", f"connection broke: {exc}", url=url)
-    if isinstance(exc, ClosedPoolError | EmptyPoolError):
+    if isinstance(exc, ClosedPoolError):
         if clock.is_expired():
             return clock.expired(url)
         return FetchError("transient", "connect", f"no connection to use: {exc}", url=url)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.events import Envelope, FetchInfo
 from streams.io.safe_http import FetchError
-from streams.observe.metrics import FETCHES
+from streams.observe.metrics import FETCH_THROTTLED, FETCHES
 from streams.runner.records import iso_time
 from streams.runner.stage import PermanentError, StageResult
 from streams.stages.fetch.runtime import STAGE, FetchRuntime
@@ -66,6 +66,13 @@ def failed(
     if error.kind == "permanent":
         FETCHES.labels(STAGE, "rejected", error.reason_class).inc()
         raise PermanentError(error.reason_class, f"{error.url}: {error.reason}")
+    if error.reason_class == "busy":
+        # All our own connections to the server were in use: the host was never asked.
+        # Not its fault nor the URL's: no pause, not counted.
+        info.attempts -= 1
+        FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(first_host), "process").inc()
+        retry_at = time.monotonic() + backoff(settings, 2)
+        return deferred(envelope, info, retry_at, f"busy: {error.reason}", "throttled")
     host = first_host
     if error.retry_after_s:
         runtime.gate.pause(host, error.retry_after_s)

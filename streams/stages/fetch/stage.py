@@ -221,9 +221,12 @@ def runtime_for(settings: FetchSettings, s3: Minio) -> FetchRuntime:
         user_agent=settings.user_agent,
         ca_file=settings.ca_file,
     )
+    # The gate holds each host to its rule's concurrency; a pool smaller than the largest
+    # rule would make fetches it let through wait for a connection instead.
+    per_host = max(rule.concurrency for rule in (settings.default_host, *settings.hosts))
     return FetchRuntime(
         settings=settings,
-        fetcher=SafeFetcher(policy, limits, connections_per_host=settings.default_host.concurrency),
+        fetcher=SafeFetcher(policy, limits, connections_per_host=per_host),
         gate=HostGate(settings.default_host, settings.hosts, settings.concurrency),
         s3=s3,
     )

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from streams.runner.stage import PermanentError, StageResult
+from streams.io.safe_http import SafeFetcher
+from streams.runner.stage import PermanentError, StageContext, StageResult
+from streams.stages.fetch.politeness import HostGate
 from streams.stages.fetch.settings import FetchSettings, HostRule
+from streams.stages.fetch.stage import FetchRuntime
 from tests.integration.streams.fetch.fetch_stage_kit import (
     call,
     envelope,
@@ -71,3 +76,73 @@ def test_a_body_every_batch_cuts_is_a_dead_letter_after_max_attempts(
     assert "batch_budget_s" in dead.value.reason and "3 attempts" in dead.value.reason
     assert server.paths() == ["/big.jpg"] * 3 + ["/small.jpg"]
     assert small.outcome == "ok", small.detail
+
+
+def test_a_host_rule_of_eight_gets_eight_connections(server: LoopbackServer, image: bytes) -> None:
+    """The connection pools follow the host rules: eight downloads at once from a host
+    whose rule allows eight all run (the default rule allows one)."""
+    for n in range(8):
+        trickle(server, f"/{n}.jpg", image[: 10 * 1024])
+    rule = HostRule(pattern="127.0.0.1", rate_per_s=100, burst=8, concurrency=8)
+    one = HostRule(rate_per_s=100, burst=8, concurrency=1)
+    ctx = stage_context(settings_for(server, default_host=one, hosts=(rule,)))
+    start = threading.Barrier(8, timeout=10)
+    results: list[StageResult | None] = [None] * 8
+    deadline = in_a_batch(5.0)  # one download takes about 1 s; eight in a row, 8 s
+
+    def one_fetch(n: int) -> None:
+        start.wait()
+        results[n] = call(ctx, envelope(server.url(f"/{n}.jpg"), n), deadline)
+
+    threads = [threading.Thread(target=one_fetch, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        runtime_of(ctx).fetcher.close()
+    assert [r.outcome if r else None for r in results] == ["ok"] * 8, [
+        r.detail if r else None for r in results
+    ]
+    assert len(server.connections) == 8
+
+
+def test_no_free_connection_is_busy_not_the_hosts_fault(
+    server: LoopbackServer, image: bytes
+) -> None:
+    """With every pooled connection to a server in use until the deadline, the fetch is
+    deferred as busy: no attempt counted, the host not paused, its next URL fetched."""
+    trickle(server, "/slow.jpg", image[: 20 * 1024], interval_s=0.05)
+    server.serve_bytes("/quick.jpg", image)
+    settings = settings_for(server, default_host=OPEN)
+    base = stage_context(settings)
+    given = runtime_of(base)
+    # One connection per server, two downloads per host: the second waits for the pool.
+    runtime = FetchRuntime(
+        settings=settings,
+        fetcher=SafeFetcher(given.fetcher.policy, given.fetcher.limits, connections_per_host=1),
+        gate=HostGate(settings.default_host, (), settings.concurrency),
+        s3=given.s3,
+    )
+    given.fetcher.close()
+    ctx = StageContext("fetch", base.buckets, runtime)
+    holding = threading.Thread(
+        target=call, args=(ctx, envelope(server.url("/slow.jpg"), 1), in_a_batch(10))
+    )
+    try:
+        holding.start()
+        for _ in range(200):  # until the slow download holds the one connection
+            if server.paths():
+                break
+            time.sleep(0.01)
+        waited = call(ctx, envelope(server.url("/quick.jpg"), 2), in_a_batch(0.3))
+        holding.join(10)
+        after = call(ctx, envelope(server.url("/quick.jpg"), 3), in_a_batch(5))
+    finally:
+        runtime.fetcher.close()
+    info = waited.envelope.record.fetch
+    assert waited.outcome == "deferred" and (waited.detail or "").startswith("busy:")
+    assert info is not None and info.attempts == 0
+    assert after.outcome == "ok", after.detail
+    assert server.paths() == ["/slow.jpg", "/quick.jpg"]
