@@ -13,7 +13,7 @@ from streams.io.safe_http import FetchError
 from streams.observe.metrics import FETCH_THROTTLED, FETCHES
 from streams.runner.records import iso_time
 from streams.runner.stage import PermanentError, StageResult
-from streams.stages.fetch.runtime import STAGE, FetchRuntime
+from streams.stages.fetch.runtime import STAGE, FetchRuntime, gate_host
 from streams.stages.fetch.settings import FetchSettings
 
 
@@ -73,7 +73,9 @@ def failed(
         FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(first_host), "process").inc()
         retry_at = time.monotonic() + backoff(settings, 2)
         return deferred(envelope, info, retry_at, f"busy: {error.reason}", "throttled")
-    host = first_host
+    # The hop that failed is the one to pause: a shortener whose redirect led to a tarpit
+    # or to a 429 did nothing wrong itself.
+    host = gate_host(error.url, runtime.fetcher.policy) or first_host
     if error.retry_after_s:
         runtime.gate.pause(host, error.retry_after_s)
     # A host that sent nothing before the deadline or its read timeout is slow (a tarpit):

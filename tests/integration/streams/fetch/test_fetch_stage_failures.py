@@ -1,5 +1,5 @@
-"""How the fetch stage answers failures, called as the runner calls it: a real server on
-127.0.0.1, S3 a stand-in."""
+"""How the fetch stage answers failures, called as the runner calls it: real servers on
+127.0.0.1 and 127.0.0.2, S3 a stand-in."""
 
 from __future__ import annotations
 
@@ -146,3 +146,30 @@ def test_no_free_connection_is_busy_not_the_hosts_fault(
     assert info is not None and info.attempts == 0
     assert after.outcome == "ok", after.detail
     assert server.paths() == ["/slow.jpg", "/quick.jpg"]
+
+
+def test_the_hop_that_failed_is_paused_not_the_shortener(image: bytes) -> None:
+    """A shortener's redirect to a host that answers 429 with Retry-After pauses that host:
+    the shortener's other URLs go on, the 429 host's wait without a request."""
+    with (
+        LoopbackServer("127.0.0.1") as shortener,
+        LoopbackServer("127.0.0.2", port=shortener.port) as cdn,
+    ):
+        cdn.too_many_requests("/img.jpg", retry_after="3600")
+        cdn.serve_bytes("/other.jpg", image)
+        shortener.redirect("/s", cdn.url("/img.jpg"))
+        shortener.serve_bytes("/own.jpg", image)
+        ctx = stage_context(settings_for(shortener, cdn, default_host=OPEN))
+        try:
+            limited = call(ctx, envelope(shortener.url("/s"), 1), in_a_batch(3))
+            own = call(ctx, envelope(shortener.url("/own.jpg"), 2), in_a_batch(3))
+            other = call(ctx, envelope(cdn.url("/other.jpg"), 3), in_a_batch(3))
+        finally:
+            runtime_of(ctx).fetcher.close()
+        cdn_paths, shortener_paths = cdn.paths(), shortener.paths()
+    assert limited.outcome == "deferred" and (limited.detail or "").startswith("http_429")
+    assert own.outcome == "ok", own.detail
+    assert other.outcome == "deferred"
+    assert (other.detail or "").startswith("host busy: 127.0.0.2: retry_after")
+    assert cdn_paths == ["/img.jpg"]
+    assert shortener_paths == ["/s", "/own.jpg"]
