@@ -38,7 +38,7 @@ from streams.io import clients
 from streams.io.failures import OperationError
 from streams.io.safe_http import FetchError, SafeFetcher
 from streams.io.topic_reader import topic_messages
-from streams.notify.worker import build_fetcher, webhooks_dlq
+from streams.notify.setup import build_fetcher, webhooks_dlq
 from streams.ops import ledger
 from streams.ops.selection import parse_time
 from streams.runner.records import now_iso
