@@ -40,7 +40,7 @@ def already_done(settings: Settings, files: dict[str, Path], request: Request) -
     except CatalogUnavailableError as exc:
         # Redacted here too: whatever raised it, the catalog URL may hold a password.
         log.warning(
-            "the catalog did not answer, so every file is submitted: %s", redact_url(str(exc))
+            "the catalog could not be asked, so every file is submitted: %s", redact_url(str(exc))
         )
         return {}
     finally:

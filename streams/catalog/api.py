@@ -261,6 +261,11 @@ class CatalogApi:
         sha256, print_ = query.get("sha256", "").lower(), query.get("fingerprint", "")
         if sha256 and not _is_sha256(sha256):
             return error(400, "bad_query", "give sha256= as 64 hex digits")
+        if bool(sha256) != bool(print_) or not (sha256 or query.get("phash")):
+            # Either alone, or nothing, used to be an empty answer: "no duplicate".
+            return error(
+                400, "bad_query", "give sha256= with fingerprint=, or phash=, or all three"
+            )
         if sha256 and print_:
             answer["duplicate_of"] = self.index.done_with(sha256, print_)
         phash = query.get("phash")

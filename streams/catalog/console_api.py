@@ -51,7 +51,12 @@ def _instant(name: str, text: str) -> str:
 
 
 def read_filters(query: Mapping[str, str]) -> Filters:
-    """The list's filters from a query; ValueError names the first bad one."""
+    """The list's filters from a query; ValueError names the first bad one. A name that is
+    no filter is one too: a misspelt `colour=red` would list everything."""
+    unknown = sorted(set(query) - {*FILTERS, "limit", "cursor"})
+    if unknown:
+        known = ", ".join([*FILTERS, "limit", "cursor", "ids", "sha256"])
+        raise ValueError(f"unknown parameter {unknown[0]!r} (known: {known})")
     values = {name: (query.get(name) or None) for name in FILTERS}
     for name, allowed in CHOICES.items():
         if values[name] is not None and values[name] not in allowed:

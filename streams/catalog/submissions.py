@@ -80,14 +80,17 @@ def _parts(
     reading unknown fields (older or newer writers), but a client's misspelt `restor` would
     be dropped and its image processed as it did not ask. `?force=true` goes on the event,
     so that validate processes content it has already done under another id too."""
-    unknown = sorted(set(body) - allowed)
+    # (the unknown name, the names known where it stands)
+    unknown = [(key, allowed) for key in sorted(set(body) - allowed)]
     for name, kind in (("hints", Hints), ("request", Request)):
         part = body.get(name)
         if isinstance(part, dict):
-            unknown += [f"{name}.{key}" for key in sorted(set(part) - _names(kind))]
+            names = _names(kind)
+            unknown += [(f"{name}.{key}", names) for key in sorted(set(part) - names)]
     if unknown:
-        known = ", ".join(sorted(allowed))
-        return _problem(400, "bad_field", f"{where}: unknown field {unknown[0]!r} (known: {known})")
+        field, known = unknown[0]
+        listed = ", ".join(sorted(known))
+        return _problem(400, "bad_field", f"{where}: unknown field {field!r} (known: {listed})")
     try:
         hints = msgspec.convert(body.get("hints") or {}, Hints)
         request = msgspec.convert(body.get("request") or {}, Request)

@@ -285,7 +285,7 @@ def status(image_id: str | None) -> None:
         try:
             raw = catalog_client(settings).record(image_id)
         except CatalogUnavailableError as exc:
-            err.print(f"warning: the catalog did not answer ({exc}); reading the topic")
+            err.print(f"warning: the catalog could not be asked ({exc}); reading the topic")
         else:
             if raw is None:
                 err.print(f"no record for {image_id} in the catalog")

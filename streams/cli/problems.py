@@ -160,7 +160,7 @@ def _runtime_error(exc: Exception) -> str | None:
         )
     catalog = _type("streams.io.catalog_client", "CatalogUnavailableError")
     if catalog and isinstance(exc, catalog):
-        return f"the catalog did not answer: {exc}"
+        return f"the catalog could not be asked: {exc}"
     if isinstance(exc, OSError):
         said = exc.strerror or _first_line(str(exc)) or type(exc).__name__
         return f"{exc.filename}: {said}" if exc.filename else said

@@ -58,7 +58,16 @@ class CatalogClient:
         except httpx.HTTPError as exc:
             # The exception's own text may quote the URL too.
             raise CatalogUnavailableError(redact_url(f"{self._http.base_url}: {exc}")) from exc
-        if answer.status_code in (401, 403) or answer.status_code >= 500:
+        if answer.status_code in (401, 403):
+            # It answered: the key is the problem, and the person can mend it.
+            given = "no key" if API_KEY_HEADER not in self._http.headers else "the key"
+            raise CatalogUnavailableError(
+                redact_url(
+                    f"{self._http.base_url} refused {given} (HTTP {answer.status_code}): set "
+                    "PIXELFLEET_CATALOG_API_KEY to a key it accepts (catalog.api_key_hashes)"
+                )
+            )
+        if answer.status_code >= 500:
             raise CatalogUnavailableError(
                 redact_url(
                     f"{self._http.base_url}{path}: HTTP {answer.status_code} {answer.text[:200]}"

@@ -302,9 +302,10 @@ class Endpoint:
         NOTIFY_SECONDS.labels(self.name).observe(result.seconds)
         if webhooks.verdict(result.status) == "retry":
             error = f"HTTP {result.status}"
-            raise _RetryableError(
-                f"http_{result.status}", error, result.status, result.retry_after_s
-            )
+            # Retry-After means "come back then" on a 429 or a 503 only (RFC 9110, 6585);
+            # on a 500 it is no promise, and honouring it would hold up the queue for it.
+            after = result.retry_after_s if result.status in (429, 503) else None
+            raise _RetryableError(f"http_{result.status}", error, result.status, after)
         return result
 
     def _judge(self, delivery: Delivery, answer: PostResult | FetchError) -> Outcome:

@@ -99,11 +99,20 @@ def test_keys_limits_and_errors_are_answered_clearly(
             ("duplicate=bogus", "duplicate"),
             ("since=yesterday", "since"),
             ("ids=" + ",".join(f"i{n}" for n in range(101)), "ids"),
+            ("colour=red", "colour"),  # a misspelt filter would list everything
         ):
             listed = http.get(f"/v1/images?{query}", headers=HEADERS)
             assert (listed.status_code, listed.json()["error"]) == (400, "bad_query"), query
             assert named in listed.json()["message"], listed.json()
-        for query in ("sha256=abc&fingerprint=f", "phash=0000000000000000&limit=x"):
+        # Nothing to look up, or a sha256 without the settings it was done under, used to
+        # answer "no duplicate".
+        for query in (
+            "sha256=abc&fingerprint=f",
+            "phash=0000000000000000&limit=x",
+            "",
+            "sha256=" + "0" * 64,
+            "fingerprint=f",
+        ):
             looked = http.get(f"/v1/lookup?{query}", headers=HEADERS)
             assert (looked.status_code, looked.json()["error"]) == (400, "bad_query"), query
         wrong_method = http.put("/v1/images", headers=HEADERS)
@@ -123,6 +132,8 @@ def _misspelt_fields_are_refused(http: httpx.Client) -> None:
         misspelt = http.post("/v1/images", headers=HEADERS, json=body)
         assert (misspelt.status_code, misspelt.json()["error"]) == (400, "bad_field"), body
         assert repr(named) in misspelt.json()["message"], misspelt.json()
+        if named == "request.restor":  # the names known where the misspelt one stands
+            assert "restore" in misspelt.json()["message"].split("known:")[1]
     tiny = encode(photo("coffee").resize((8, 8)), "PNG")
     meta = json.dumps({"request": {"restor": "none"}})
     misspelt = http.post(

@@ -136,7 +136,7 @@ def test_a_plain_runtime_or_decode_error_is_a_bug_with_its_traceback(
 
 def test_an_unanswering_catalog() -> None:
     line = _error(lambda: CatalogUnavailableError("http://***@cat.test: refused"))
-    assert line == "error: the catalog did not answer: http://***@cat.test: refused"
+    assert line == "error: the catalog could not be asked: http://***@cat.test: refused"
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_status_warns_without_the_password(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("streams.io.clients.admin", no_kafka)
     monkeypatch.setattr("streams.io.clients.consumer", no_kafka)
     result = CliRunner().invoke(main.cli, ["status", "img-1"])
-    assert "warning: the catalog did not answer (http://***@127.0.0.1:1" in result.output
+    assert "warning: the catalog could not be asked (http://***@127.0.0.1:1" in result.output
     assert "hunter2" not in result.output
     assert "error: stop here: no Kafka in unit tests" in result.output
 
@@ -81,5 +81,5 @@ def test_the_known_content_warning_carries_no_password(
     image.write_bytes(b"not really a jpeg")
     with caplog.at_level(logging.WARNING):
         assert already_done(Settings(), {"id-1": image}, Request()) == {}
-    assert "the catalog did not answer" in caplog.text
+    assert "the catalog could not be asked" in caplog.text
     assert "hunter2" not in caplog.text

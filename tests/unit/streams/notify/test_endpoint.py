@@ -231,3 +231,24 @@ def test_a_failure_to_finish_an_event_is_reported_not_swallowed() -> None:
     assert endpoint.join(5)  # the thread ended
     assert endpoint.broken is not None and "producer is fenced" in endpoint.broken
     assert ledger.positions() == {("t", 0): 9}  # committed up to the event, never past it
+
+
+@pytest.mark.parametrize(("code", "honoured"), [(503, True), (429, True), (500, False)])
+def test_retry_after_is_honoured_on_a_429_or_503_only(
+    endpoints: Any, code: int, honoured: bool
+) -> None:
+    def answer(n: int) -> PostResult:
+        return PostResult(code, 120.0, "192.0.2.1", 0.01, b"") if n == 1 else status(204)(n)
+
+    endpoint, finished = endpoints(ScriptedClient(answer))
+    waits: list[float] = []
+    endpoint._pause = waits.append  # type: ignore[method-assign]  # asked for, not waited
+    endpoint.start()
+    endpoint.offer(_event(), Ledger().add(("t", 0), 0, 1))
+    ((_delivery, outcome),) = finished.wait()
+    assert outcome == Outcome("delivered")
+    # FAST's backoff is a few milliseconds; a Retry-After of 120 s is honoured or not.
+    if honoured:
+        assert waits == [120.0]
+    else:
+        assert len(waits) == 1 and waits[0] < 1, waits
