@@ -68,6 +68,7 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
     signal.signal(signal.SIGINT, _stop_before_start)
     logs.configure()
     settings: FleetSettings
+    builtin: list[str] = []
     try:
         chosen: list[StageSpec] = []
         if stages:
@@ -78,6 +79,7 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
             # `all` is expanded only when named: it asks the registry what is installed.
             every = registry.available(full) if "all" in stages else []
             chosen.extend(registry.builtin(s, full) for s in _once(stages, every))
+            builtin = [spec.name for spec in chosen]
             settings = full
         else:
             settings = FleetSettings()
@@ -92,6 +94,8 @@ def worker(stages: tuple[str, ...], specs: tuple[str, ...], metrics_port: int | 
         # A custom spec may reuse a built-in stage's name (or two refs name one object).
         _fail(f"stage {', '.join(twice)} is named twice; each stage runs once per process")
     _check_storage(settings)
+    if builtin:
+        _check_topics(settings, builtin)
     if metrics_port is not None:
         runner = settings.runner.model_copy(update={"metrics_port": metrics_port})
         settings = settings.model_copy(update={"runner": runner})
@@ -114,6 +118,22 @@ def _check_storage(settings: FleetSettings) -> None:
         logging.getLogger("pixelfleet.worker").warning("start-up check: %s", warning)
     if check.problems:
         _fail(check.error())
+
+
+def _check_topics(settings: FleetSettings, builtin: list[str]) -> None:
+    """The built-in stages' inboxes, the metadata and dead-letter topics, before anything is
+    consumed: under a mistyped PIXELFLEET_TOPIC_PREFIX a worker subscribed to a topic that
+    does not exist and waited for ever, with a single warning. (A --spec stage's topics
+    may be made by whoever wrote it, after the worker starts.)"""
+    from streams.app.preflight import uninitialized
+    from streams.config.topics import Topics
+
+    topics = Topics(settings.topic_prefix)
+    missing = uninitialized(
+        settings, [*(topics.inbox(name) for name in builtin), topics.metadata, topics.dlq]
+    )
+    if missing:
+        _fail(missing)
 
 
 def _stop_before_start(signum: int, _frame: FrameType | None) -> NoReturn:

@@ -21,10 +21,10 @@ from tests.integration.streams.runner.fleet import ROOT, fleet_settings, init_fl
 SPEC = "tests.integration.streams.runner.stages:PASSTHROUGH"
 
 
-def _start(settings: Settings) -> subprocess.CompletedProcess[str]:
+def _start(settings: Settings, *which: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env(settings)}
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker", "--spec", SPEC],
+        [sys.executable, "-m", "streams.cli", "worker", *(which or ("--spec", SPEC))],
         check=False,
         cwd=ROOT,
         env=env,
@@ -82,3 +82,19 @@ def test_a_wrong_s3_secret_stops_the_worker_at_start(
     line = started.stderr.strip().splitlines()[-1]
     assert "S3 refuses the credentials (SignatureDoesNotMatch)" in line
     assert "PIXELFLEET_S3_SECRET_KEY" in line and "pixelfleet init" not in line
+
+
+def test_a_mistyped_topic_prefix_stops_a_builtin_stage_at_start(
+    stack: Stack, unique_name: Callable[[str], str]
+) -> None:
+    """It used to subscribe to a topic that does not exist and wait for ever, with one
+    warning in the log."""
+    fleet = fleet_settings(Settings(kafka=stack.kafka, s3=stack.s3), unique_name("pf"))
+    init_fleet(fleet)
+    typo = fleet.model_copy(update={"topic_prefix": fleet.topic_prefix + "x"})
+    started = _start(typo, "--stage", "compress")
+    assert started.returncode == 1, started.stderr
+    line = started.stderr.strip().splitlines()[-1]
+    p = typo.topic_prefix
+    assert line.startswith(f"error: no topic {p}.compress, {p}.metadata, {p}.dlq on "), line
+    assert "PIXELFLEET_TOPIC_PREFIX" in line

@@ -54,6 +54,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     monkeypatch.setattr(registry, "available", lambda _s: ["fetch", "validate", "compress"])
     monkeypatch.setattr(registry, "builtin", lambda name, _s: StageSpec(name=name, fn=_never))
     monkeypatch.setattr(worker, "_check_storage", lambda _s: None)
+    monkeypatch.setattr(worker, "_check_topics", lambda _s, _names: None)
     monkeypatch.setattr(worker, "run_workers", run_workers)
     monkeypatch.setattr("streams.observe.logs.configure", lambda: None)
     monkeypatch.delenv("PIXELFLEET_CONFIG", raising=False)
@@ -102,3 +103,20 @@ def test_two_stages_of_one_name_are_refused(started: list[list[str]]) -> None:
 def test_the_help_says_so() -> None:
     result = CliRunner().invoke(main.cli, ["worker", "--help"])
     assert "runs" in result.output and "once" in result.output
+
+
+def test_a_taken_catalog_port_is_one_line_before_anything_starts() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main.cli, ["catalog", "--port", str(port)], env={"PIXELFLEET_CATALOG_HOST": "127.0.0.1"}
+        )
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use; give another with --port or "
+        "PIXELFLEET_CATALOG_PORT (and stop the catalog already running, if it is one)"
+    )
