@@ -27,6 +27,7 @@ from streams.io import clients
 from streams.io.netguard import Refused, check_url
 from streams.io.safe_http import SafeFetcher
 from streams.notify.delivery import Delivery, Endpoint, Outcome
+from streams.notify.flow import ASSIGNMENT_STRATEGY, Flow
 from streams.notify.ledger import Ledger
 from streams.notify.setup import NotifySetupError, build_fetcher, group, webhooks_dlq
 from streams.observe.metrics import NOTIFY_DEAD_LETTERS, NOTIFY_DROPPED
@@ -72,8 +73,7 @@ class NotifyWorker:
         self.endpoints = self._endpoints(clock)
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
-        self._assigned: list[TopicPartition] = []
-        self._paused = False
+        self._flow = Flow(settings.notify.max_in_flight)
         self.revocations = 0  # partitions taken away (a rebalance), for logs and tests
         self._lost: str | None = None  # why a dead letter was not stored, once one was not
         # Made by `run`: building the worker checks the settings and connects to nothing.
@@ -110,8 +110,15 @@ class NotifyWorker:
         ok = age < 60
         return ok, f"last poll {age:.1f}s ago"
 
+    @property
+    def paused(self) -> bool:
+        """Whether the partitions are paused: too many events in hand."""
+        return self._flow.paused
+
     def ready(self) -> tuple[bool, str]:
-        return True, f"{len(self._assigned)} partitions, {self.ledger.in_hand()} events in hand"
+        state = ", paused" if self._flow.paused else ""
+        held = len(self._flow.assigned)
+        return True, f"{held} partitions, {self.ledger.in_hand()} events in hand{state}"
 
     def ensure_dlq_topic(self) -> None:
         """Creates `<prefix>.webhooks.dlq` when it is missing (like `pixelfleet init` would)."""
@@ -140,6 +147,9 @@ class NotifyWorker:
             kafka,
             group(self.settings.topic_prefix),
             **{
+                # As the stages: a rebalance takes only the partitions that move, so the
+                # others keep their deliveries under way (streams/notify/flow.py).
+                "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
                 "max.poll.interval.ms": runner.max_poll_interval_ms,
                 "session.timeout.ms": runner.session_timeout_ms,
             },
@@ -218,14 +228,7 @@ class NotifyWorker:
 
     def _throttle(self) -> None:
         """Pauses every partition while too many events are in hand; polling goes on."""
-        in_hand = self.ledger.in_hand()
-        limit = self.settings.notify.max_in_flight
-        if not self._paused and in_hand >= limit and self._assigned:
-            self._consumer.pause(self._assigned)
-            self._paused = True
-        elif self._paused and in_hand < limit // 2:
-            self._consumer.resume(self._assigned)
-            self._paused = False
+        self._flow.throttle(self._consumer, self.ledger.in_hand())
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
         moved = self.ledger.positions(only)
@@ -256,9 +259,7 @@ class NotifyWorker:
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": [str(p) for p in partitions]})
-        self._assigned = [*self._assigned, *partitions]
-        if self._paused:
-            self._consumer.pause(partitions)
+        self._flow.assign(self._consumer, partitions)
 
     def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
@@ -270,7 +271,7 @@ class NotifyWorker:
             self._withdraw(gone)
         self._commit(gone)
         self.ledger.forget(sorted(gone))
-        self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
+        self._flow.revoke(self._consumer, partitions)
 
     def _on_lost(self, consumer: object, partitions: list[TopicPartition]) -> None:
         # Already someone else's: a commit would be refused. The new owner reads again from
@@ -280,7 +281,7 @@ class NotifyWorker:
         log.warning("partitions lost", extra={"partitions": sorted(gone)})
         self._withdraw(gone)
         self.ledger.forget(sorted(gone))
-        self._assigned = [p for p in self._assigned if (p.topic, p.partition) not in gone]
+        self._flow.revoke(self._consumer, partitions)
 
     def _withdraw(self, gone: set[tuple[str, int]]) -> None:
         """The endpoints take back their queued events of these partitions: the new owner

@@ -56,6 +56,12 @@ class _Consumer:
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
         self.committed.append([(o.topic, o.partition, o.offset) for o in offsets])
 
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        pass
+
 
 class _Producer:
     def __init__(self) -> None:
