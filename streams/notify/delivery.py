@@ -19,7 +19,9 @@ a backlog at a receiver that answers again within a budget is delivered.
 
 When a rebalance takes partitions away, `withdraw` takes back their queued events: the
 partitions' new owner reads and delivers them, so delivering them here too would only
-send them twice. The event being attempted is not queued any more, and may finish.
+send them twice. The event being attempted is marked withdrawn: an attempt under way ends
+(it cannot be called back), but the event is neither tried again nor finished, so it
+holds up the endpoint's queue no longer and is never dead-lettered by both owners.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Delivery:
     attempts: int = 0
     last_status: int | None = None
     last_error: str | None = None
+    # Set (under the endpoint's _cond) when its partition moved while it was attempted.
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,10 +159,10 @@ class Endpoint:
             return self._held()
 
     def withdraw(self, tps: Collection[TopicPartition]) -> int:
-        """Takes back the queued events of these partitions, now another consumer's, and
-        says how many: they are neither finished nor dead-lettered, the partitions' new owner
-        delivers them. The event being attempted is left to finish (its `Ledger.done` counts
-        for nothing once the partition is forgotten)."""
+        """Takes back the events of these partitions, now another consumer's, and says how
+        many: they are neither finished nor dead-lettered, the partitions' new owner
+        delivers them. The one being attempted is marked so: its thread lets an attempt
+        under way end, then drops it without another attempt or finishing it."""
         gone = set(tps)
         with self._cond:
             kept = [d for d in self._queue if d.ticket.tp not in gone]
@@ -167,6 +171,11 @@ class Endpoint:
                 self._queue.clear()
                 self._queue.extend(kept)
                 self._pending.set(self._held())
+            current = self._current
+            if current is not None and current.ticket.tp in gone and not current.withdrawn:
+                current.withdrawn = True
+                taken += 1
+                self._cond.notify_all()  # cuts its backoff or breaker wait short
         return taken
 
     def _held(self) -> int:
@@ -211,11 +220,15 @@ class Endpoint:
                 log.exception(f"webhook endpoint {self.name}: delivery failed unexpectedly")
                 delivery.last_error = "internal error (see the log)"
                 outcome = Outcome("dead", "internal_error")
-            if outcome is None:
+            if outcome is None and self._halt.is_set():
                 return
             with self._cond:
                 self._current = None
                 self._pending.set(self._held())
+                withdrawn = delivery.withdrawn
+            if withdrawn:
+                continue  # the partition's new owner delivers it, or dead-letters it
+            assert outcome is not None  # only a halt or a withdrawal ends without one
             try:
                 self._finish(self.name, delivery, outcome)
             except Exception as exc:
@@ -226,12 +239,20 @@ class Endpoint:
                 return
 
     def _pause(self, seconds: float) -> None:
+        """Waits, cut short by a halt or by the withdrawal of the event in hand."""
         if seconds > 0:
-            self._halt.wait(seconds)
+            with self._cond:
+                self._cond.wait_for(self._stop_waiting, seconds)
+
+    def _stop_waiting(self) -> bool:
+        # Under _cond.
+        current = self._current
+        return self._halt.is_set() or (current is not None and current.withdrawn)
 
     def _deliver(self, delivery: Delivery) -> Outcome | None:
+        """The event's outcome; None when halted or withdrawn before it had one."""
         settings = self._settings
-        while not self._halt.is_set():
+        while not self._halt.is_set() and not delivery.withdrawn:
             if self.disabled:
                 return Outcome("dropped", "gone")
             left = self._budget_left(delivery)

@@ -63,6 +63,14 @@ class Ledger:
             else:
                 part.open[ticket.offset] = left - 1
 
+    def holds(self, ticket: Ticket) -> bool:
+        """Whether the ticket's record is still to be finished here: not once its partition
+        was forgotten (revoked), even if the partition came back since (a new _Partition)."""
+        with self._lock:
+            return self._parts.get(ticket.tp) is ticket.partition and (
+                ticket.offset in ticket.partition.open
+            )
+
     def in_hand(self) -> int:
         """Deliveries not finished yet, all partitions together."""
         with self._lock:

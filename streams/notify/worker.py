@@ -5,7 +5,9 @@ The consumer never waits on an endpoint: it polls every half second whatever the
 do (so the group never takes it for dead and rebalances), pauses its partitions while too
 many events are in hand, and commits each partition up to its oldest unfinished event.
 Delivery is at least once: a crash, or a partition moving to another replica, sends the
-unfinished events again, with the same event id.
+unfinished events again, with the same event id. An event is finished (dead-lettered,
+counted, its offset released) only while its partition is still this worker's: once a
+rebalance took the partition, its new owner reads the event again and finishes it there.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class NotifyWorker:
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
         self._flow = Flow(settings.notify.max_in_flight)
+        # Held while a rebalance hands partitions over (withdraw, commit, forget) and while
+        # an event is finished, so no event of a partition being handed over is finished
+        # after the commit that left it to the new owner: that owner finishes it again.
+        self._handover = threading.Lock()
         self.revocations = 0  # partitions taken away (a rebalance), for logs and tests
         self._lost: str | None = None  # why a dead letter was not stored, once one was not
         # Made by `run`: building the worker checks the settings and connects to nothing.
@@ -266,11 +272,12 @@ class NotifyWorker:
         if gone:
             self.revocations += 1
             log.info("partitions revoked", extra={"partitions": sorted(gone)})
+        with self._handover:
             # First, so the endpoints start no more of them while the commit flushes. The
             # withdrawn events stay unfinished: the commit stops before the oldest of them.
             self._withdraw(gone)
-        self._commit(gone)
-        self.ledger.forget(sorted(gone))
+            self._commit(gone)
+            self.ledger.forget(sorted(gone))
         self._flow.revoke(self._consumer, partitions)
 
     def _on_lost(self, consumer: object, partitions: list[TopicPartition]) -> None:
@@ -279,18 +286,20 @@ class NotifyWorker:
         gone = {(p.topic, p.partition) for p in partitions}
         self.revocations += 1
         log.warning("partitions lost", extra={"partitions": sorted(gone)})
-        self._withdraw(gone)
-        self.ledger.forget(sorted(gone))
+        with self._handover:
+            self._withdraw(gone)
+            self.ledger.forget(sorted(gone))
         self._flow.revoke(self._consumer, partitions)
 
     def _withdraw(self, gone: set[tuple[str, int]]) -> None:
-        """The endpoints take back their queued events of these partitions: the new owner
-        reads them again from the last commit, so delivering them here would send each
-        twice. Only the events being attempted right now may still arrive twice."""
+        """The endpoints take back their events of these partitions: the new owner reads
+        them again from the last commit, so delivering them here would send each twice. An
+        attempt under way ends, and is neither tried again nor finished; it alone may
+        arrive twice."""
         withdrawn = sum(endpoint.withdraw(gone) for endpoint in self.endpoints)
         if withdrawn:
             log.info(
-                f"{withdrawn} queued webhook deliveries withdrawn: their partitions moved",
+                f"{withdrawn} webhook deliveries withdrawn: their partitions moved",
                 extra={"partitions": sorted(gone)},
             )
 
@@ -304,6 +313,14 @@ class NotifyWorker:
 
     def _finish(self, endpoint: str, delivery: Delivery, outcome: Outcome) -> None:
         """Called on an endpoint's thread (or the consumer's, for an event refused at once)."""
+        with self._handover:
+            if not self.ledger.holds(delivery.ticket):
+                # Its partition moved since: the new owner reads the event again and
+                # finishes it, so a dead letter written here would be its second.
+                return
+            self._finish_held(endpoint, delivery, outcome)
+
+    def _finish_held(self, endpoint: str, delivery: Delivery, outcome: Outcome) -> None:
         event = delivery.event
         if outcome.kind == "dead":
             record = webhooks.dead_letter(

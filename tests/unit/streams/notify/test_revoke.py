@@ -1,6 +1,7 @@
 """A rebalance takes partitions away: their events still queued at the endpoints are
 withdrawn, not delivered, since the partitions' new owner reads and delivers them again.
-Only the event an endpoint is attempting at that moment may arrive twice."""
+Only the event an endpoint is attempting at that moment may arrive twice; it is tried no
+more, and never dead-lettered here, since its new owner dead-letters it if need be."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from streams.config.notify import NotifySettings, WebhookSubscription
 from streams.config.settings import FleetSettings
-from streams.notify.delivery import Endpoint, Outcome
+from streams.notify.delivery import Delivery, Endpoint, Outcome
 from streams.notify.ledger import Ledger
 from streams.notify.worker import NotifyWorker
 from tests.unit.streams.notify import events
@@ -24,6 +25,10 @@ URL = "https://hooks.example.com/in"
 
 def _gauge(endpoint: str) -> float | None:
     return REGISTRY.get_sample_value("pixelfleet_notify_pending", {"endpoint": endpoint})
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 class _Message:
@@ -137,8 +142,60 @@ def test_a_partition_taken_away_leaves_its_queued_events_to_its_new_owner(
     receiver.release.set()
 
     assert eventually(lambda: endpoint.pending() == 0 and worker.ledger.in_hand() == 0)
-    # The event in flight finished; the other partition's went on; the withdrawn ones
+    # The attempt in flight ended; the other partition's went on; the withdrawn ones
     # were never sent (the new owner sends them).
     assert receiver.attempts() == {event("in-flight").event_id: 1, event("kept").event_id: 1}
     assert producer.letters == [] and _gauge("rebalanced") == 0
     assert worker.ledger.positions() == {(done, 1): 1}
+
+
+def _worker(receiver: Receiver, **notify: Any) -> tuple[NotifyWorker, _Producer]:
+    sub = WebhookSubscription(name="rebalanced", url=URL, secret="k")  # type: ignore[arg-type]
+    section = NotifySettings.model_validate({**FAST, **notify, "subscriptions": [sub]})
+    worker = NotifyWorker(FleetSettings(notify=section), fetcher=receiver)  # type: ignore[arg-type]
+    producer = _Producer()
+    worker._consumer = _Consumer()  # type: ignore[assignment]
+    worker._producer = producer  # type: ignore[assignment]
+    return worker, producer
+
+
+def test_an_event_being_retried_when_its_partition_moves_is_neither_retried_nor_dead_lettered(
+    halted: list[Endpoint],
+) -> None:
+    # Every answer a 503: left alone, the event would be tried three times, then
+    # dead-lettered here while its new owner dead-letters it too.
+    receiver = Receiver(lambda _n: 503, hold=True)
+    worker, producer = _worker(receiver, max_attempts=3)
+    (endpoint,) = worker.endpoints
+    halted.append(endpoint)
+    endpoint.start()
+    done = worker.topics.done
+    worker._handle(_Message(done, 0, 0, events.done("retried")))  # type: ignore[arg-type]
+    assert receiver.entered.wait(4)  # its first attempt is under way
+    worker._on_revoke(None, [TopicPartition(done, 0)])
+    receiver.release.set()
+
+    assert eventually(lambda: endpoint.pending() == 0)
+    assert receiver.attempts() == {event("retried").event_id: 1}  # the one under way only
+    assert producer.letters == []
+    assert (
+        _sample(
+            "pixelfleet_notify_dead_letters_total",
+            endpoint="rebalanced",
+            reason="retries_exhausted",
+        )
+        == 0
+    )
+
+
+def test_an_event_finished_after_its_partition_was_handed_over_is_left_to_the_new_owner() -> None:
+    worker, producer = _worker(Receiver())
+    done = worker.topics.done
+    given_up = event("late")
+    ticket = worker.ledger.add((done, 0), 7, 1)
+    worker._on_revoke(None, [TopicPartition(done, 0)])
+    # The same partition may even come back: the ticket is still of the old assignment.
+    worker.ledger.add((done, 0), 7, 1)
+    worker._finish("rebalanced", Delivery(given_up, ticket, attempts=8), Outcome("dead", "x"))
+    assert producer.letters == []
+    assert worker.ledger.in_hand() == 1  # the new reading of offset 7 is still to finish
