@@ -194,14 +194,21 @@ class NotifyWorker:
             endpoint.join(max(end - time.monotonic(), 0))
         for endpoint in self.endpoints:
             endpoint.halt()
-        if self._lost is None:  # else the events are to be delivered again: no commit
-            self._commit()
-        self._consumer.close()
-        self._producer.flush(10)
-        for endpoint in self.endpoints:
-            # An attempt under way ends within its request timeout.
-            endpoint.join(self.settings.notify.request_timeout_s + 1)
-        self.fetcher.close()
+        try:
+            if self._lost is None:  # else the events are to be delivered again: no commit
+                self._commit()
+        finally:
+            # Even when that commit found a dead letter lost: leaving the group now hands
+            # the partitions over at once, not after a session timeout. Closing revokes
+            # them, which commits once more what finished since (_on_revoke).
+            try:
+                self._consumer.close()
+            finally:
+                self._producer.flush(10)
+                for endpoint in self.endpoints:
+                    # An attempt under way ends within its request timeout.
+                    endpoint.join(self.settings.notify.request_timeout_s + 1)
+                self.fetcher.close()
         log.info("notify worker stopped")
 
     # --- consuming ----------------------------------------------------------------------
@@ -238,16 +245,15 @@ class NotifyWorker:
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
         moved = self.ledger.positions(only)
-        if not moved:
-            return
         # An event is finished after its dead letter was produced, so flushing now stores
         # every dead letter of what `moved` covers before its offset is committed.
-        if self._producer.flush(5) > 0:
+        if moved and self._producer.flush(5) > 0:
             self.ledger.unmark(moved)
             log.warning("webhook dead letters not acknowledged yet; commit postponed")
             return
         # flush() also counts a message Kafka refused as gone from its queue: only the
-        # delivery reports say whether each dead letter was stored.
+        # delivery reports say whether each dead letter was stored. Checked even when
+        # nothing moved: a rebalance may have taken the partition of the lost letter.
         if self._lost is not None:
             self.ledger.unmark(moved)
             raise DeadLetterLostError(
@@ -256,6 +262,8 @@ class NotifyWorker:
                 "delivered again after a restart. Check that the topic exists and that "
                 "this worker may write to it."
             )
+        if not moved:
+            return
         offsets = [TopicPartition(t, p, o) for (t, p), o in moved.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -276,7 +284,10 @@ class NotifyWorker:
             # First, so the endpoints start no more of them while the commit flushes. The
             # withdrawn events stay unfinished: the commit stops before the oldest of them.
             self._withdraw(gone)
-            self._commit(gone)
+            # With a dead letter lost nothing may be committed; the loop's next commit
+            # stops the worker (raising here would also break the close of the consumer).
+            if self._lost is None:
+                self._commit(gone)
             self.ledger.forget(sorted(gone))
         self._flow.revoke(self._consumer, partitions)
 

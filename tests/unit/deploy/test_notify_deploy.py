@@ -89,13 +89,14 @@ def test_bad_notify_values_fail_at_render(flags: list[str], message: str) -> Non
 @pytest.mark.parametrize(
     ("config", "worst"),
     [
-        # drain_s + the final commit's flush (5) + the producer's flush (10) + the join of
-        # the attempts under way (request_timeout_s + 1): NotifyWorker._shutdown.
-        ([], 36),
-        (["--set", "config.notify.drain_s=20"], 46),
+        # drain_s + the final commit's flush (5) + the one closing the consumer makes in
+        # _on_revoke (5) + the producer's flush (10) + the join of the attempts under way
+        # (request_timeout_s + 1): NotifyWorker._shutdown.
+        ([], 41),
+        (["--set", "config.notify.drain_s=20"], 51),
         (
             ["--set", "config.notify.drain_s=0", "--set", "config.notify.request_timeout_s=2.5"],
-            18.5,
+            23.5,
         ),
     ],
     ids=["defaults", "longer-drain", "fractions"],

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from confluent_kafka import TopicPartition
 
 from processors import webhooks
 from streams.cli.notify import notify
@@ -79,3 +80,49 @@ def test_a_bad_subscription_is_named_and_its_secret_never_printed(tmp_path: Path
     assert result.exit_code == 1
     assert "notify.subscriptions.0" in result.output and "name" in result.output
     assert secret not in result.output and secret[-8:] not in result.output
+
+
+class _ClosingConsumer(_Consumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def resume(self, partitions: Any) -> None:
+        pass
+
+
+def test_a_dead_letter_lost_at_the_last_commit_still_leaves_the_group() -> None:
+    """Else the group waits a whole session timeout before handing the partitions on."""
+    worker = _worker()
+    consumer = _ClosingConsumer()
+    worker._producer = _RefusingProducer()  # type: ignore[assignment]
+    worker._consumer = consumer  # type: ignore[assignment]
+    event = webhooks.from_done(events.done("img-2"))
+    assert event is not None
+    ticket = worker.ledger.add(TP, 7, endpoints=1)
+    worker._finish("crm", Delivery(event, ticket, attempts=5), Outcome("dead", "http_4xx"))
+    with pytest.raises(DeadLetterLostError):
+        worker._shutdown()
+    assert consumer.closed and consumer.committed == []
+
+
+def test_a_revoke_after_a_lost_letter_commits_nothing_and_the_next_commit_stops() -> None:
+    """A revoke (closing the consumer revokes too) must neither commit past the lost
+    letter nor raise from inside the consumer's callback; the loop's next commit stops
+    the worker, though the partition that held the letter is gone."""
+    worker = _worker()
+    producer, consumer = _RefusingProducer(), _ClosingConsumer()
+    worker._producer = producer  # type: ignore[assignment]
+    worker._consumer = consumer  # type: ignore[assignment]
+    event = webhooks.from_done(events.done("img-3"))
+    assert event is not None
+    ticket = worker.ledger.add(TP, 3, endpoints=1)
+    worker._finish("crm", Delivery(event, ticket, attempts=5), Outcome("dead", "http_4xx"))
+    producer.flush(0)  # the delivery report: refused
+    worker._on_revoke(None, [TopicPartition(*TP)])
+    assert consumer.committed == []
+    with pytest.raises(DeadLetterLostError):
+        worker._commit()
