@@ -43,12 +43,14 @@ class IndexFeed:
         topic: str | None = None,
         apply: Apply | None = None,
         label: str = "index",
+        on_caught_up: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.topic = topic or Topics(settings.topic_prefix).metadata
         self.apply: Apply = apply or index.apply_many
         self.label = label
+        self.on_caught_up = on_caught_up  # called on the feed's thread, before caught_up is set
         self.caught_up = threading.Event()
         self.behind = -1  # unknown until the first end offsets are read
         self._stop = threading.Event()
@@ -123,6 +125,8 @@ class IndexFeed:
         self.behind = behind
         metrics.CATALOG_RECORDS_BEHIND.labels(self.label).set(behind)
         if not self.caught_up.is_set() and behind == 0:
+            if self.on_caught_up is not None:
+                self.on_caught_up()
             self.caught_up.set()
             log.info("catalog %s feed caught up: %d images", self.label, len(self.index))
 

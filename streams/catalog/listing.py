@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -251,6 +251,21 @@ class ListedIndex(CatalogIndex):
                     continue  # counted by the CatalogIndex already
                 self._seq += 1
                 self._keep(_row(self._seq, image_id, slim))
+
+    def order_by_time(self) -> None:
+        """Number every row again, oldest change first; for the end of the first catch-up.
+
+        The catch-up reads the topic's partitions as the broker hands them out, so its read
+        order is no time order: a gallery opened just after a start listed one partition's
+        images, then another's. From then on each new state is read as it is written, so
+        read order is the order of change. Cursors of the old numbering become stale."""
+        with self._rows_lock:
+            rows = sorted(self._by_seq.values(), key=lambda r: (r.updated_at, r.seq))
+            self._by_seq = {seq: replace(row, seq=seq) for seq, row in enumerate(rows, 1)}
+            self._seq_of = {row.image_id: seq for seq, row in self._by_seq.items()}
+            self._seq = len(rows)
+            self._low = 1
+            self.epoch = secrets.token_hex(4)
 
     def _drop(self, image_id: str) -> None:
         seq = self._seq_of.pop(image_id, None)

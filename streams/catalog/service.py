@@ -45,7 +45,7 @@ class CatalogService:
         self.app: faust.App = build_app(settings, web_options)
         # The index the console lists from too (listing.py); the feed fills it as before.
         self.index = ListedIndex(catalog.near_dup_distance)
-        self.feed = IndexFeed(settings, self.index)
+        self.feed = IndexFeed(settings, self.index, on_caught_up=self.index.order_by_time)
         # Titles and keywords for the console's search; not part of readiness.
         self.words = submissions_feed(settings, self.index)
         self.table = CatalogTable(self.app, settings)

@@ -11,7 +11,7 @@ from PIL import Image
 from processors import intermediate
 from processors.errors import InputRejectedError
 from schemas.events import Envelope, ObjectRef
-from streams.config.topics import route
+from streams.config.topics import INGEST_STAGE
 from streams.runner.stage import PermanentError
 
 T = TypeVar("T")
@@ -59,6 +59,9 @@ def admit_url(envelope: Envelope) -> str | None:
     """validate's admission: a URL source not downloaded yet goes to fetch first, before
     anything is read (one cheap hop; object sources never see fetch)."""
     if envelope.submitted.source.url and envelope.record.current is None:
-        envelope.route = route(restore=False, fetch=True)
+        # The route planned so far, as for an uploaded file at validate (`["validate"]`):
+        # validate plans the rest once it has the bytes. A URL rejected at fetch used to
+        # list categorize, enhance and compress, which it never reached.
+        envelope.route = ["fetch", INGEST_STAGE]
         return "fetch"
     return None

@@ -63,6 +63,25 @@ def test_pages_list_the_most_recently_changed_first_and_end_with_no_cursor() -> 
     assert last.cursor is None
 
 
+def test_after_the_catch_up_the_list_is_in_time_order_not_read_order() -> None:
+    """The catch-up reads one partition, then another: its read order is no time order."""
+    index = ListedIndex()
+    at = "2026-12-0{}T10:00:00.000Z"
+    partition_a = [record(f"a{d}", updated_at=at.format(d)) for d in (1, 4, 7)]
+    partition_b = [record(f"b{d}", updated_at=at.format(d)) for d in (2, 5, 8)]
+    put(index, *partition_a, *partition_b)
+    before = index.epoch
+    assert ids(index.page(Filters(), None, 6)) == ["b8", "b5", "b2", "a7", "a4", "a1"]
+    index.order_by_time()
+    assert ids(index.page(Filters(), None, 6)) == ["b8", "a7", "b5", "a4", "b2", "a1"]
+    assert index.epoch != before  # a cursor of the old numbering is stale (409)
+    assert index.row("a4") is not None and index.row("a4").seq == 3  # type: ignore[union-attr]
+    # Later states are read as they happen, and go on top.
+    put(index, record("a1", status="rejected", updated_at="2026-12-09T10:00:00.000Z"))
+    assert ids(index.page(Filters(), None, 2)) == ["a1", "b8"]
+    assert every_page(index, Filters(), 2, 100) == ["a1", "b8", "a7", "b5", "a4", "b2"]
+
+
 def test_tombstones_leave_the_listing_and_the_rows_counts() -> None:
     index = ListedIndex()
     put(index, record("a"), record("b", status="rejected", errors=[_error("validate")]))
