@@ -40,6 +40,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # event of this size leaves them ample room.
 SUBMISSION_MAX_BYTES = 64 * 1024
 _submitted = decoder(ImageSubmitted)
+# The schema's ImageId pattern, said in words before the schema says it in a regex.
+_IMAGE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 PROFILES: tuple[str, ...] = get_args(Profile)
 
 
@@ -111,6 +113,11 @@ class Submitter:
             raise ValueError(
                 f"{event.image_id}: a correlation id may hold {CORRELATION_ID_MAX} characters, "
                 f"not {len(event.correlation_id)}"
+            )
+        if not _IMAGE_ID.fullmatch(event.image_id):
+            raise ValueError(
+                f"image id {event.image_id!r} may hold only letters, digits, '.', '_' and '-', "
+                "1 to 128 of them"
             )
         value = encode(event)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import get_args
 
@@ -72,7 +73,12 @@ def init() -> None:
     help="Process the images even where the catalog says the same content is done.",
 )
 @click.option("--wait", is_flag=True, help="Follow the images until each is done or rejected.")
-@click.option("--timeout", type=float, default=600, help="Seconds --wait waits at most.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds --wait waits at most (default 600).",
+)
 def submit(
     sources: tuple[str, ...],
     url_file: Path | None,
@@ -83,10 +89,12 @@ def submit(
     restore: str,
     force: bool,
     wait: bool,
-    timeout: float,
+    timeout: float | None,
 ) -> None:
     """Submit local files (uploaded to the incoming bucket), s3://bucket/prefix objects, or
     the URLs of a crawler's export (--urls FILE)."""
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout is how long --wait waits; give --wait too")
     settings = Settings()
     submitter = Submitter(settings)
     request = Request(profile=profile, restore=restore, force=force)  # type: ignore[arg-type]
@@ -105,7 +113,13 @@ def submit(
         err.print("error: --image-id names an uploaded file; s3:// objects and URLs get theirs")
         sys.exit(1)
     if not files and not objects and not urls.items:
-        err.print("error: nothing to submit")
+        given = ", ".join(sources) if sources else ""
+        err.print(
+            f"error: nothing to submit: {given} hold no file (hidden files are skipped)"
+            if given
+            else "error: nothing to submit: name files, folders or s3://bucket/prefix, or "
+            "--urls FILE"
+        )
         sys.exit(1)
     # The same bytes under two names are one image, processed once. (Objects keep their
     # key-based ids: two keys are two images.)
@@ -134,7 +148,9 @@ def submit(
     if not wait or not events:
         # Lines of the URL file that could not be used make the call fail, after the rest.
         sys.exit(1 if urls.problems else 0)
-    code, outcomes = _follow(settings, {e.image_id for e in events}, start, timeout)
+    code, outcomes = _follow(
+        settings, {e.image_id for e in events}, start, 600 if timeout is None else timeout
+    )
     for path, content_id in copies.items():
         err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {first[content_id]})")
     sys.exit(_waited_exit(code, outcomes, bool(urls.problems)))
@@ -264,8 +280,8 @@ def _follow(
                     outcomes[event.image_id] = event.status
                     progress.update(task, completed=len(outcomes))
     consumer.close()
-    counts = {s: list(outcomes.values()).count(s) for s in sorted(set(outcomes.values()))}
-    err.print(f"outcomes: {counts or 'none'}")
+    counts = Counter(outcomes.values())
+    err.print(f"outcomes: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}")
     missing = wanted - outcomes.keys()
     if missing:
         err.print(
@@ -303,7 +319,11 @@ def status(image_id: str | None) -> None:
                 "in time; what follows may not be its newest record"
             )
         if found.record is None:
-            err.print(f"no record for {image_id}")
+            err.print(
+                f"error: no record for {image_id} under the topic prefix "
+                f"{settings.topic_prefix!r}: check the id (submit printed it), or "
+                "PIXELFLEET_TOPIC_PREFIX"
+            )
             sys.exit(1)
         click.echo(json.dumps(msgspec.to_builtins(found.record), indent=2))
         return

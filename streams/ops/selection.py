@@ -44,7 +44,14 @@ def parse_since(text: str, now: datetime) -> datetime:
     try:
         return now - parse_duration(text)
     except ValueError:
+        pass
+    try:
         return parse_time(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration back from now (2h, 30d) nor a time "
+            "(2026-12-01 or 2026-12-01T08:00:00Z)"
+        ) from None
 
 
 def parse_where(text: str) -> dict[str, set[str]]:
