@@ -58,7 +58,9 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Idle pools kept for keep-alive; a fleet worker talks to a bounded set of image hosts.
 MAX_POOLS = 128
 # Lookups in flight at once; one that never answers holds its thread until the system
-# resolver gives up, but the fetch that asked has long gone on without it.
+# resolver gives up, but the fetch that asked has long gone on without it. A lookup starts
+# only with a thread free for it (none ever waits in the executor's queue, to run long
+# after its fetch gave up); with all of them taken, the fetch is told "busy".
 DNS_THREADS = 16
 
 
@@ -94,6 +96,7 @@ class SafeFetcher:
         self._lock = threading.Lock()
         self._headers_base = {"User-Agent": limits.user_agent, "Accept-Encoding": "identity"}
         self._dns = cf.ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="safe-http-dns")
+        self._dns_slots = threading.BoundedSemaphore(DNS_THREADS)
 
     def get(
         self, url: str, *, deadline: float | None = None, hop: HopGate | None = None
@@ -186,12 +189,19 @@ class SafeFetcher:
         if target.literal is not None:
             return [str(target.literal)]
         wait = clock.wait(self.limits.connect_timeout_s, url)
+        if not self._dns_slots.acquire(timeout=wait):
+            # Slow names elsewhere hold every lookup thread: nothing was asked about this
+            # one, so it is no failure of its host.
+            reason = f"all {DNS_THREADS} name lookups busy; {target.host} was not looked up"
+            raise FetchError("transient", "busy", reason, url=url)
         # In a thread of its own: getaddrinfo takes no timeout, and a name server that
         # never answers would hold the fetch for as long as the system resolver tries.
-        lookup = self._dns.submit(self._resolver, target.host, target.port)
+        lookup = self._dns.submit(self._resolve, target.host, target.port)
         try:
-            found = lookup.result(timeout=wait)
+            found = lookup.result(timeout=max(0.0, min(wait, clock.end - time.monotonic())))
         except cf.TimeoutError:
+            if lookup.cancel():  # never started: its slot is ours to hand back
+                self._dns_slots.release()
             if clock.is_expired():
                 raise clock.expired(url) from None
             reason = f"{target.host}: no answer within {wait:.1f} s"
@@ -209,6 +219,12 @@ class SafeFetcher:
         except Refused as exc:
             raise FetchError("refused", "ssrf", str(exc), url=url) from exc
         return [str(address) for address in vetted]
+
+    def _resolve(self, host: str, port: int) -> list[str]:
+        try:
+            return self._resolver(host, port)
+        finally:
+            self._dns_slots.release()
 
     def _request(
         self,

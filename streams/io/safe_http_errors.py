@@ -29,7 +29,7 @@ class FetchError(Exception):
     """Why a fetch failed. `kind` tells the stage what to do: "refused" (policy: never
     retry), "permanent" (the URL will not work: give up) or "transient" (retry later,
     after `retry_after_s` when the server said so). A transient "busy" says our own
-    connections to the server were all in use: the host was not asked."""
+    connections or name lookups were all in use: the host was not asked."""
 
     def __init__(
         self,

@@ -67,8 +67,8 @@ def failed(
         FETCHES.labels(STAGE, "rejected", error.reason_class).inc()
         raise PermanentError(error.reason_class, f"{error.url}: {error.reason}")
     if error.reason_class == "busy":
-        # All our own connections to the server were in use: the host was never asked.
-        # Not its fault nor the URL's: no pause, not counted.
+        # All our own connections to the server, or all our name lookups, were in use:
+        # the host was never asked. Not its fault nor the URL's: no pause, not counted.
         info.attempts -= 1
         FETCH_THROTTLED.labels(STAGE, runtime.gate.rule_name(first_host), "process").inc()
         retry_at = time.monotonic() + backoff(settings, 2)

@@ -1,14 +1,16 @@
-"""When the fetcher's own resources run out (every pooled connection to a server), the
-fetch is "busy": the host was not asked, so nothing may be held against it. Only loopback
-servers."""
+"""When the fetcher's own resources run out (every pooled connection to a server, every
+name lookup thread), the fetch is "busy": the host was not asked, so nothing may be held
+against it. Only loopback servers; names are answered by a fake resolver."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
-from streams.io.safe_http import HttpLimits, SafeFetcher
+from streams.io.safe_http import DNS_THREADS, FetchError, HttpLimits, SafeFetcher
 from tests.integration.streams.fetch.fetch_stage_kit import trickle
-from tests.support.fetch_kit import FakeDns, fetch_error, policy, read_all
+from tests.support.fetch_kit import FakeDns, MakeFetcher, fetch_error, policy, read_all
 from tests.support.http_servers import LoopbackServer
 
 JPEG = b"\xff\xd8\xff" + b"x" * 100
@@ -29,3 +31,51 @@ def test_a_fetch_that_finds_no_free_connection_is_busy(server: LoopbackServer) -
         fetcher.close()
     assert (failed.kind, failed.reason_class) == ("transient", "busy"), failed
     assert server.paths() == ["/held.jpg"]
+
+
+class StuckDns(FakeDns):
+    """Names starting with "stuck" hang (a silent name server) until released; the others
+    are answered from the table at once."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        super().__init__(answers)
+        self.released = threading.Event()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if not host.startswith("stuck"):
+            return super().__call__(host, port)
+        with self._lock:
+            self.calls.append((host, port))
+        self.released.wait(30)  # bounded: the test releases it long before
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    def stuck_calls(self) -> int:
+        with self._lock:
+            return sum(1 for host, _ in self.calls if host.startswith("stuck"))
+
+
+def test_slow_names_hold_at_most_the_lookup_threads_and_the_rest_are_busy(
+    server: LoopbackServer, make_fetcher: MakeFetcher
+) -> None:
+    """Lookups that time out are not left queued behind the stuck ones (to run, and hold a
+    thread, long after their fetch gave up); with every thread stuck, a lookup is "busy",
+    not a DNS failure of its host; once the stuck ones end, names resolve again."""
+    server.serve_bytes("/a.jpg", JPEG)
+    dns = StuckDns({"images.test": [[server.address]]})
+    limits = HttpLimits(connect_timeout_s=0.3, read_timeout_s=2.0, total_timeout_s=10.0)
+    fetcher = make_fetcher(policy(server), limits, dns)
+    errors: list[FetchError] = []
+    try:
+        for n in range(DNS_THREADS + 4):
+            errors.append(fetch_error(fetcher, server.url("/a.jpg", host=f"stuck-{n}.test")))
+        healthy_meanwhile = fetch_error(fetcher, server.url("/a.jpg", host="images.test"))
+    finally:
+        dns.released.set()
+    with fetcher.get(server.url("/a.jpg", host="images.test")) as response:
+        assert read_all(response) == JPEG
+    classes = [e.reason_class for e in errors]
+    assert classes == ["dns"] * DNS_THREADS + ["busy"] * 4, classes
+    assert (healthy_meanwhile.kind, healthy_meanwhile.reason_class) == ("transient", "busy")
+    # Only the lookups that had a thread ever ran; the others were never started.
+    assert dns.stuck_calls() == DNS_THREADS
+    assert server.paths() == ["/a.jpg"]
