@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minio import Minio
 
 from streams.io.netguard import NetPolicy, Refused, check_url
 from streams.io.safe_http import SafeFetcher
+from streams.stages.fetch.lull import Lull
 from streams.stages.fetch.politeness import HostGate
 from streams.stages.fetch.settings import FetchSettings
 
@@ -22,6 +23,7 @@ class FetchRuntime:
     fetcher: SafeFetcher
     gate: HostGate
     s3: Minio
+    lull: Lull = field(default_factory=Lull)
 
 
 def gate_host(url: str, policy: NetPolicy) -> str:

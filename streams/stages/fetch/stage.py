@@ -102,17 +102,23 @@ class _Sniffed:
 def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageResult:
     runtime: FetchRuntime = ctx.params
     url = envelope.submitted.source.url
+    batch = batch_deadline()
     if url is None:
         # An object source never comes here (validate admits only URL sources to fetch).
+        runtime.lull.work(batch)
         return StageResult(envelope, outcome="skipped", detail="not a URL source")
     info = envelope.record.fetch or FetchInfo(url=url)
-    deadline = batch_deadline() or time.monotonic() + NO_DEADLINE_S
+    deadline = batch or time.monotonic() + NO_DEADLINE_S
+    wait = 0.0
     if info.not_before:
         wait = (datetime.fromisoformat(info.not_before) - datetime.now(UTC)).total_seconds()
-        if wait > 0 and time.monotonic() + wait > deadline:
-            # Not yet: straight back, without a request or a counted attempt.
-            return deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
-        time.sleep(max(0.0, wait))
+    if wait > 0 and time.monotonic() + wait > deadline:
+        # Not yet: straight back, without a request or a counted attempt. A batch of
+        # nothing else lingers first, or it would loop through the topic (see lull).
+        runtime.lull.linger(batch, deadline)
+        return deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
+    runtime.lull.work(batch)
+    time.sleep(max(0.0, wait))
     host = gate_host(url, runtime.fetcher.policy)
     try:
         with runtime.gate.turn(host, deadline):
