@@ -30,7 +30,7 @@ def gate_host(url: str, policy: NetPolicy) -> str:
     """The host the politeness gate counts a URL under: netguard's reading of it (lower
     case, IDNA, no trailing dot, an address in its one spelling), so `EXAMPLE.com.`,
     `bücher.de` and `xn--bcher-kva.de` queue as the one host they are. A URL the guard
-    refuses is refused by the fetcher without a request; it needs no turn of any host."""
+    refuses is "": the fetcher refuses it without a request; it needs no turn of any host."""
     try:
         return check_url(url, policy).host
     except Refused:

@@ -121,6 +121,11 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
     time.sleep(max(0.0, wait))
     host = gate_host(url, runtime.fetcher.policy)
     try:
+        if not host:
+            # Refused by netguard: the fetcher refuses it before any socket, so it takes
+            # no turn (a shared "" bucket would throttle a burst of bad URLs).
+            info.attempts += 1
+            return _download(envelope, info, runtime, ctx, deadline=deadline, host=host)
         with runtime.gate.turn(host, deadline):
             info.attempts += 1
             try:

@@ -1,5 +1,5 @@
 """How the fetch stage answers failures, called as the runner calls it: real servers on
-127.0.0.1 and 127.0.0.2, S3 a stand-in."""
+127.0.0.1 and 127.0.0.2 (127.0.0.3 a trap that is never admitted), S3 a stand-in."""
 
 from __future__ import annotations
 
@@ -173,3 +173,25 @@ def test_the_hop_that_failed_is_paused_not_the_shortener(image: bytes) -> None:
     assert (other.detail or "").startswith("host busy: 127.0.0.2: retry_after")
     assert cdn_paths == ["/img.jpg"]
     assert shortener_paths == ["/s", "/own.jpg"]
+
+
+def test_a_burst_of_refused_urls_is_dead_lettered_in_one_batch(server: LoopbackServer) -> None:
+    """Refused URLs take no host's turn: twenty in one short batch are all dead letters at
+    once (none deferred as throttled), and nothing is contacted."""
+    with LoopbackServer("127.0.0.3", port=server.port) as trap:
+        ctx = stage_context(settings_for(server))  # the default rule: 4/s, 2 at once
+        deadline = in_a_batch(1.0)
+        outcomes: list[str] = []
+        try:
+            for n in range(20):
+                try:
+                    result = call(ctx, envelope(trap.url(f"/{n}.jpg"), n), deadline)
+                    outcomes.append(result.outcome)
+                except PermanentError as refused:
+                    outcomes.append(refused.reason_class)
+        finally:
+            runtime_of(ctx).fetcher.close()
+        contacted = trap.contacted()
+    assert outcomes == ["ssrf"] * 20
+    assert not contacted
+    assert not server.contacted()
