@@ -62,7 +62,10 @@ def failed(
     envelope.record.fetch = info
     if error.kind == "refused":
         FETCHES.labels(STAGE, "refused", error.reason_class).inc()
-        raise PermanentError(error.reason_class, error.reason)
+        # netguard's reasons start with their class ("ssrf: ..."), which the error carries
+        # beside them: the record said "ssrf: ssrf: port 8080 is not allowed".
+        said = error.reason.removeprefix(f"{error.reason_class}: ")
+        raise PermanentError(error.reason_class, said)
     if error.kind == "permanent":
         FETCHES.labels(STAGE, "rejected", error.reason_class).inc()
         raise PermanentError(error.reason_class, f"{error.url}: {error.reason}")

@@ -114,6 +114,7 @@ def _urls_fetched_once_each(
     }
     assert by_image[ids["internal"]].stage == "fetch"
     assert "127.0.0.3 is loopback" in by_image[ids["internal"]].reason
+    assert not by_image[ids["internal"]].reason.startswith("ssrf:")  # the class is said once
     assert not trap.contacted()
     assert all(letter.stage == "fetch" for letter in letters)
 
@@ -124,6 +125,9 @@ def _urls_fetched_once_each(
     assert ring_fetch.sha256 == hashlib.sha256(ring).hexdigest()
     assert ring_fetch.content_type == "image/jpeg" and ring_fetch.final_url == urls["ring"]
     assert records[ids["ring"]].route == list(STAGES)
+    # A URL rejected at fetch planned only fetch and validate: it never reached the rest.
+    for name in ("missing", "page", "internal"):
+        assert records[ids[name]].route == ["fetch", "validate"], name
     redirected = records[ids["redirected"]].fetch
     assert redirected is not None and redirected.final_url == server.url("/cats/chelsea.png")
     assert redirected.bytes == len(cat) and redirected.redirects
