@@ -169,19 +169,19 @@ class ConsoleApi:
         if not 1 <= limit <= MAX_LIMIT:
             return error(400, "bad_query", f"limit is 1 to {MAX_LIMIT}")
         cursor_text = query.get("cursor")
-        cursor = None
+        cursor = epoch = None
         if cursor_text:
             epoch, _, number = cursor_text.partition(".")
             if not (number.isascii() and number.isdigit() and len(number) <= 18) or int(number) < 1:
                 return error(400, "bad_query", "cursor is the cursor of a previous page")
-            if epoch != self.index.epoch:
-                return error(409, "stale_cursor", STALE_CURSOR)
             cursor = int(number)
-        page = self.index.page(filters, cursor, limit)
+        page = self.index.page(filters, cursor, limit, epoch=epoch)
+        if page.stale:
+            return error(409, "stale_cursor", STALE_CURSOR)
         return web.json_response(
             {
                 "images": [self.card(r) for r in page.rows],
-                "cursor": f"{self.index.epoch}.{page.cursor}" if page.cursor is not None else None,
+                "cursor": f"{page.epoch}.{page.cursor}" if page.cursor is not None else None,
                 "scanned": page.scanned,
             }
         )

@@ -175,6 +175,10 @@ class Page:
     rows: list[Row]
     cursor: int | None  # pass back to go on; None: nothing older remains
     scanned: int
+    # The numbering the rows and the cursor belong to, read with them (order_by_time may
+    # renumber between two requests, never within one).
+    epoch: str = ""
+    stale: bool = False  # the cursor given was of another numbering: no rows were read
 
 
 def _row(seq: int, image_id: str, slim: _Slim) -> Row:
@@ -297,13 +301,21 @@ class ListedIndex(CatalogIndex):
             return self._by_seq.get(seq) if seq is not None else None
 
     def page(
-        self, filters: Filters, cursor: int | None, limit: int, budget: int = SCAN_BUDGET
+        self,
+        filters: Filters,
+        cursor: int | None,
+        limit: int,
+        budget: int = SCAN_BUDGET,
+        epoch: str | None = None,
     ) -> Page:
         """Up to `limit` rows that pass the filters, from just below `cursor` (or the newest)
-        down; stops after `budget` sequence numbers even if the page is not full."""
+        down; stops after `budget` sequence numbers even if the page is not full. A cursor's
+        `epoch` other than the index's gives a `stale` page, checked under the same lock."""
         limit = max(1, min(limit, MAX_LIMIT))
         found: list[Row] = []
         with self._rows_lock:
+            if cursor is not None and epoch is not None and epoch != self.epoch:
+                return Page([], None, 0, self.epoch, stale=True)
             top = self._seq if cursor is None else min(cursor - 1, self._seq)
             seq = top
             floor = max(self._low - 1, top - budget)
@@ -314,7 +326,7 @@ class ListedIndex(CatalogIndex):
                 seq -= 1
             # The next page starts below the last sequence number looked at.
             more = seq >= self._low
-        return Page(found, seq + 1 if more else None, top - seq)
+            return Page(found, seq + 1 if more else None, top - seq, self.epoch)
 
     def dead_letter_reasons(self) -> list[dict[str, Any]]:
         with self._rows_lock:

@@ -40,7 +40,9 @@ class DevStackSettings(SettingsGroup):
     def _root_credentials_in_pairs(self) -> DevStackSettings:
         # One of the two alone used to be dropped without a word, and the stack came up
         # with generated credentials that the person did not expect.
-        if (self.minio_root_user is None) != (self.minio_root_password is None):
+        # Truthiness: an empty variable (`PIXELFLEET_DEV_MINIO_ROOT_PASSWORD=`) is unset too.
+        password = self.minio_root_password.get_secret_value() if self.minio_root_password else ""
+        if bool(self.minio_root_user) != bool(password):
             raise ValueError(
                 "set both PIXELFLEET_DEV_MINIO_ROOT_USER and PIXELFLEET_DEV_MINIO_ROOT_PASSWORD,"
                 " or neither (a generated secret is used then)"

@@ -36,7 +36,13 @@ async function renewThumbs() {
     try {
       page = await api(`/v1/images?ids=${chunk.map(encodeURIComponent).join(",")}`);
     } catch (_) {
-      continue; // the next failure after a minute asks again
+      // Ask again in a minute: the thumbnails' links did not change, so no new error
+      // event would ever come to ask for them.
+      for (const id of chunk) for (const img of waiting.get(id) || []) {
+        setTimeout(() => { if (img.isConnected) { delete img.dataset.renewed; renewThumb(img, id); } },
+          RENEW_AFTER_MS);
+      }
+      continue;
     }
     for (const image of page.images) {
       if (!image.thumb_url) continue;

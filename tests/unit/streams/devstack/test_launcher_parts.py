@@ -98,7 +98,11 @@ def test_taken_port_is_refused(tmp_path: Path) -> None:
 
 def test_minio_root_credentials_come_in_pairs(tmp_path: Path) -> None:
     # One alone used to be dropped, and the stack came up with generated credentials.
-    for given in ({"minio_root_user": "admin"}, {"minio_root_password": "s3cret-s3cret"}):
+    for given in (
+        {"minio_root_user": "admin"},
+        {"minio_root_password": "s3cret-s3cret"},
+        {"minio_root_user": "admin", "minio_root_password": ""},  # an empty variable
+    ):
         with pytest.raises(ValueError, match="both PIXELFLEET_DEV_MINIO_ROOT_USER"):
             DevStackSettings(cache_dir=tmp_path, data_dir=tmp_path, **given)  # type: ignore[arg-type]
     both = DevStackSettings(
