@@ -4,7 +4,8 @@ A `LoopbackServer` listens on one loopback address (127.0.0.1 by default, 127.0.
 on Linux too), records every connection it accepts and every request it reads, and answers
 from routes the test registers: image bytes, redirects, slow or lying bodies, a gzip bomb,
 error statuses and a tarpit. Stopping it is bounded in time: it wakes its tarpits and slow
-bodies and closes the connections still open.
+bodies and closes the connections still open. A tarpit or slow body also ends as soon as its
+client hangs up, and records how it ended (`ending`): what a test asserts instead of a time.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ STOP_TIMEOUT_S = 3.0
 
 Framing = Literal["length", "chunked", "close"]
 Route = Callable[["_Handler"], None]
+# How a slow route's handler ended: the client hung up first, the server stopped, or it
+# ran its course.
+How = Literal["cut", "stopped", "done"]
+# A waiting handler looks for a hang-up (and for stop()) this often.
+_LOOK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,14 @@ class Seen:
     path: str
     host: str | None
     client: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one handler of a slow route ended, and the body bytes it had sent by then."""
+
+    how: How
+    sent: int
 
 
 @cache
@@ -92,6 +106,41 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route = owner._route(self.path.split("?", 1)[0])
         route(self)
+
+    def pause(self, seconds: float) -> How | None:
+        """Waits `seconds`; "cut" as soon as the client hangs up, "stopped" as soon as the
+        server stops, None when the time has passed. A hang-up is seen on plain
+        connections only (a TLS client's close_notify reads as data)."""
+        owner = self.server.owner
+        end = time.monotonic() + seconds
+        while not owner.stopping.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            if self._hung_up(min(left, _LOOK_S)):
+                # stop() shuts every connection down after it sets `stopping`.
+                return "stopped" if owner.stopping.is_set() else "cut"
+        return "stopped"
+
+    def _hung_up(self, wait_s: float) -> bool:
+        sock: socket.socket = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], wait_s)
+            if not readable:
+                return False
+            # The plain socket's peek: b"" is the client's FIN.
+            if socket.socket.recv(sock, 1, socket.MSG_PEEK):
+                self.server.owner.stopping.wait(wait_s)  # bytes, not a hang-up: no spinning
+                return False
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True  # reset, or closed under us
+        return True
+
+    def ended(self, how: How, sent: int) -> None:
+        """Records how this request's handler ended (see LoopbackServer.ending)."""
+        self.server.owner._ended(self.path.split("?", 1)[0], Ending(how, sent))
 
     def send(
         self,
@@ -191,6 +240,7 @@ class LoopbackServer:
         self.requests: list[Seen] = []
         self._routes: dict[str, Route] = {}
         self._counts: dict[str, int] = {}
+        self._endings: dict[str, list[Ending]] = {}
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._httpd = _HTTPServer(self, address, port)
@@ -261,6 +311,25 @@ class LoopbackServer:
     def paths(self) -> list[str]:
         with self._lock:
             return [seen.path for seen in self.requests]
+
+    def ending(self, path: str, within_s: float = 10.0) -> Ending | None:
+        """How the first handler of `path` that recorded its end (slow, tarpit, or a route
+        calling `ended`) ended; waits up to `within_s` for one, else None."""
+        for _ in range(max(1, int(within_s / 0.01))):
+            with self._lock:
+                if self._endings.get(path):
+                    return self._endings[path][0]
+            time.sleep(0.01)
+        return None
+
+    def lingering(self) -> int:
+        """Connections still open on the server's side."""
+        with self._lock:
+            return len(self._open)
+
+    def _ended(self, path: str, ending: Ending) -> None:
+        with self._lock:
+            self._endings.setdefault(path, []).append(ending)
 
     def _accepted(self, client: tuple[str, int]) -> None:
         with self._lock:
@@ -342,20 +411,30 @@ class LoopbackServer:
         interval_s: float = 0.1,
         content_type: str = "image/jpeg",
     ) -> None:
-        """The headers at once, then `chunk` bytes every `interval_s`."""
+        """The headers at once, then `chunk` bytes every `interval_s`; stops early when the
+        client hangs up or the server stops, and records how it ended (`ending`)."""
 
         def answer(h: _Handler) -> None:
-            h.send_response(200)
-            h.send_header("Content-Type", content_type)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.flush()
-            for start in range(0, len(body), chunk):
-                if self.stopping.wait(interval_s):
-                    break
-                h.wfile.write(body[start : start + chunk])
-                h.wfile.flush()
             h.close_connection = True
+            sent = 0
+            try:
+                h.send_response(200)
+                h.send_header("Content-Type", content_type)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.flush()
+                for start in range(0, len(body), chunk):
+                    how = h.pause(interval_s)
+                    if how is not None:
+                        h.ended(how, sent)
+                        return
+                    h.wfile.write(body[start : start + chunk])
+                    h.wfile.flush()
+                    sent += len(body[start : start + chunk])
+            except OSError:
+                h.ended("cut", sent)
+                return
+            h.ended("done", sent)
 
         self.route(path, answer)
 
@@ -384,13 +463,22 @@ class LoopbackServer:
         )
 
     def tarpit(self, path: str, wait_s: float = 2.0, body: bytes = b"late") -> None:
-        """Reads the request, then says nothing for `wait_s` (less if the server stops)."""
+        """Reads the request, then says nothing for `wait_s` (less if the client hangs up or
+        the server stops); records how it ended (`ending`)."""
 
         def answer(h: _Handler) -> None:
-            if self.stopping.wait(wait_s):
+            how = h.pause(wait_s)
+            if how is not None:
                 h.close_connection = True
+                h.ended(how, 0)
                 return
-            h.send(200, body, content_type="image/jpeg")
+            try:
+                h.send(200, body, content_type="image/jpeg")
+            except OSError:
+                h.close_connection = True
+                h.ended("cut", 0)
+                return
+            h.ended("done", len(body))
 
         self.route(path, answer)
 
