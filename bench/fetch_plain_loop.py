@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's packages
 
+from memory import status_mb
+
 from processors.sniff import sniff
 from streams.config.settings import FleetSettings
 from streams.io import clients
@@ -27,8 +29,7 @@ from streams.stages.fetch.stage import PART_SIZE, _Sniffed, object_key, read_hea
 
 
 def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(ln.split()[1]) / 1024 for ln in status.splitlines() if ln[:6] == "VmHWM:")
+    return status_mb(pid, "VmHWM:")
 
 
 def plain_loop(spec_file: str) -> None:
