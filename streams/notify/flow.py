@@ -50,7 +50,9 @@ class Flow:
             self.paused = True
             if self.assigned:
                 consumer.pause(self.assigned)
-        elif self.paused and in_hand < self.limit // 2:
+        # Below half of it, counted exactly: `limit // 2` would ask for fewer than none in
+        # hand at a limit of 1, and the partitions would stay paused for ever.
+        elif self.paused and 2 * in_hand < self.limit:
             self.paused = False
             if self.assigned:
                 consumer.resume(self.assigned)

@@ -12,6 +12,7 @@ rebalance took the partition, its new owner reads the event again and finishes i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -173,6 +174,7 @@ class NotifyWorker:
             extra={"group": group(self.settings.topic_prefix), "endpoints": len(self.endpoints)},
         )
         last_commit = time.monotonic()
+        failed = True
         try:
             while not self._stop.is_set():
                 self._heartbeat = time.monotonic()
@@ -183,10 +185,12 @@ class NotifyWorker:
                 if time.monotonic() - last_commit >= self.settings.notify.commit_interval_s:
                     self._commit()
                     last_commit = time.monotonic()
+            failed = False
         finally:
-            self._shutdown()
+            # Failing already (maybe from a lost dead letter): that error is the one to see.
+            self._shutdown(report_lost=not failed)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, *, report_lost: bool = True) -> None:
         end = time.monotonic() + self.settings.notify.drain_s
         for endpoint in self.endpoints:
             endpoint.close()
@@ -209,6 +213,10 @@ class NotifyWorker:
                     # An attempt under way ends within its request timeout.
                     endpoint.join(self.settings.notify.request_timeout_s + 1)
                 self.fetcher.close()
+        if report_lost and self._lost is not None:
+            # Lost since the loop's last commit and not raised yet: before the commit above
+            # (skipped), or in the flush of the revoke that closing ran (_on_revoke).
+            raise self._lost_error()
         log.info("notify worker stopped")
 
     # --- consuming ----------------------------------------------------------------------
@@ -256,12 +264,7 @@ class NotifyWorker:
         # nothing moved: a rebalance may have taken the partition of the lost letter.
         if self._lost is not None:
             self.ledger.unmark(moved)
-            raise DeadLetterLostError(
-                f"a webhook dead letter was not stored in {self.dlq_topic} ({self._lost}); "
-                "stopping without committing, so the events since the last commit are "
-                "delivered again after a restart. Check that the topic exists and that "
-                "this worker may write to it."
-            )
+            raise self._lost_error()
         if not moved:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in moved.items()]
@@ -270,6 +273,14 @@ class NotifyWorker:
         except KafkaException as exc:
             self.ledger.unmark(moved)
             log.warning(f"commit failed, retried at the next interval: {exc}")
+
+    def _lost_error(self) -> DeadLetterLostError:
+        return DeadLetterLostError(
+            f"a webhook dead letter was not stored in {self.dlq_topic} ({self._lost}); "
+            "stopping without committing, so the events since the last commit are "
+            "delivered again after a restart. Check that the topic exists and that "
+            "this worker may write to it."
+        )
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": [str(p) for p in partitions]})
@@ -284,9 +295,10 @@ class NotifyWorker:
             # First, so the endpoints start no more of them while the commit flushes. The
             # withdrawn events stay unfinished: the commit stops before the oldest of them.
             self._withdraw(gone)
-            # With a dead letter lost nothing may be committed; the loop's next commit
-            # stops the worker (raising here would also break the close of the consumer).
-            if self._lost is None:
+            # A letter lost before or during this commit's flush: nothing is committed, and
+            # raising from the consumer's callback would break consumer.close() (or the
+            # rebalance); the loop's next commit, or _shutdown once closed, reports it.
+            with contextlib.suppress(DeadLetterLostError):
                 self._commit(gone)
             self.ledger.forget(sorted(gone))
         self._flow.revoke(self._consumer, partitions)

@@ -126,3 +126,63 @@ def test_a_revoke_after_a_lost_letter_commits_nothing_and_the_next_commit_stops(
     assert consumer.committed == []
     with pytest.raises(DeadLetterLostError):
         worker._commit()
+
+
+class _RevokingConsumer(_ClosingConsumer):
+    """Closing revokes what it holds, running the worker's callback as librdkafka does;
+    `before_revoke` is what happens on other threads just before."""
+
+    def __init__(self, worker: NotifyWorker, before_revoke: Any) -> None:
+        super().__init__()
+        self.worker, self.before_revoke = worker, before_revoke
+
+    def close(self) -> None:
+        self.before_revoke()
+        self.worker._on_revoke(self, [TopicPartition(*TP)])
+        self.closed = True
+
+
+def test_a_letter_lost_in_the_revokes_flush_lets_close_finish_and_is_reported() -> None:
+    """An endpoint halted mid-attempt dead-letters its event after _shutdown's own commit;
+    the revoke that closing runs flushes it, and Kafka refuses it there. The close still
+    ends (leaving the group), the event's offset is not committed, and the loss is raised
+    once the consumer is closed, so the worker exits failing as for any lost letter."""
+    worker = _worker()
+    producer = _RefusingProducer()
+    event = webhooks.from_done(events.done("img-4"))
+    assert event is not None
+    ticket = worker.ledger.add(TP, 11, endpoints=1)
+
+    def halted_attempt_ends() -> None:
+        assert worker._lost is None  # nothing lost yet: refused at the revoke's flush
+        worker._finish("crm", Delivery(event, ticket, attempts=2), Outcome("dead", "http_5xx"))
+
+    consumer = _RevokingConsumer(worker, halted_attempt_ends)
+    worker._producer = producer  # type: ignore[assignment]
+    worker._consumer = consumer  # type: ignore[assignment]
+    with pytest.raises(DeadLetterLostError, match="TOPIC_AUTHORIZATION_FAILED"):
+        worker._shutdown()
+    assert consumer.closed
+    # _shutdown's own commit, before the attempt ended, left the event to be read again
+    # (its offset, 11); the revoke committed nothing past it.
+    assert [[(tp.topic, tp.partition, tp.offset) for tp in c] for c in consumer.committed] == [
+        [(*TP, 11)]
+    ]
+    assert worker.ledger.positions() == {}  # forgotten with its partition: none to commit
+
+
+def test_a_revoke_whose_flush_loses_a_letter_does_not_raise_and_commits_nothing() -> None:
+    """A rebalance's revoke: the loss is left to the loop's next commit to stop the worker."""
+    worker = _worker()
+    producer, consumer = _RefusingProducer(), _ClosingConsumer()
+    worker._producer = producer  # type: ignore[assignment]
+    worker._consumer = consumer  # type: ignore[assignment]
+    event = webhooks.from_done(events.done("img-5"))
+    assert event is not None
+    ticket = worker.ledger.add(TP, 20, endpoints=1)
+    worker._finish("crm", Delivery(event, ticket, attempts=5), Outcome("dead", "http_4xx"))
+    assert worker._lost is None  # still queued: refused only at the revoke's flush
+    worker._on_revoke(None, [TopicPartition(*TP)])
+    assert consumer.committed == []
+    with pytest.raises(DeadLetterLostError):
+        worker._commit()

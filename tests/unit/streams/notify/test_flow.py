@@ -89,3 +89,26 @@ def test_the_pause_holds_for_what_stays_when_part_is_revoked() -> None:
     assert flow.paused and [p.partition for p in flow.assigned] == [0, 2]
     flow.throttle(consumer, 0)
     assert consumer.calls[-1] == ("resume", _named(0, 2))
+
+
+def test_a_limit_of_one_resumes_once_the_event_is_done() -> None:
+    """Half of 1 rounded down is 0, and nothing is ever fewer than no events in hand."""
+    consumer, flow = _Consumer(), Flow(1)
+    flow.assign(consumer, _tps(0))
+    flow.throttle(consumer, 1)
+    assert flow.paused
+    flow.throttle(consumer, 0)
+    assert not flow.paused
+    assert consumer.calls[-1] == ("resume", _named(0))
+
+
+def test_the_pause_keeps_its_hysteresis_at_small_limits() -> None:
+    """Paused at the limit, resumed only below half of it: no pause and resume per event."""
+    for limit, stays_paused, resumes in ((2, 1, 0), (3, 2, 1), (4, 2, 1), (5, 3, 2)):
+        consumer, flow = _Consumer(), Flow(limit)
+        flow.assign(consumer, _tps(0))
+        flow.throttle(consumer, limit)
+        flow.throttle(consumer, stays_paused)
+        assert flow.paused, limit
+        flow.throttle(consumer, resumes)
+        assert not flow.paused, limit
