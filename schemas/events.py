@@ -145,6 +145,10 @@ class FetchInfo(Struct, kw_only=True):
     # While deferred: not before this time, and why.
     not_before: Timestamp | None = None
     last_error: str | None = None
+    # Tries since the last counted attempt that never had a fair chance (every lookup
+    # thread or connection of ours busy, or started too late in its batch): not held
+    # against the URL, but a few of them count as one attempt, so none goes round for ever.
+    uncounted_tries: int = 0
 
 
 class NearDuplicate(Struct, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ from minio import Minio
 
 from streams.io.netguard import NetPolicy, Refused, check_url
 from streams.io.safe_http import SafeFetcher
+from streams.stages.fetch.fairness import Openings
 from streams.stages.fetch.lull import Lull
 from streams.stages.fetch.politeness import HostGate
 from streams.stages.fetch.settings import FetchSettings
@@ -24,6 +25,7 @@ class FetchRuntime:
     gate: HostGate
     s3: Minio
     lull: Lull = field(default_factory=Lull)
+    openings: Openings = field(default_factory=Openings)
 
 
 def gate_host(url: str, policy: NetPolicy) -> str:

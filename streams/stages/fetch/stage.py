@@ -9,7 +9,8 @@ Failures are data (failures.py): a refused or permanently failing URL is a Perma
 (dead letter, reason named); a transient one, a host that has no room, or a download the
 batch's deadline cuts is *deferred*: the envelope goes back to the fetch topic with a time
 not to try before, so no slow host holds a batch. Each try that reached the host counts,
-a cut one too, so after max_attempts the URL is a dead letter.
+a cut one too when the download had a fair share of its batch (fairness.py), so after
+max_attempts the URL is a dead letter.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from streams.runner.stage import (
     TransientError,
     batch_deadline,
 )
-from streams.stages.fetch.failures import FetchFailed, deferred, failed
+from streams.stages.fetch.failures import FetchFailed, deferred, failed, still_waiting
+from streams.stages.fetch.fairness import had_its_share
 from streams.stages.fetch.politeness import HostBusyError, HostGate
 from streams.stages.fetch.runtime import STAGE, FetchRuntime, gate_host
 from streams.stages.fetch.settings import FetchSettings
@@ -103,6 +105,8 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
     runtime: FetchRuntime = ctx.params
     url = envelope.submitted.source.url
     batch = batch_deadline()
+    # Every call, a waiting one too: the first call of a batch marks when it opened.
+    opened = runtime.openings.seen(batch)
     if url is None:
         # An object source never comes here (validate admits only URL sources to fetch).
         runtime.lull.work(batch)
@@ -114,9 +118,11 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
         wait = (datetime.fromisoformat(info.not_before) - datetime.now(UTC)).total_seconds()
     if wait > 0 and time.monotonic() + wait > deadline:
         # Not yet: straight back, without a request or a counted attempt. A batch of
-        # nothing else lingers first, or it would loop through the topic (see lull).
+        # nothing else lingers first, or it would loop through the topic (see lull). Its
+        # time stands: set anew after the linger, it moved later by the lingered time
+        # each round, and a message alone was never due.
         runtime.lull.linger(batch, deadline)
-        return deferred(envelope, info, time.monotonic() + wait, info.last_error or "", "wait")
+        return still_waiting(envelope, info)
     runtime.lull.work(batch)
     time.sleep(max(0.0, wait))
     host = gate_host(url, runtime.fetcher.policy)
@@ -125,11 +131,15 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
             # Refused by netguard: the fetcher refuses it before any socket, so it takes
             # no turn (a shared "" bucket would throttle a burst of bad URLs).
             info.attempts += 1
-            return _download(envelope, info, runtime, ctx, deadline=deadline, host=host)
+            return _download(
+                envelope, info, runtime, ctx, deadline=deadline, host=host, opened=opened
+            )
         with runtime.gate.turn(host, deadline):
             info.attempts += 1
             try:
-                return _download(envelope, info, runtime, ctx, deadline=deadline, host=host)
+                return _download(
+                    envelope, info, runtime, ctx, deadline=deadline, host=host, opened=opened
+                )
             except HostBusyError:
                 info.attempts -= 1  # a redirect's target was busy: no fault of this URL
                 raise
@@ -160,7 +170,10 @@ def _download(
     *,
     deadline: float,
     host: str,
+    opened: float | None,
 ) -> StageResult:
+    """Downloads and stores the body; `opened` is when the batch's first call came (None
+    outside a batch), to tell whether a cut download had its share of the batch."""
     url = info.url
     started = time.monotonic()
     answered: Response | None = None  # once the headers are in
@@ -197,7 +210,9 @@ def _download(
             info.bytes, info.sha256 = response.bytes_read, response.sha256()
     except FetchError as error:
         received = answered.bytes_read if answered is not None else 0
-        raise FetchFailed(error, answered is not None, received) from error
+        limit = runtime.settings.download_timeout_s()
+        fair = had_its_share(started, deadline, opened, limit)
+        raise FetchFailed(error, answered is not None, received, fair=fair) from error
     finally:
         FETCH_IN_FLIGHT.labels(STAGE).dec()
     info.seconds = round(seconds, 3)

@@ -195,3 +195,50 @@ def test_a_burst_of_refused_urls_is_dead_lettered_in_one_batch(server: LoopbackS
     assert outcomes == ["ssrf"] * 20
     assert not contacted
     assert not server.contacted()
+
+
+@pytest.mark.parametrize("late", ["cut", "tarpit"])
+def test_a_download_started_late_in_its_batch_is_neither_counted_nor_pauses(
+    server: LoopbackServer, image: bytes, late: str
+) -> None:
+    """A fetch that waited most of its batch for its host's one slot, then started, is cut
+    by the batch's end: while its body arrived ("cut") or before any answer ("tarpit").
+    With under half of the batch left when it started, that says nothing of the image or
+    the host: deferred, due at once, no attempt counted (with max_attempts 1 it used to be
+    a dead letter) and the host not paused (a tarpit's used to be, for 30 s)."""
+    trickle(server, "/hold.jpg", image[: 25 * 1024])  # 25 chunks, 0.1 s apart: 2.5 s at least
+    if late == "cut":
+        trickle(server, "/late.jpg", image)  # 10 KiB/s: far longer than any batch here
+    else:
+        server.tarpit("/late.jpg", wait_s=10.0)
+    server.serve_bytes("/small.jpg", image)
+    one = HostRule(rate_per_s=100, burst=10, concurrency=1)
+    ctx = stage_context(settings_for(server, default_host=one, max_attempts=1))
+    deadline = in_a_batch(4.0)  # the late one starts at 2.5 s or later: under half of 4 s
+    held: list[StageResult | BaseException] = []
+
+    def hold() -> None:
+        try:
+            held.append(call(ctx, envelope(server.url("/hold.jpg"), 1), deadline))
+        except BaseException as exc:  # handed to the test
+            held.append(exc)
+
+    holding = threading.Thread(target=hold)
+    try:
+        holding.start()
+        for _ in range(500):  # until the first download holds the host's one slot
+            if server.paths():
+                break
+            time.sleep(0.01)
+        waited = call(ctx, envelope(server.url("/late.jpg"), 2), deadline)
+        holding.join(10)
+        after = call(ctx, envelope(server.url("/small.jpg"), 3), in_a_batch(3.0))
+    finally:
+        runtime_of(ctx).fetcher.close()
+    assert [r.outcome if isinstance(r, StageResult) else r for r in held] == ["ok"]
+    info = waited.envelope.record.fetch
+    assert waited.outcome == "deferred", waited.detail
+    assert (waited.detail or "").startswith("deadline:"), waited.detail
+    assert info is not None and info.attempts == 0 and info.uncounted_tries == 1
+    assert after.outcome == "ok", after.detail  # the host was not paused
+    assert server.paths() == ["/hold.jpg", "/late.jpg", "/small.jpg"]
