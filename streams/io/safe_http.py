@@ -189,6 +189,9 @@ class SafeFetcher:
         if target.literal is not None:
             return [str(target.literal)]
         wait = clock.wait(self.limits.connect_timeout_s, url)
+        # One end for waiting on a lookup thread and on the lookup: the time spent on the
+        # first is not given again to the second (it was, so a name cost twice this).
+        ends = time.monotonic() + wait
         if not self._dns_slots.acquire(timeout=wait):
             # Slow names elsewhere hold every lookup thread: nothing was asked about this
             # one, so it is no failure of its host.
@@ -198,7 +201,7 @@ class SafeFetcher:
         # never answers would hold the fetch for as long as the system resolver tries.
         lookup = self._dns.submit(self._resolve, target.host, target.port)
         try:
-            found = lookup.result(timeout=max(0.0, min(wait, clock.end - time.monotonic())))
+            found = lookup.result(timeout=max(0.0, ends - time.monotonic()))
         except cf.TimeoutError:
             if lookup.cancel():  # never started: its slot is ours to hand back
                 self._dns_slots.release()

@@ -79,3 +79,46 @@ def test_slow_names_hold_at_most_the_lookup_threads_and_the_rest_are_busy(
     # Only the lookups that had a thread ever ran; the others were never started.
     assert dns.stuck_calls() == DNS_THREADS
     assert server.paths() == ["/a.jpg"]
+
+
+class LateDns(StuckDns):
+    """As StuckDns, and names starting with "late" are answered, but only `late_s` after
+    they were asked."""
+
+    def __init__(self, answers: dict[str, list[list[str]]], late_s: float) -> None:
+        super().__init__(answers)
+        self.late_s = late_s
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if not host.startswith("late"):
+            return super().__call__(host, port)
+        with self._lock:
+            self.calls.append((host, port))
+        time.sleep(self.late_s)
+        return self.answers["images.test"][0]
+
+
+def test_waiting_for_a_lookup_thread_and_the_lookup_share_one_connect_timeout(
+    server: LoopbackServer, make_fetcher: MakeFetcher
+) -> None:
+    """A name lookup gets connect_timeout_s in all: the time it waited for a free lookup
+    thread is not given to it again. Every thread is held by stuck names until half of a
+    2 s connect timeout has gone; the late name then answers 1.5 s after it is asked, 2.5 s
+    in, which is past the lookup's 2 s (it used to get a second 2 s, and was fetched)."""
+    server.serve_bytes("/a.jpg", JPEG)
+    dns = LateDns({"images.test": [[server.address]]}, late_s=1.5)
+    limits = HttpLimits(connect_timeout_s=2.0, read_timeout_s=2.0, total_timeout_s=10.0)
+    fetcher = make_fetcher(policy(server), limits, dns)
+    try:
+        for n in range(DNS_THREADS):  # each gives up at its deadline; its lookup stays stuck
+            url = server.url("/a.jpg", host=f"stuck-{n}.test")
+            fetch_error(fetcher, url, deadline=time.monotonic() + 0.1)
+        assert dns.stuck_calls() == DNS_THREADS
+        freeing = threading.Timer(1.0, dns.released.set)
+        freeing.start()
+        late = fetch_error(fetcher, server.url("/a.jpg", host="late.test"))
+    finally:
+        dns.released.set()
+    assert (late.kind, late.reason_class) == ("transient", "dns"), late
+    assert "no answer within 2.0 s" in late.reason
+    assert not server.contacted()
