@@ -145,9 +145,10 @@ class FetchInfo(Struct, kw_only=True):
     # While deferred: not before this time, and why.
     not_before: Timestamp | None = None
     last_error: str | None = None
-    # Tries since the last counted attempt that never had a fair chance (every lookup
-    # thread or connection of ours busy, or started too late in its batch): not held
-    # against the URL, but a few of them count as one attempt, so none goes round for ever.
+    # Tries that never had a fair chance (every lookup thread or connection of ours busy,
+    # or started too late in its batch), not yet counted: not held against the URL, but
+    # every few of them count as one attempt (and start this again), so none goes round
+    # for ever.
     uncounted_tries: int = 0
 
 

@@ -62,6 +62,9 @@ MAX_POOLS = 128
 # only with a thread free for it (none ever waits in the executor's queue, to run long
 # after its fetch gave up); with all of them taken, the fetch is told "busy".
 DNS_THREADS = 16
+# A lookup cut short by waiting for a thread says nothing of its name server below this
+# share of connect_timeout_s: it is `busy` (not counted, no pause), not `dns`.
+DNS_FAIR_SHARE = 0.5
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -199,15 +202,26 @@ class SafeFetcher:
             raise FetchError("transient", "busy", reason, url=url)
         # In a thread of its own: getaddrinfo takes no timeout, and a name server that
         # never answers would hold the fetch for as long as the system resolver tries.
+        asked = time.monotonic()
         lookup = self._dns.submit(self._resolve, target.host, target.port)
         try:
-            found = lookup.result(timeout=max(0.0, ends - time.monotonic()))
+            found = lookup.result(timeout=max(0.0, ends - asked))
         except cf.TimeoutError:
-            if lookup.cancel():  # never started: its slot is ours to hand back
+            had = time.monotonic() - asked
+            never_asked = lookup.cancel()
+            if never_asked:  # never started: its slot is ours to hand back
                 self._dns_slots.release()
             if clock.is_expired():
                 raise clock.expired(url) from None
-            reason = f"{target.host}: no answer within {wait:.1f} s"
+            if never_asked or had < DNS_FAIR_SHARE * self.limits.connect_timeout_s:
+                # A lookup thread came free too late for a fair question: the name server
+                # is not to blame (a dns failure pauses the host and counts an attempt).
+                reason = (
+                    f"name lookups busy; {target.host} got {had:.2f} s of "
+                    f"{self.limits.connect_timeout_s:g} s"
+                )
+                raise FetchError("transient", "busy", reason, url=url) from None
+            reason = f"{target.host}: no answer within {had:.1f} s"
             raise FetchError("transient", "dns", reason, url=url) from None
         except socket.gaierror as exc:
             # EAI_AGAIN is the resolver failing for now; anything else says no such name.

@@ -19,7 +19,8 @@ import hashlib
 import posixpath
 import time
 import urllib.parse
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 
 import urllib3
@@ -150,14 +151,22 @@ def fetch(envelope: Envelope, _blob: bytes | None, ctx: StageContext) -> StageRe
         return failed(envelope, info, runtime, host, carried)
 
 
-def _hop_gate(runtime: FetchRuntime, first: str, deadline: float) -> HopGate:
+def _hop_gate(runtime: FetchRuntime, first: str, deadline: float, turns: list[float]) -> HopGate:
     """A redirect to another host takes that host's turn too (its rate, concurrency and
     pauses), so a shortener or a CDN's redirects cannot send a crawl past a host's limits.
-    The first host's turn is held already: a redirect back to it takes nothing more."""
+    The first host's turn is held already: a redirect back to it takes nothing more.
+    When each turn came is noted in `turns`: a hop whose turn came late in the batch had
+    no fair try either, however early the download began."""
+
+    @contextmanager
+    def granted(host: str) -> Iterator[None]:
+        with runtime.gate.hop(host, deadline):
+            turns.append(time.monotonic())
+            yield
 
     def hop(url: str) -> AbstractContextManager[None]:
         host = gate_host(url, runtime.fetcher.policy)
-        return nullcontext() if host == first else runtime.gate.hop(host, deadline)
+        return nullcontext() if host == first else granted(host)
 
     return hop
 
@@ -177,9 +186,10 @@ def _download(
     url = info.url
     started = time.monotonic()
     answered: Response | None = None  # once the headers are in
+    turns: list[float] = []  # when each redirect's own turn came
     FETCH_IN_FLIGHT.labels(STAGE).inc()
     try:
-        hop = _hop_gate(runtime, host, deadline)
+        hop = _hop_gate(runtime, host, deadline, turns)
         with runtime.fetcher.get(url, deadline=deadline, hop=hop) as response:
             answered = response
             first = read_head(response)
@@ -211,7 +221,7 @@ def _download(
     except FetchError as error:
         received = answered.bytes_read if answered is not None else 0
         limit = runtime.settings.download_timeout_s()
-        fair = had_its_share(started, deadline, opened, limit)
+        fair = had_its_share(max([started, *turns]), deadline, opened, limit)
         raise FetchFailed(error, answered is not None, received, fair=fair) from error
     finally:
         FETCH_IN_FLIGHT.labels(STAGE).dec()

@@ -242,3 +242,49 @@ def test_a_download_started_late_in_its_batch_is_neither_counted_nor_pauses(
     assert info is not None and info.attempts == 0 and info.uncounted_tries == 1
     assert after.outcome == "ok", after.detail  # the host was not paused
     assert server.paths() == ["/hold.jpg", "/late.jpg", "/small.jpg"]
+
+
+def test_a_redirect_whose_turn_came_late_is_neither_counted_nor_pauses(image: bytes) -> None:
+    """The fair-share rule, through a redirect: the shortener answers at once, but its
+    redirect waits most of the batch for the CDN's one slot and is then cut before any
+    answer. The download began early; the hop's turn came late, and that is what counts
+    (the CDN used to be paused as a tarpit, and with max_attempts 1 the URL dead)."""
+    with (
+        LoopbackServer("127.0.0.1") as shortener,
+        LoopbackServer("127.0.0.2", port=shortener.port) as cdn,
+    ):
+        trickle(cdn, "/hold.jpg", image[: 25 * 1024])  # holds the CDN's slot 2.5 s at least
+        cdn.tarpit("/late.jpg", wait_s=10.0)
+        cdn.serve_bytes("/small.jpg", image)
+        shortener.redirect("/s", cdn.url("/late.jpg"))
+        one = HostRule(rate_per_s=100, burst=10, concurrency=1)
+        ctx = stage_context(settings_for(shortener, cdn, default_host=one, max_attempts=1))
+        deadline = in_a_batch(4.0)
+        held: list[StageResult | BaseException] = []
+
+        def hold() -> None:
+            try:
+                held.append(call(ctx, envelope(cdn.url("/hold.jpg"), 1), deadline))
+            except BaseException as exc:  # handed to the test
+                held.append(exc)
+
+        holding = threading.Thread(target=hold)
+        try:
+            holding.start()
+            for _ in range(500):  # until the first download holds the CDN's one slot
+                if cdn.paths():
+                    break
+                time.sleep(0.01)
+            waited = call(ctx, envelope(shortener.url("/s"), 2), deadline)
+            holding.join(10)
+            after = call(ctx, envelope(cdn.url("/small.jpg"), 3), in_a_batch(3.0))
+        finally:
+            runtime_of(ctx).fetcher.close()
+        cdn_paths, shortener_paths = cdn.paths(), shortener.paths()
+    assert [r.outcome if isinstance(r, StageResult) else r for r in held] == ["ok"]
+    info = waited.envelope.record.fetch
+    assert waited.outcome == "deferred", waited.detail
+    assert info is not None and info.attempts == 0 and info.uncounted_tries == 1
+    assert after.outcome == "ok", after.detail  # the CDN was not paused
+    assert shortener_paths == ["/s"]
+    assert cdn_paths == ["/hold.jpg", "/late.jpg", "/small.jpg"]
