@@ -36,7 +36,7 @@ class Sink:
         self, bucket: str, key: str, data: Readable, length: int, part_size: int, **_: object
     ) -> None:
         parts: list[bytes] = []
-        for _ in range(100_000):  # bounded: a test body is far smaller
+        for _part in range(100_000):  # bounded: a test body is far smaller
             piece = data.read(part_size)
             if not piece:
                 break

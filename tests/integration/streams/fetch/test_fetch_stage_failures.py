@@ -197,6 +197,36 @@ def test_a_burst_of_refused_urls_is_dead_lettered_in_one_batch(server: LoopbackS
     assert not server.contacted()
 
 
+def _late_behind_a_held_slot(
+    ctx: StageContext, holder: LoopbackServer, late_url: str, after_url: str
+) -> tuple[list[StageResult | BaseException], StageResult, StageResult]:
+    """One download holds `holder`'s one slot (its /hold.jpg, 2.5 s at least) while
+    `late_url` waits for that slot within the same 4 s batch; then `after_url`, in a
+    batch of its own. What the holder ended with, the late one's and the after one's."""
+    deadline = in_a_batch(4.0)  # the late one starts at 2.5 s or later: under half of 4 s
+    held: list[StageResult | BaseException] = []
+
+    def hold() -> None:
+        try:
+            held.append(call(ctx, envelope(holder.url("/hold.jpg"), 1), deadline))
+        except BaseException as exc:  # handed to the test
+            held.append(exc)
+
+    holding = threading.Thread(target=hold)
+    try:
+        holding.start()
+        for _ in range(500):  # until the first download holds the host's one slot
+            if holder.paths():
+                break
+            time.sleep(0.01)
+        waited = call(ctx, envelope(late_url, 2), deadline)
+        holding.join(10)
+        after = call(ctx, envelope(after_url, 3), in_a_batch(3.0))
+    finally:
+        runtime_of(ctx).fetcher.close()
+    return held, waited, after
+
+
 @pytest.mark.parametrize("late", ["cut", "tarpit"])
 def test_a_download_started_late_in_its_batch_is_neither_counted_nor_pauses(
     server: LoopbackServer, image: bytes, late: str
@@ -214,27 +244,9 @@ def test_a_download_started_late_in_its_batch_is_neither_counted_nor_pauses(
     server.serve_bytes("/small.jpg", image)
     one = HostRule(rate_per_s=100, burst=10, concurrency=1)
     ctx = stage_context(settings_for(server, default_host=one, max_attempts=1))
-    deadline = in_a_batch(4.0)  # the late one starts at 2.5 s or later: under half of 4 s
-    held: list[StageResult | BaseException] = []
-
-    def hold() -> None:
-        try:
-            held.append(call(ctx, envelope(server.url("/hold.jpg"), 1), deadline))
-        except BaseException as exc:  # handed to the test
-            held.append(exc)
-
-    holding = threading.Thread(target=hold)
-    try:
-        holding.start()
-        for _ in range(500):  # until the first download holds the host's one slot
-            if server.paths():
-                break
-            time.sleep(0.01)
-        waited = call(ctx, envelope(server.url("/late.jpg"), 2), deadline)
-        holding.join(10)
-        after = call(ctx, envelope(server.url("/small.jpg"), 3), in_a_batch(3.0))
-    finally:
-        runtime_of(ctx).fetcher.close()
+    held, waited, after = _late_behind_a_held_slot(
+        ctx, server, server.url("/late.jpg"), server.url("/small.jpg")
+    )
     assert [r.outcome if isinstance(r, StageResult) else r for r in held] == ["ok"]
     info = waited.envelope.record.fetch
     assert waited.outcome == "deferred", waited.detail
@@ -259,27 +271,9 @@ def test_a_redirect_whose_turn_came_late_is_neither_counted_nor_pauses(image: by
         shortener.redirect("/s", cdn.url("/late.jpg"))
         one = HostRule(rate_per_s=100, burst=10, concurrency=1)
         ctx = stage_context(settings_for(shortener, cdn, default_host=one, max_attempts=1))
-        deadline = in_a_batch(4.0)
-        held: list[StageResult | BaseException] = []
-
-        def hold() -> None:
-            try:
-                held.append(call(ctx, envelope(cdn.url("/hold.jpg"), 1), deadline))
-            except BaseException as exc:  # handed to the test
-                held.append(exc)
-
-        holding = threading.Thread(target=hold)
-        try:
-            holding.start()
-            for _ in range(500):  # until the first download holds the CDN's one slot
-                if cdn.paths():
-                    break
-                time.sleep(0.01)
-            waited = call(ctx, envelope(shortener.url("/s"), 2), deadline)
-            holding.join(10)
-            after = call(ctx, envelope(cdn.url("/small.jpg"), 3), in_a_batch(3.0))
-        finally:
-            runtime_of(ctx).fetcher.close()
+        held, waited, after = _late_behind_a_held_slot(
+            ctx, cdn, shortener.url("/s"), cdn.url("/small.jpg")
+        )
         cdn_paths, shortener_paths = cdn.paths(), shortener.paths()
     assert [r.outcome if isinstance(r, StageResult) else r for r in held] == ["ok"]
     info = waited.envelope.record.fetch
