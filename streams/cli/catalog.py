@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
 import sys
 
 import click
+
+from streams.devstack.procs import port_is_free
 
 
 @click.command()
@@ -45,26 +45,15 @@ def catalog(port: int | None, store: str | None) -> None:
         settings = settings.model_copy(
             update={"catalog": settings.catalog.model_copy(update=changes)}
         )
-    _port_is_free(settings.catalog.host, settings.catalog.port)
+    host, port = settings.catalog.host, settings.catalog.port
+    # Before anything starts: found by faust's web server, a taken port was a traceback
+    # inside pages of start-up and shutdown logs.
+    if not port_is_free(port, host):
+        click.echo(
+            f"error: port {port} on {host} is already in use; give another with --port or "
+            "PIXELFLEET_CATALOG_PORT (and stop the catalog already running, if it is one)",
+            err=True,
+        )
+        sys.exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     sys.exit(CatalogService(settings).run())
-
-
-def _port_is_free(host: str, port: int) -> None:
-    """Refuse a port that is taken before anything starts. Found by faust's web server, it
-    was a traceback inside pages of start-up and shutdown logs."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As aiohttp binds: a port in TIME_WAIT after a restart is free to it.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            click.echo(
-                f"error: port {port} on {host} is already in use; give another with --port or "
-                "PIXELFLEET_CATALOG_PORT (and stop the catalog already running, if it is one)",
-                err=True,
-            )
-            sys.exit(1)
