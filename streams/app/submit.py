@@ -17,6 +17,7 @@ from processors.sniff import media_type
 from schemas.events import (
     CORRELATION_ID_MAX,
     Hints,
+    ImageId,
     ImageSubmitted,
     ObjectRef,
     Profile,
@@ -40,8 +41,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # event of this size leaves them ample room.
 SUBMISSION_MAX_BYTES = 64 * 1024
 _submitted = decoder(ImageSubmitted)
-# The schema's ImageId pattern, said in words before the schema says it in a regex.
-_IMAGE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# The schema's own ImageId pattern: checked first, to say it in words where the schema's
+# refusal would quote the regex.
+_IMAGE_ID = re.compile(get_args(ImageId)[1].pattern)
 PROFILES: tuple[str, ...] = get_args(Profile)
 
 

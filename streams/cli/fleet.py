@@ -31,6 +31,7 @@ from streams.io.topic_reader import TopicCount, image_record, topic_end_offsets
 
 # soft_wrap: a long path stays on one line (scripts and tests grep these lines).
 err = Console(stderr=True, soft_wrap=True)
+WAIT_S = 600.0  # how long submit --wait follows the images, unless --timeout says
 
 
 @click.command()
@@ -77,7 +78,7 @@ def init() -> None:
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Seconds --wait waits at most (default 600).",
+    help=f"Seconds --wait waits at most (default {WAIT_S:g}).",
 )
 def submit(
     sources: tuple[str, ...],
@@ -149,7 +150,7 @@ def submit(
         # Lines of the URL file that could not be used make the call fail, after the rest.
         sys.exit(1 if urls.problems else 0)
     code, outcomes = _follow(
-        settings, {e.image_id for e in events}, start, 600 if timeout is None else timeout
+        settings, {e.image_id for e in events}, start, WAIT_S if timeout is None else timeout
     )
     for path, content_id in copies.items():
         err.print(f"{path}: {outcomes.get(content_id, 'no outcome')} (as {first[content_id]})")
