@@ -1,11 +1,17 @@
 """The consuming side of a stage worker: batches in, heartbeats while one runs, rebalances.
 
 `Intake` owns the worker's consumer between transactions. It hands out batches (what was
-carried over first), keeps the group membership alive while a long batch runs (pausing
-the partitions, so polling returns no new messages), and follows rebalances: messages
-of a partition taken away are dropped from hand, since the next owner starts from the
-committed offset. All of it runs on the worker's own thread; the rebalance callbacks run
-inside poll() and consume().
+carried over first), keeps the group membership alive while a batch runs, and follows
+rebalances: messages of a partition taken away are dropped from hand, since the next
+owner starts from the committed offset. All of it runs on the worker's own thread; the
+rebalance callbacks run inside poll() and consume().
+
+While a batch runs, the next one is read ahead into hand (up to the size of the batch in
+hand), and only then are the partitions paused, so polling returns no more. Pausing
+purges what librdkafka had fetched, and after the resume its first fetch comes about
+half a second later: read before the pause, the next batch starts the moment this one
+commits (fetch_throughput: 9 batches of 111 URLs with 4.7 s of the 18 s run between
+batches, before).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ log = logging.getLogger("pixelfleet.runner")
 
 # How long a worker waits for a first message before its loop goes round again.
 CONSUME_WAIT_S = 0.5
-# Pausing the partitions costs a fetch round trip, so only batches running this long do it.
+# Only a batch that has run this long pauses: a fast batch's next ones are already being
+# fetched, and a pause would purge them.
 PAUSE_AFTER_S = 1.0
 
 
@@ -60,6 +67,8 @@ class Intake:
         self._resume_needed = False
         self._paused = False
         self._batch_started = 0.0
+        # How many messages to read ahead while a batch runs: the size of the batch in hand.
+        self._read_ahead = 0
 
     def subscribe(self, topic: str) -> None:
         self.consumer.subscribe(
@@ -85,6 +94,7 @@ class Intake:
     def next_batch(self, size: int) -> list[Message]:
         if self._resume_needed:
             self.resume()
+        self._read_ahead = size
         batch, self.carry = self.carry[:size], self.carry[size:]
         want = size - len(batch)
         if want > 0 and not self._stop.is_set():
@@ -99,12 +109,7 @@ class Intake:
                 messages = []
             if messages or batch:
                 messages += self.consumer.consume(num_messages=want, timeout=0) if want else []
-            for msg in messages:
-                error = msg.error()
-                if error is None:
-                    batch.append(msg)
-                else:
-                    self._consumer_error(error)
+            batch += self._good(messages)
         # Every message in hand now is of the current assignment (a revoke drops the
         # carried ones of its partitions, and librdkafka those it had fetched).
         self._revoked_in_batch = set()
@@ -121,21 +126,26 @@ class Intake:
             self.resume()
 
     def keepalive(self) -> None:
-        """Called while a batch is processed: serves heartbeats and rebalance callbacks.
+        """Called while a batch is processed: serves heartbeats and rebalance callbacks,
+        and reads the next batch ahead.
 
-        Only once a batch has run for a second: pausing purges librdkafka's prefetched
-        messages, which would cost every fast batch a fetch round trip. Once paused, poll
-        returns no messages; one that still arrives (a partition assigned mid-batch) is
-        kept for the next batch.
+        What librdkafka has fetched is taken into hand, up to the size of the batch in
+        hand; once that much is held, and the batch has run PAUSE_AFTER_S, the partitions
+        are paused, so polling returns no more (one that still arrives, from a partition
+        assigned mid-batch, is kept too). The hand stays bounded however long the batch
+        runs, and consume() serves the poll interval until the pause.
         """
-        now = time.monotonic()
-        if now - self._batch_started < PAUSE_AFTER_S:
-            return
         self._beat()
-        if not self._paused:
+        if self._paused:
+            self._poll_once()
+            return
+        room = self._read_ahead - len(self.carry)
+        if room > 0:
+            self.carry += self._good(self.consumer.consume(num_messages=room, timeout=0))
+        ran = time.monotonic() - self._batch_started
+        if len(self.carry) >= self._read_ahead and ran >= PAUSE_AFTER_S:
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
-        self._poll_once()
 
     def sleep_alive(self, seconds: float) -> None:
         """Wait (a retry's backoff) while staying in the group, the partitions paused."""
@@ -159,6 +169,8 @@ class Intake:
         self._resume_needed = False
         self._paused = False
         self._batch_started = 0.0
+        # How many messages to read ahead while a batch runs: the size of the batch in hand.
+        self._read_ahead = 0
         assignment = self.consumer.assignment()
         if assignment:
             self.consumer.resume(assignment)
@@ -166,11 +178,19 @@ class Intake:
     def _poll_once(self) -> None:
         msg = self.consumer.poll(0)
         if msg is not None:
+            self.carry += self._good([msg])
+
+    def _good(self, messages: list[Message]) -> list[Message]:
+        """The messages that are records; an error among them is handled (a fatal one
+        raises) and left out."""
+        good = []
+        for msg in messages:
             error = msg.error()
             if error is None:
-                self.carry.append(msg)
+                good.append(msg)
             else:
                 self._consumer_error(error)
+        return good
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

@@ -34,11 +34,20 @@ class BatchSizer:
     seconds_per_message: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
-        self.size = min(self.batch_max, FIRST_BATCH)
+        self.size = min(self.batch_max, max(FIRST_BATCH, self.minimum))
 
-    def observe(self, processed: int, elapsed_s: float) -> int:
-        """Learn from a finished batch; the size of the next one."""
+    def observe(self, processed: int, elapsed_s: float, asked: int | None = None) -> int:
+        """Learn from a finished batch of `asked` messages; the size of the next one.
+
+        A batch smaller than `minimum` that finished all it was asked (the inbox held no
+        more) teaches nothing: its time is one message's latency, not its share of a full
+        batch's, and a stage of many threads would be sized as if it ran one at a time
+        (fetch_throughput: a warm-up URL kept the batches at 128 for eight rounds). One
+        cut short by its deadline does teach, however small.
+        """
         if processed <= 0:
+            return self.size
+        if processed < self.minimum and asked is not None and processed >= asked:
             return self.size
         latest = elapsed_s / processed
         self.seconds_per_message = (

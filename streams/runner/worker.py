@@ -256,7 +256,7 @@ class StageWorker:
             IN_FLIGHT.labels(self.stage).set(0)
             self.intake.batch_ended()
         elapsed = time.monotonic() - started
-        self.sizer.observe(len(done), elapsed)
+        self.sizer.observe(len(done), elapsed, asked=len(batch))
         BATCH_SECONDS.labels(self.stage).observe(elapsed)
         BATCH_SIZE.labels(self.stage).observe(len(done))
         self.stats.batches += 1

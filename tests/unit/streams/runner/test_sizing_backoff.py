@@ -15,6 +15,25 @@ def test_the_first_batch_is_small_until_a_rate_is_known() -> None:
     assert BatchSizer(budget_s=20, batch_max=10).size == 10
 
 
+def test_the_first_batch_is_never_below_the_stages_smallest() -> None:
+    # fetch runs 128 messages at once: a first batch of 50 would leave 78 threads idle.
+    assert BatchSizer(budget_s=10, batch_max=5000, minimum=128).size == 128
+    assert BatchSizer(budget_s=10, batch_max=100, minimum=128).size == 100
+
+
+def test_a_small_batch_that_did_all_it_was_asked_teaches_nothing() -> None:
+    sizer = BatchSizer(budget_s=10.0, batch_max=5000, minimum=128)
+    # One URL in 0.5 s is its latency, not a 128-thread stage's rate (0.5 s a message
+    # would size the next batch at 10, held up to 128).
+    assert sizer.observe(1, 0.5, asked=1) == 128
+    assert sizer.seconds_per_message == 0.0
+    # A full one does: 128 in 2 s, so 5 s of budget share hold 320.
+    assert sizer.observe(128, 2.0, asked=128) == 320
+    # So does a small one that its deadline cut: 3 of 128 in 6 s.
+    assert sizer.observe(3, 6.0, asked=128) == 128
+    assert sizer.seconds_per_message == pytest.approx(0.7 * 2 / 128 + 0.3 * 2.0)
+
+
 def test_a_fast_stage_grows_toward_batch_max() -> None:
     sizer = BatchSizer(budget_s=1.0, batch_max=1000)
     # 1 ms a message; half of a 1 s budget holds 500.
