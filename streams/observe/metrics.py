@@ -115,7 +115,8 @@ FETCH_THROTTLED = Counter(
     "pixelfleet_fetch_throttled_total",
     "Fetches held back or deferred by politeness, by host rule (the configured host pattern, "
     "or `default`: never the host itself, whose number is unbounded) and cause (rate, "
-    "concurrency, retry_after).",
+    "concurrency, retry_after; process: the worker's own download slots, connections or "
+    "name lookups were all in use, so the host was never asked).",
     ["stage", "host_rule", "cause"],
 )
 
