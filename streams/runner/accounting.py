@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import get_args
 
+from schemas.events import StageOutcome
 from streams.observe.metrics import DEAD_LETTERS, MESSAGES, PROCESSING_SECONDS
 from streams.runner.batch import Slot
 from streams.runner.stage import StageResult
@@ -50,6 +52,11 @@ class Ledger:
         self.stats = WorkerStats()
         self._streak = 0  # as of the last committed batch
         self._pending = 0  # as of the batch in hand; kept only when it commits
+        # Every outcome's series exists from the start, at 0: a stage that never commits
+        # (wedged, or retrying one batch for ever) has a rate of 0 to alert on, not no
+        # series at all, which an alert's `rate(...) == 0` never matches.
+        for outcome in get_args(StageOutcome):
+            MESSAGES.labels(stage, outcome)
 
     def check_streak(self, done: list[Slot]) -> None:
         """Raise before commit when the batch completes a run of permanent failures.

@@ -268,6 +268,9 @@ class StageWorker:
         self.stats.retries += 1
         RETRIES.labels(self.stage, kind).inc()
         self.intake.carry = self.intake.batch_still_ours(batch) + self.intake.carry
+        # The lag keeps being reported while one batch is retried (an S3 or broker outage):
+        # left at its last figure, often 0, no lag alert would fire for the whole outage.
+        self.committed.update_lag()
         delay = self.backoff.failed()
         log.warning(
             "batch aborted, will retry",

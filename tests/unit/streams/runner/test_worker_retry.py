@@ -22,9 +22,11 @@ from streams.runner import transactions
 from streams.runner import worker as worker_module
 from streams.runner.accounting import HaltPolicy
 from streams.runner.blobs import BlobStore
+from streams.runner.offsets import LAG_ASK_TIMEOUT_S
 from streams.runner.stage import BlobWrite, StageContext, StageResult, StageSpec, TransientError
 from streams.runner.worker import StageWorker
 from tests.unit.streams.runner.fakes import (
+    NO_OFFSET,
     FakeBlobStore,
     FakeConsumer,
     FakeMessage,
@@ -107,6 +109,11 @@ def _retries() -> float:
     return REGISTRY.get_sample_value("pixelfleet_batch_retries_total", labels) or 0.0
 
 
+def _lag(partition: int) -> float | None:
+    labels = {"stage": "categorize", "topic": INBOX, "partition": str(partition)}
+    return REGISTRY.get_sample_value("pixelfleet_consumer_lag", labels)
+
+
 def _send_offsets(producer: FakeProducer) -> list[list[tuple[str, int, int]]]:
     return [call[1] for call in producer.calls if call[0] == "send_offsets"]
 
@@ -119,18 +126,23 @@ def test_a_failed_commit_keeps_the_batch_in_hand_and_the_retry_takes_it_first(ri
         KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator", txn_requires_abort=True))
     ]
     retries_before = _retries()
+    rig.consumer.watermarks = {0: (0, 9), 1: (0, 4)}
 
     w._run_batch(_batch(*batch))
 
     assert [id(m) for m in w.intake.carry] == [id(m) for m in [*batch, carried]]
     assert (w.stats.retries, w.stats.batches, w.stats.committed) == (1, 0, 0)
+    # The lag is reported while the batch waits for its retry: the group has committed
+    # nothing here, so it is the whole of each partition.
+    assert (_lag(0), _lag(1)) == (9.0, 4.0)
     assert _retries() - retries_before == 1
     assert w.backoff.failures_in_a_row == 1
     assert rig.sleeps == [0.02]  # the first failure waits twice backoff_initial_s
     # Whether the coordinator committed it after all is asked first (it had not); the
     # backoff sleeps with the whole assignment paused, then resumes it.
     asked = ("committed", [(INBOX, 0, 7), (INBOX, 1, 3)], 10)
-    assert rig.consumer.calls == [asked, ("pause", [0, 1]), ("resume", [0, 1])]
+    for_lag = ("committed", [(INBOX, 0, NO_OFFSET), (INBOX, 1, NO_OFFSET)], LAG_ASK_TIMEOUT_S)
+    assert rig.consumer.calls == [asked, for_lag, ("pause", [0, 1]), ("resume", [0, 1])]
     assert producer.names() == ["begin", *["produce"] * 6, "send_offsets", "commit", "abort"]
     assert _send_offsets(producer) == [[(INBOX, 0, 7), (INBOX, 1, 3)]]
     assert w.sizer.size == 50  # an aborted batch teaches the sizer nothing
