@@ -75,6 +75,10 @@ class NotifyWorker:
         self.ledger = Ledger()
         self.endpoints = self._endpoints(clock)
         self._stop = threading.Event()
+        # Set once the consumer has subscribed, cleared as the worker shuts down: before
+        # and after, it takes no events, and the probe must not say it does.
+        self._ready = threading.Event()
+        self._not_ready = "starting"  # what the probe says while _ready is clear
         self._heartbeat = time.monotonic()
         self._flow = Flow(settings.notify.max_in_flight)
         # Held while a rebalance hands partitions over (withdraw, commit, forget) and while
@@ -123,6 +127,8 @@ class NotifyWorker:
         return self._flow.paused
 
     def ready(self) -> tuple[bool, str]:
+        if not self._ready.is_set():
+            return False, self._not_ready
         state = ", paused" if self._flow.paused else ""
         held = len(self._flow.assigned)
         return True, f"{held} partitions, {self.ledger.in_hand()} events in hand{state}"
@@ -169,6 +175,7 @@ class NotifyWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        self._ready.set()
         log.info(
             "notify worker consuming",
             extra={"group": group(self.settings.topic_prefix), "endpoints": len(self.endpoints)},
@@ -191,6 +198,8 @@ class NotifyWorker:
             self._shutdown(report_lost=not failed)
 
     def _shutdown(self, *, report_lost: bool = True) -> None:
+        self._ready.clear()  # draining now: no new events are taken
+        self._not_ready = "stopping"
         end = time.monotonic() + self.settings.notify.drain_s
         for endpoint in self.endpoints:
             endpoint.close()
