@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,10 +25,15 @@ class WorkerProcess:
 class WorkerProcesses:
     """`pixelfleet worker --stage NAME` for each stage, logging to files in `log_dir`."""
 
-    def __init__(self, stages: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, stages: list[str], env: dict[str, str], log_dir: Path, run_id: str = ""
+    ) -> None:
         self.stages = stages
         self.env = env
         self.log_dir = log_dir
+        # The replica id names the worker's transactional producer: two demos on one stack
+        # with the same ids would fence each other's producers, so each run has its own.
+        self.run_id = run_id or secrets.token_hex(4)
         self.workers: list[WorkerProcess] = []
 
     def start(self) -> None:
@@ -38,9 +44,10 @@ class WorkerProcesses:
         """One more worker of `stage`: a replica of its own (transactional id, log, port)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         same = sum(1 for w in self.workers if w.stage == stage)
-        replica = f"demo-{stage}" if same == 0 else f"demo-{stage}-{same}"
+        name = stage if same == 0 else f"{stage}-{same}"
+        replica = f"demo-{self.run_id}-{name}"
         port = free_port()
-        log = self.log_dir / f"{replica.removeprefix('demo-')}.log"
+        log = self.log_dir / f"{name}.log"
         env = {
             **os.environ,
             **self.env,
