@@ -49,6 +49,10 @@ def ensure_installed(dev: DevStackSettings, progress: Progress) -> Path:
         # Module sources stay inside our cache, writable so that deleting the cache just works.
         "GOMODCACHE": str(dev.cache_dir / "go" / "mod"),
         "GOFLAGS": "-modcacherw",
+        # The pinned MinIO needs Go 1.24; an older go (1.21 on) fetches that toolchain
+        # itself when allowed to, but a go.env may say GOTOOLCHAIN=local (some packaged
+        # ones do) and refuse. A GOTOOLCHAIN set in the environment is the user's: kept.
+        "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN") or "auto",
     }
     proc = subprocess.Popen(
         [go, "install", "-trimpath", f"{MODULE}@{dev.minio_module_version}"],

@@ -51,10 +51,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a server detached from our session, its output appended to log_file."""
+    """Start a server detached from our session, its output in a new log_file; the
+    previous start's log is kept as log_file.1 (see `rotate`)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    rotate(log_file)
     full_env = {**os.environ, **(env or {})}
-    with log_file.open("ab") as log:
+    with log_file.open("wb") as log:
         proc = subprocess.Popen(
             list(argv),
             stdout=log,
@@ -65,6 +67,14 @@ def spawn(
             start_new_session=True,
         )
     return proc
+
+
+def rotate(log_file: Path) -> None:
+    """Move log_file to log_file.1, replacing an older .1. Appending to one file for every
+    start let it grow without end (`--fresh` keeps logs/ too); one start and the one
+    before are what a person reads after a failed start."""
+    with contextlib.suppress(FileNotFoundError):
+        log_file.replace(log_file.with_name(f"{log_file.name}.1"))
 
 
 def exit_description(proc: subprocess.Popen[bytes] | None) -> str:

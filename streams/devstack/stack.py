@@ -32,6 +32,7 @@ from streams.devstack.settings import DevStackSettings, LocalSettings
 
 Progress = Callable[[str], None]
 STATE_FILE = "stack.json"
+SERVERS = ("kafka", "minio")
 S = TypeVar("S", bound=FleetSettings)
 
 
@@ -145,6 +146,20 @@ class DevStack:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
+    @contextlib.contextmanager
+    def _install_locked(self) -> Iterator[None]:
+        """The cache is shared by every data folder: two first `up`s must not build into
+        it at once (half-copied jars, a MinIO binary written twice)."""
+        cache = self.dev.cache_dir.expanduser()
+        cache.mkdir(parents=True, exist_ok=True)
+        with (cache / ".install.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.progress(f"install: waiting for another install into {cache} to finish")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def _running(self, name: str, server: ServerState) -> bool:
         child = self._children.get(name)
         if child is not None and child.pid == server.pid:
@@ -154,15 +169,16 @@ class DevStack:
     # -- commands ----------------------------------------------------------
 
     def install(self) -> tuple[Path, Path]:
-        libs = kafka.ensure_installed(self.dev, self.progress)
-        binary = minio.ensure_installed(self.dev, self.progress)
+        with self._install_locked():
+            libs = kafka.ensure_installed(self.dev, self.progress)
+            binary = minio.ensure_installed(self.dev, self.progress)
         return libs, binary
 
     def up(self, fresh: bool = False) -> StackInfo:
         libs, binary = self.install()
         with self._locked():
             if fresh:
-                self._stop_all(self._load())
+                self._stop(self._load(), SERVERS)
                 self._wipe()
             state = self._load()
             if not state.access_key:
@@ -179,7 +195,9 @@ class DevStack:
             try:
                 self._wait_ready(info, state)
             except StackError:
-                self._stop_all(state)
+                # Only what this call started: a server that was running before is
+                # another `up`'s, maybe serving someone else, and stays.
+                self._stop(state, tuple(started))
                 self._save(state)
                 raise
             return info
@@ -187,7 +205,7 @@ class DevStack:
     def down(self) -> list[str]:
         with self._locked():
             state = self._load()
-            stopped = self._stop_all(state)
+            stopped = self._stop(state, SERVERS)
             self._save(state)
             return stopped
 
@@ -234,7 +252,7 @@ class DevStack:
             return self.dev.minio_root_user, self.dev.minio_root_password.get_secret_value()
         return minio.new_credentials()
 
-    def _port(self, wanted: int, previous: int) -> int:
+    def _port(self, wanted: int, previous: int, exported: str = "") -> int:
         if wanted:
             if not port_is_free(wanted):
                 raise StackError(
@@ -244,10 +262,19 @@ class DevStack:
         # Reusing last run's port keeps the exported settings of a shell valid across restarts.
         if previous and port_is_free(previous):
             return previous
-        return free_port()
+        port = free_port()
+        if previous and exported:
+            # On stderr: a shell that ran the eval before still points at the old port.
+            self.progress(
+                f"note: port {previous} is taken now, so {exported} moves to port {port}; "
+                "eval the output of `pixelfleet dev up` again in shells that use the stack"
+            )
+        return port
 
     def _start_kafka(self, libs: Path, state: StackState) -> None:
-        state.kafka.port = self._port(self.dev.kafka_port, state.kafka.port)
+        state.kafka.port = self._port(
+            self.dev.kafka_port, state.kafka.port, "PIXELFLEET_KAFKA_BOOTSTRAP"
+        )
         state.kafka.extra_port = self._port(0, state.kafka.extra_port)
         config = kafka.write_config(self.data_dir, state.kafka.port, state.kafka.extra_port)
         kafka.format_storage(libs, config, self.data_dir)
@@ -257,7 +284,9 @@ class DevStack:
         self.progress(f"kafka: started pid {state.kafka.pid} on 127.0.0.1:{state.kafka.port}")
 
     def _start_minio(self, binary: Path, state: StackState) -> None:
-        state.minio.port = self._port(self.dev.minio_port, state.minio.port)
+        state.minio.port = self._port(
+            self.dev.minio_port, state.minio.port, "PIXELFLEET_S3_ENDPOINT"
+        )
         self.minio_data.mkdir(parents=True, exist_ok=True)
         argv = minio.server_argv(binary, self.data_dir, state.minio.port)
         env = minio.server_env(state.access_key, state.secret_key)
@@ -285,9 +314,12 @@ class DevStack:
         )
         self.progress(f"stack: ready in {time.monotonic() - started:.1f} s")
 
-    def _stop_all(self, state: StackState) -> list[str]:
+    def _stop(self, state: StackState, names: tuple[str, ...]) -> list[str]:
+        """Stop these servers (MinIO first, as `down` always did); the names stopped."""
         stopped = []
         for name, server in (("minio", state.minio), ("kafka", state.kafka)):
+            if name not in names:
+                continue
             if server.pid and stop(server.pid, self._marker(name)):
                 stopped.append(name)
             server.pid = 0

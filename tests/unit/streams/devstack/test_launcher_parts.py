@@ -4,6 +4,7 @@ import base64
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -82,6 +83,34 @@ def test_missing_go_says_what_to_install(tmp_path: Path, monkeypatch: pytest.Mon
     dev = DevStackSettings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
     with pytest.raises(StackError, match=r"go is not installed.*Go 1.24"):
         minio.ensure_installed(dev, print)
+
+
+@pytest.mark.parametrize(("set_by_user", "expected"), [(None, "auto"), ("local", "local")])
+def test_the_minio_build_may_fetch_a_newer_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, set_by_user: str | None, expected: str
+) -> None:
+    """GOTOOLCHAIN=auto lets a Go from 1.21 on build the pinned MinIO (it needs 1.24) even
+    where go.env says local; a value the user exported wins."""
+    fake_go = tmp_path / "go"
+    fake_go.write_text("#!/bin/sh\nexit 1\n")
+    fake_go.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if set_by_user is None:
+        monkeypatch.delenv("GOTOOLCHAIN", raising=False)
+    else:
+        monkeypatch.setenv("GOTOOLCHAIN", set_by_user)
+    seen: dict[str, str] = {}
+    real_popen = subprocess.Popen
+
+    def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        seen.update(kwargs["env"])
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr("streams.devstack.minio.subprocess.Popen", popen)
+    dev = DevStackSettings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+    with pytest.raises(StackError, match="go install failed"):
+        minio.ensure_installed(dev, lambda _m: None)
+    assert seen["GOTOOLCHAIN"] == expected
 
 
 def test_taken_port_is_refused(tmp_path: Path) -> None:
