@@ -5,23 +5,17 @@ minutes, and each on its own outcomes. alerts.yml is the chart's PrometheusRule 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.unit.deploy.tools import DEPLOY, tool
+from tests.unit.deploy.tools import DEPLOY, alert_rules, promtool_test
 
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 REFUSALS = "PixelfleetFetchRefusalsRising"
 FAILURES = "PixelfleetFetchFailureRate"
-
-
-def _rules() -> dict[str, dict[str, Any]]:
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
 
 
 def _series(**per_minute: int) -> list[dict[str, str]]:
@@ -36,7 +30,7 @@ def _series(**per_minute: int) -> list[dict[str, str]]:
 
 
 def _firing(alert: str, share: str) -> list[dict[str, Any]]:
-    annotations = dict(_rules()[alert]["annotations"])
+    annotations = dict(alert_rules()[alert]["annotations"])
     annotations["summary"] = (
         annotations["summary"]
         .replace("{{ $labels.stage }}", "fetch")
@@ -62,7 +56,7 @@ def _case(series: list[dict[str, str]], refusals: list[Any], failures: list[Any]
 
 
 def test_the_fetch_alerts_are_rendered_with_the_charts_thresholds() -> None:
-    rules = _rules()
+    rules = alert_rules()
     assert rules[REFUSALS]["for"] == rules[FAILURES]["for"] == "15m"
     values = yaml.safe_load((DEPLOY / "helm" / "pixelfleet" / "values.yaml").read_text())
     thresholds = values["prometheusRule"]
@@ -86,14 +80,4 @@ def test_the_fetch_alerts_are_rendered_with_the_charts_thresholds() -> None:
 def test_fetch_alerts_fire_on_the_share_of_finished_urls(
     tmp_path: Path, case: dict[str, Any]
 ) -> None:
-    (tmp_path / "alerts.yml").write_text(ALERTS.read_text())
-    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [case]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    done = subprocess.run(
-        [tool("promtool"), "test", "rules", "test.yml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    promtool_test(tmp_path, [case])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,13 @@ import yaml
 from prometheus_client import REGISTRY
 
 import streams.observe.metrics  # noqa: F401 (registers every metric)
-from tests.unit.deploy.tools import CHART, tool
+from tests.unit.deploy.tools import CHART, promtool
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
 def exported() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         if family.name.startswith("pixelfleet_"):
             names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))
@@ -135,20 +134,11 @@ def _promtool_catalog_row(tmp_path: Path, series: list[dict[str, str]]) -> int:
     exprs = [t["expr"] for p in _row("catalog") for t in p["targets"]]
     exprs = [e.replace("$__rate_interval", "2m") for e in exprs]
     rules = [{"alert": f"Empty{i}", "expr": f"absent({e})"} for i, e in enumerate(exprs)]
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "c", "rules": rules}]}))
     expect = [{"eval_time": "10m", "alertname": r["alert"], "exp_alerts": []} for r in rules]
-    suite = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": expect}],
-    }
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(suite))
-    done = subprocess.run(
-        [tool("promtool"), "test", "rules", "test.yml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
+    done = promtool(
+        tmp_path,
+        yaml.safe_dump({"groups": [{"name": "c", "rules": rules}]}),
+        [{"interval": "1m", "input_series": series, "alert_rule_test": expect}],
     )
     assert "FAILED" in done.stdout + done.stderr or done.returncode == 0, done.stderr
     return done.returncode

@@ -16,7 +16,14 @@ import yaml
 from prometheus_client import REGISTRY
 
 import streams.observe.metrics  # noqa: F401 (registers every metric)
-from tests.unit.deploy.tools import CHART, DEPLOY, manifests, one, render, tool
+from tests.unit.deploy.tools import (
+    CHART,
+    alert_rules,
+    manifests,
+    one,
+    promtool_test,
+    render,
+)
 
 CI = CHART / "ci" / "values-notify.yaml"
 ALERT = "PixelfleetWebhookBreakerOpen"
@@ -146,18 +153,13 @@ def test_the_dashboard_has_a_notify_row_showing_every_notify_metric() -> None:
     assert "histogram_quantile(0.95, sum by (endpoint, le)" in exprs
 
 
-def _rules() -> dict[str, dict[str, Any]]:
-    groups = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
-    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
-
-
 def _breaker(values: str, endpoint: str = "crm", instance: str = "n-0") -> dict[str, str]:
     name = f'pixelfleet_notify_breaker_state{{endpoint="{endpoint}",instance="{instance}"}}'
     return {"series": name, "values": values}
 
 
 def _firing(endpoint: str) -> list[dict[str, Any]]:
-    annotations = dict(_rules()[ALERT]["annotations"])
+    annotations = dict(alert_rules()[ALERT]["annotations"])
     annotations["summary"] = annotations["summary"].replace("{{ $labels.endpoint }}", endpoint)
     return [
         {
@@ -169,7 +171,6 @@ def _firing(endpoint: str) -> list[dict[str, Any]]:
 
 def _promtool(tmp_path: Path, series: list[dict[str, str]], expect: dict[str, Any]) -> None:
     """`expect`: the alerts expected at each evaluation time."""
-    (tmp_path / "alerts.yml").write_text((DEPLOY / "prometheus" / "alerts.yml").read_text())
     case = {
         "interval": "30s",
         "input_series": series,
@@ -178,16 +179,7 @@ def _promtool(tmp_path: Path, series: list[dict[str, str]], expect: dict[str, An
             for at, alerts in expect.items()
         ],
     }
-    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "30s", "tests": [case]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    done = subprocess.run(
-        [tool("promtool"), "test", "rules", "test.yml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    promtool_test(tmp_path, [case], interval="30s")
 
 
 def test_the_breaker_alert_fires_while_probes_keep_failing(tmp_path: Path) -> None:
@@ -214,4 +206,4 @@ def test_the_breaker_alert_resolves_once_the_endpoint_answers(tmp_path: Path) ->
 
 def test_the_alert_waits_the_charts_minutes() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert _rules()[ALERT]["for"] == f"{values['prometheusRule']['notifyBreakerOpenMinutes']}m"
+    assert alert_rules()[ALERT]["for"] == f"{values['prometheusRule']['notifyBreakerOpenMinutes']}m"

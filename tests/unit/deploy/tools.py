@@ -22,6 +22,36 @@ def tool(name: str) -> str:
     return found
 
 
+def alert_rules() -> dict[str, dict[str, Any]]:
+    """deploy/prometheus/alerts.yml's rules (the chart's, rendered) by alert name."""
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
+
+
+def promtool(
+    tmp_path: Path, rules: str, cases: list[dict[str, Any]], interval: str = "1m"
+) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` of a rule file (its text) with these test cases."""
+    (tmp_path / "rules.yml").write_text(rules)
+    spec = {"rule_files": ["rules.yml"], "evaluation_interval": interval, "tests": cases}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return subprocess.run(
+        [tool("promtool"), "test", "rules", "test.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def promtool_test(tmp_path: Path, cases: list[dict[str, Any]], interval: str = "1m") -> None:
+    """The test cases against alerts.yml; a failed one fails the test with promtool's
+    account of it."""
+    rules = (DEPLOY / "prometheus" / "alerts.yml").read_text()
+    done = promtool(tmp_path, rules, cases, interval)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def render(
     values: Path | None, *extra: str, release: str = "t"
 ) -> subprocess.CompletedProcess[str]:
