@@ -133,7 +133,8 @@ class Intake:
         hand; once that much is held, and the batch has run PAUSE_AFTER_S, the partitions
         are paused, so polling returns no more (one that still arrives, from a partition
         assigned mid-batch, is kept too). The hand stays bounded however long the batch
-        runs, and consume() serves the poll interval until the pause.
+        runs. Each call consumes or polls, and this is the only place that does while
+        batches come from what was read ahead.
         """
         self._beat()
         if self._paused:
@@ -146,6 +147,11 @@ class Intake:
         if len(self.carry) >= self._read_ahead and ran >= PAUSE_AFTER_S:
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
+            self._poll_once()
+        elif room <= 0:
+            # Every call polls: when each batch is read ahead, the next one starts without
+            # a consumer call, and a run of such batches would outlast the poll interval.
+            self._poll_once()
 
     def sleep_alive(self, seconds: float) -> None:
         """Wait (a retry's backoff) while staying in the group, the partitions paused."""

@@ -90,6 +90,35 @@ def test_a_batch_short_of_its_read_ahead_keeps_consuming_unpaused() -> None:
     assert ("pause", [0]) not in consumer.calls
 
 
+class PollCounter(FakeConsumer):
+    def __init__(self, topic: str, partitions: list[int]) -> None:
+        super().__init__(topic, partitions)
+        self.polls = 0
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        self.polls += 1
+        return super().poll(timeout)
+
+
+def test_every_keepalive_polls_or_consumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With each batch read ahead, the next one starts without a consumer call: a run of
+    # batches whose keepalive took nothing (the hand full) went past max.poll.interval.ms
+    # and lost the group (test_a_slow_stage_never_outlives_a_small_poll_interval).
+    consumer = PollCounter(INBOX, [0])
+    intake = _intake(consumer)
+    intake.carry = cast(list[Message], _queue(0, 0, 4))
+    intake.next_batch(2)
+    for pause_after in (60.0, 0.0):  # the hand full, before and after the pause
+        monkeypatch.setattr(intake_module, "PAUSE_AFTER_S", pause_after)
+        intake.batch_started()
+        for _ in range(3):
+            intake.keepalive()
+        intake.batch_ended()
+    consumes = [c for c in consumer.calls if c[0] == "consume"]
+    assert (consumes, consumer.polls) == ([], 6)
+    assert len(intake.carry) == 2  # nothing more taken into hand
+
+
 def test_a_fast_batch_is_not_paused_even_with_its_read_ahead_in_hand() -> None:
     # A pause purges what librdkafka fetched; a batch under PAUSE_AFTER_S would pay that
     # round trip for nothing.
