@@ -184,18 +184,19 @@ class DevStack:
             if not state.access_key:
                 state.access_key, state.secret_key = self._initial_credentials()
             started: list[str] = []
-            if not self._running("kafka", state.kafka):
-                self._start_kafka(libs, state)
-                started.append("kafka")
-            if not self._running("minio", state.minio):
-                self._start_minio(binary, state)
-                started.append("minio")
-            self._save(state)
-            info = self._info(state, tuple(started))
             try:
+                if not self._running("kafka", state.kafka):
+                    self._start_kafka(libs, state)
+                    started.append("kafka")
+                if not self._running("minio", state.minio):
+                    self._start_minio(binary, state)
+                    started.append("minio")
+                self._save(state)
+                info = self._info(state, tuple(started))
                 self._wait_ready(info, state)
-            except StackError:
-                # Only what this call started: a server that was running before is
+            except (StackError, OSError):
+                # Only what this call started (MinIO failing to start must not leave the
+                # Kafka it just started unrecorded): a server that was running before is
                 # another `up`'s, maybe serving someone else, and stays.
                 self._stop(state, tuple(started))
                 self._save(state)

@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from streams.devstack import kafka, minio
 from streams.devstack.procs import StackError, is_ours, spawn, stop
 from streams.devstack.settings import DevStackSettings
-from streams.devstack.stack import DevStack, StackInfo, StackState
+from streams.devstack.stack import DevStack, StackState
 
 SLEEPER = "import time; time.sleep(60)"
 
@@ -23,6 +24,27 @@ SLEEPER = "import time; time.sleep(60)"
 def _stack(tmp_path: Path, data: str = "data", said: list[str] | None = None) -> DevStack:
     dev = DevStackSettings(cache_dir=tmp_path / "cache", data_dir=tmp_path / data)
     return DevStack(dev, progress=(said.append if said is not None else lambda _m: None))
+
+
+def _stand_in(stack: DevStack, name: str, started: list[int]) -> Callable[[Path, StackState], None]:
+    """A `_start_kafka` or `_start_minio`: a sleeping process with the server's marker in
+    its command line, which the stack takes for that server; its PID goes to `started`."""
+
+    def start(_installed: Path, state: StackState) -> None:
+        log = stack.data_dir / f"{name}.log"
+        proc = spawn([sys.executable, "-c", SLEEPER, stack._marker(name)], log)
+        stack._children[name] = proc
+        (state.kafka if name == "kafka" else state.minio).pid = proc.pid
+        started.append(proc.pid)
+
+    return start
+
+
+def _fails(message: str) -> Callable[..., None]:
+    def fail(*_args: object) -> None:
+        raise StackError(message)
+
+    return fail
 
 
 def test_a_failed_up_stops_only_the_servers_it_started(
@@ -37,19 +59,9 @@ def test_a_failed_up_stops_only_the_servers_it_started(
     stack.data_dir.mkdir(parents=True)
     stack._save(state)
     started: list[int] = []
-
-    def start_minio(_binary: Path, state: StackState) -> None:
-        proc = spawn([sys.executable, "-c", SLEEPER, stack._marker("minio")], tmp_path / "m.log")
-        stack._children["minio"] = proc
-        state.minio.pid = proc.pid
-        started.append(proc.pid)
-
-    def never_ready(_info: StackInfo, _state: StackState) -> None:
-        raise StackError("MinIO did not become ready")
-
     monkeypatch.setattr(stack, "install", lambda: (tmp_path / "libs", tmp_path / "minio"))
-    monkeypatch.setattr(stack, "_start_minio", start_minio)
-    monkeypatch.setattr(stack, "_wait_ready", never_ready)
+    monkeypatch.setattr(stack, "_start_minio", _stand_in(stack, "minio", started))
+    monkeypatch.setattr(stack, "_wait_ready", _fails("MinIO did not become ready"))
     try:
         with pytest.raises(StackError, match="did not become ready"):
             stack.up()
@@ -60,6 +72,25 @@ def test_a_failed_up_stops_only_the_servers_it_started(
         assert (after.kafka.pid, after.minio.pid) == (broker.pid, 0)
     finally:
         stop(broker.pid, stack._marker("kafka"), timeout_s=10)
+
+
+def test_a_server_that_fails_to_start_takes_down_the_one_just_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else that Kafka ran on, in no stack.json, out of reach of `dev down`."""
+    stack = _stack(tmp_path)
+    started: list[int] = []
+    monkeypatch.setattr(stack, "install", lambda: (tmp_path / "libs", tmp_path / "minio"))
+    monkeypatch.setattr(stack, "_start_kafka", _stand_in(stack, "kafka", started))
+    monkeypatch.setattr(stack, "_start_minio", _fails("port 9000 is taken"))
+    with pytest.raises(StackError, match="is taken"):
+        stack.up()
+    (kafka_pid,) = started
+    try:
+        assert not is_ours(kafka_pid, stack._marker("kafka"))
+        assert stack._load().kafka.pid == 0
+    finally:
+        stop(kafka_pid, stack._marker("kafka"), timeout_s=10)
 
 
 def test_each_start_writes_a_new_log_and_keeps_the_one_before(tmp_path: Path) -> None:
