@@ -7,6 +7,7 @@ and how many frames a GIF holds (Pillow walks them all to count).
 
 from __future__ import annotations
 
+import re
 import struct
 
 # Magic numbers, checked in order.
@@ -184,20 +185,38 @@ def _skip_sub_blocks(data: bytes, pos: int) -> int:
     return pos
 
 
-def jpeg_scans(data: bytes, cap: int) -> int:
-    """Start-of-scan markers in a JPEG, counted up to `cap` + 1.
+# A JPEG marker where a decoder finds one: 0xFF, then a byte that is neither a stuffed zero
+# (entropy-coded data), a restart marker (which lives inside entropy-coded data) nor more
+# 0xFF fill. Searching for it is also how libjpeg resynchronises after stray bytes.
+_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_EOI, _SOS = 0xD9, 0xDA
+_STANDALONE = frozenset({0x01, 0xD8})  # TEM and SOI carry no length
 
-    Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker,
-    so FF DA appears only as a marker (or inside an APPn segment, such as an EXIF
-    thumbnail's own scans): a count that may run a little high, never low.
+
+def jpeg_scans(data: bytes, cap: int) -> int:
+    """Start-of-scan segments of a JPEG, counted up to `cap` + 1, as the decoder meets them.
+
+    Segments are skipped by their length (an APPn's EXIF thumbnail and its scans are not the
+    image's), entropy-coded data up to the next real marker, and the count stops at the
+    EOI that ends the image: what follows it, such as the MP4 of a motion photo, is never
+    decoded, so its bytes (FF DA among them, by chance) are not scans.
     """
-    count, at = 0, 0
+    count, pos = 0, 2
     while count <= cap:
-        at = data.find(b"\xff\xda", at)
-        if at < 0:
+        found = _MARKER.search(data, pos)
+        if found is None:
             break
-        count += 1
-        at += 2
+        marker = data[found.start() + 1]
+        pos = found.end()
+        if marker == _EOI:
+            break
+        if marker in _STANDALONE or pos + 2 > len(data):
+            continue
+        if marker == _SOS:
+            count += 1
+        # The length counts its own two bytes; after an SOS header the scan's entropy-coded
+        # data follows, which the next search steps over to the marker that ends it.
+        pos += max(2, int.from_bytes(data[pos : pos + 2], "big"))
     return count
 
 

@@ -7,6 +7,7 @@ import struct
 import zlib
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image, ImageFile, TiffImagePlugin
 
@@ -167,3 +168,25 @@ def test_a_tiff_the_decoder_cannot_read_is_refused_with_a_stable_reason() -> Non
     # A TIFF header with no readable directory is damage, said the same way every time.
     caught = _rejected(buf.getvalue()[:8] + b"\x00" * 2000, "corrupt_header")
     assert "0x" not in caught.reason
+
+
+def test_a_motion_photo_counts_the_scans_of_its_jpeg_only() -> None:
+    """A motion photo is a JPEG with its MP4 after the EOI: the video's bytes hold FF DA by
+    chance (about once per 64 KiB, so 150 in a 10 MB clip), and no decoder reads them."""
+    jpeg = encode(photo("coffee"), "JPEG", quality=90, progressive=True)
+    noise = np.random.default_rng(1).integers(0, 256, (150, 500), dtype=np.uint8)
+    video = b"".join(b"\xff\xda" + bytes(row) for row in noise)  # the chance, condensed
+    assert video.count(b"\xff\xda") > MAX_SCANS
+    motion = jpeg + b"\0\0\0\x18ftypmp42" + video
+    assert jpeg_scans(motion, MAX_SCANS) == jpeg_scans(jpeg, MAX_SCANS) < 20
+    assert validate(motion, S).facts["format"] == "JPEG"
+    # An EXIF thumbnail's scans sit inside its APP1 segment: they are not the image's.
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    thumb = encode(Image.new("RGB", (40, 30), 9), "JPEG", progressive=True)
+    with_thumb = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(thumb) + 2) + thumb + jpeg[2:]
+    assert jpeg_scans(with_thumb, MAX_SCANS) == jpeg_scans(jpeg, MAX_SCANS)
+    # Stray bytes between segments do not hide the scans after them (libjpeg skips them).
+    first_scan = jpeg.index(b"\xff\xda")
+    junk = jpeg[:first_scan] + b"junk" + jpeg[first_scan:]
+    assert jpeg_scans(junk, MAX_SCANS) == jpeg_scans(jpeg, MAX_SCANS)
