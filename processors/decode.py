@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 from pillow_jxl import JpegXLImagePlugin
 
-from processors import exif
 from processors.errors import InputRejectedError
 from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
 from processors.structure import jpeg_padding, png_chunks
 from processors.tiff_layout import undecodable_layout
 
-_SRGB = ImageCms.createProfile("sRGB")
 # Pillow names the file object in "cannot identify image file <_io.BytesIO object at 0x...>":
 # an address that changes every run has no place in a reason people group by.
 _FILE_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-f]+>")
@@ -45,13 +43,44 @@ pillow_heif.register_heif_opener()
 JpegXLImagePlugin.DECODE_THREADS = 1
 
 
+def _lenient_text(chunk: Any) -> Any:
+    """A PNG text chunk reader that skips a chunk Pillow refuses (one over MAX_TEXT_CHUNK
+    once inflated, text past MAX_TEXT_MEMORY, an unknown compression) instead of failing
+    the file: text is metadata, and bloated XMP (Photoshop's DocumentAncestors run to
+    megabytes) must not cost a photo whose pixels are fine."""
+
+    def read(stream: PngImagePlugin.PngStream, pos: int, length: int) -> bytes:
+        try:
+            return chunk(stream, pos, length)  # type: ignore[no-any-return]
+        except (ValueError, SyntaxError):
+            assert stream.fp is not None
+            stream.fp.seek(pos)  # the chunk's bytes again, for the CRC check that follows
+            stream.im_info.setdefault(TEXT_SKIPPED, []).append(_chunk_name(stream.fp, pos))
+            return ImageFile._safe_read(stream.fp, length)
+
+    return read
+
+
+# Where a decoded PNG's info lists the text chunks left out as unreadable or too large.
+TEXT_SKIPPED = "pixelfleet_text_skipped"
+_TEXT_CHUNKS = ("chunk_tEXt", "chunk_zTXt", "chunk_iTXt")
+
+
+def _chunk_name(fp: Any, pos: int) -> str:
+    fp.seek(pos - 4)
+    return str(fp.read(4).decode("latin-1"))
+
+
 @contextlib.contextmanager
-def _strict_decoding(max_pixels: int | None) -> Iterator[None]:
+def strict_decoding(max_pixels: int | None) -> Iterator[None]:
     # Pillow's limits are module globals; a processor runs one image at a time per
     # process, so setting them around one decode is safe and keeps callers pure.
     saved = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
+    readers = {name: getattr(PngImagePlugin.PngStream, name) for name in _TEXT_CHUNKS}
     Image.MAX_IMAGE_PIXELS = max_pixels
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    for name, reader in readers.items():
+        setattr(PngImagePlugin.PngStream, name, _lenient_text(reader))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -61,6 +90,8 @@ def _strict_decoding(max_pixels: int | None) -> Iterator[None]:
             yield
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+        for name, reader in readers.items():
+            setattr(PngImagePlugin.PngStream, name, reader)
 
 
 @dataclass(frozen=True)
@@ -102,7 +133,7 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
     _check_structure(data, true_format)
     # Opening reads the header only; our own size check below names the dimensions, and
     # Pillow's limit comes back on for the full decode as a second line of defence.
-    with _strict_decoding(None):
+    with strict_decoding(None):
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -136,18 +167,21 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
         width, height = image.size
         _check_size(width, height, limits)
         frames = _frames(image, data, true_format, limits)
+        if true_format == "TIFF":
+            _keep_tiff_orientation(image)
         if true_format == "JPEG" and jpeg_scans(data, MAX_SCANS) > MAX_SCANS:
             # Each scan of a progressive JPEG is a pass over every pixel, and a scan can
             # take 12 bytes: 150 KB of them keep a worker busy for minutes.
             raise InputRejectedError(
                 "too_many_scans", f"more than {MAX_SCANS} scans (real ones have a few dozen)"
             )
-    with _strict_decoding(limits.max_pixels):
+    with strict_decoding(limits.max_pixels):
         try:
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise InputRejectedError("decompression_bomb", str(exc)) from exc
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, RuntimeError) as exc:
+            # RuntimeError: libavif and libheif report damaged AVIF and HEIF pixels so.
             raise InputRejectedError(
                 "truncated" if "truncated" in str(exc) or isinstance(exc, EOFError) else "corrupt",
                 describe_damage(data, true_format, exc),
@@ -188,7 +222,8 @@ def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:
             frames = 1  # an MPO's further pictures are previews or the other eye, not frames
         else:
             frames = getattr(image, "n_frames", 1)
-    except (OSError, ValueError, EOFError, struct.error, TypeError) as exc:
+    except (OSError, ValueError, EOFError, struct.error, TypeError, RuntimeError) as exc:
+        # RuntimeError: pillow-heif and libavif say so of a damaged image sequence.
         raise InputRejectedError(
             "corrupt_header", f"{fmt} frames cannot be counted: {exc}"
         ) from exc
@@ -205,6 +240,17 @@ def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:
             f"over the {limits.max_animation_pixels / 1e6:.0f} MP limit",
         )
     return frames
+
+
+def _keep_tiff_orientation(image: Image.Image) -> None:
+    """Pillow turns a TIFF upright as it loads it and deletes its Orientation tag: keep the
+    value where validate reads a decoder's own rotation (as libheif's for HEIF)."""
+    try:
+        turned = image.tag_v2.get(ExifTags.Base.Orientation)  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, TypeError, struct.error):
+        return
+    if isinstance(turned, int) and 2 <= turned <= 8:
+        image.info["original_orientation"] = turned
 
 
 def _check_size(width: int, height: int, limits: Limits) -> None:
@@ -257,138 +303,3 @@ def _jpeg_rows_present(data: bytes) -> float | None:
             break
         missing += 1
     return (rows - missing) / rows
-
-
-def normalize(
-    image: Image.Image, orientation: int, frames: int = 1
-) -> tuple[Image.Image, dict[str, object]]:
-    """Upright (by the EXIF orientation the caller read), 8-bit RGB or RGBA, in sRGB; says
-    what it changed. An animation becomes the still of its first frame."""
-    changes: dict[str, object] = {"mode_in": image.mode}
-    if frames > 1:
-        image.seek(0)
-        changes["frames"] = frames
-    upright = exif.upright(image, orientation)
-    if orientation != 1:
-        changes["orientation"] = orientation
-    # A transparent colour (PNG's tRNS on RGB, grey, bilevel or 16-bit pixels) becomes an
-    # alpha channel, taken before colour management and scaling change the pixel values it
-    # names (and drop the image's info with it).
-    alpha = _transparency_mask(upright)
-    icc = upright.info.get("icc_profile")
-    if icc:
-        # Convert through the embedded profile first: a CMYK profile only makes sense on
-        # the CMYK pixels it describes.
-        upright = _managed(upright, icc, changes)
-    out = _to_8bit(upright)
-    if alpha is not None:
-        out = out.convert("RGB")
-        out.putalpha(alpha)
-        changes["transparency"] = "colour key -> alpha"
-    changes["mode_out"] = out.mode
-    return out, changes
-
-
-def _transparency_mask(image: Image.Image) -> Image.Image | None:
-    """The alpha of a colour-keyed image (opaque where a pixel is not the key), and the
-    key taken out of its info; None when it has none, or keeps alpha its own way."""
-    key = image.info.get("transparency")
-    if key is None or image.mode in ("P", "PA", "LA", "RGBA"):
-        return None
-    import numpy as np
-
-    image.info.pop("transparency")
-    pixels = np.asarray(image)
-    if image.mode == "RGB" and isinstance(key, tuple):
-        opaque = np.any(pixels[..., :3] != np.asarray(key[:3], dtype=pixels.dtype), axis=-1)
-    elif image.mode == "1":
-        opaque = pixels != bool(key)
-    elif isinstance(key, int) and pixels.ndim == 2:
-        opaque = pixels != key
-    else:
-        return None  # a key that does not fit the pixels: nothing is transparent
-    return Image.fromarray((opaque * 255).astype("uint8"), "L")
-
-
-def _managed(image: Image.Image, icc: bytes, changes: dict[str, object]) -> Image.Image:
-    """The image through its embedded profile, in a mode LittleCMS converts: a palette's
-    colours as RGB(A), a grey image with alpha as its grey channel (the alpha is put back
-    after), deep grey as 8-bit grey first (the output is 8-bit anyway)."""
-    mode = image.mode
-    if mode in ("RGB", "RGBA", "CMYK", "L"):
-        return _to_srgb(image, icc, changes)
-    if mode in ("P", "PA"):
-        return _to_srgb(_to_8bit(image), icc, changes)
-    if mode == "LA":
-        alpha = image.getchannel("A")
-        colour = _to_srgb(image.getchannel("L"), icc, changes).convert("RGB")
-        colour.putalpha(alpha)
-        return colour
-    if mode in _DEEP_GREY:
-        return _to_srgb(_grey_8bit(image), icc, changes)
-    changes["icc"] = f"profile on {mode} pixels ignored"
-    return image
-
-
-_DEEP_GREY = ("I;16", "I;16B", "I;16L", "I", "F")
-
-
-def _grey_8bit(image: Image.Image) -> Image.Image:
-    """Deep grey (16-bit, 32-bit, float) as 8-bit grey, scaled by its real range."""
-    import numpy as np
-
-    arr = np.asarray(image, dtype=np.float64)
-    finite = np.isfinite(arr)
-    arr = np.where(finite, arr, 0.0)  # NaN and infinities: black, never garbage
-    low, top = _value_range(image.mode, arr[finite] if finite.any() else np.zeros(1))
-    scaled = (arr - low) / ((top - low) or 1.0) * 255.0 + 0.5
-    return Image.fromarray(np.clip(scaled, 0, 255).astype("uint8"), "L")
-
-
-def _to_8bit(image: Image.Image) -> Image.Image:
-    mode = image.mode
-    if mode in ("RGB", "RGBA"):
-        return image
-    if mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if mode in ("LA", "PA") or (mode == "L" and "transparency" in image.info):
-        return image.convert("RGBA")
-    if mode in _DEEP_GREY:
-        return _grey_8bit(image).convert("RGB")
-    if mode == "CMYK":
-        return image.convert("RGB")
-    return image.convert("RGB")
-
-
-def _value_range(mode: str, values: Any) -> tuple[float, float]:
-    """The values black and white stand for. A 16-bit image spans 0-65535; a float one
-    0-1 by convention; an I image 0-255 or 0-65535 when its values fit, else, like a float
-    one outside 0-1, its own range (a 32-bit or signed image has no other scale)."""
-    if mode.startswith("I;16"):
-        return 0.0, 65535.0
-    low, high = float(values.min()), float(values.max())
-    if mode == "F" and low >= 0.0 and high <= 1.0:
-        return 0.0, 1.0
-    if mode == "I" and low >= 0.0 and high <= 65535.0:
-        return 0.0, 255.0 if high <= 255.0 else 65535.0
-    return low, high
-
-
-def _to_srgb(image: Image.Image, icc: bytes, changes: dict[str, object]) -> Image.Image:
-    try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        name = ImageCms.getProfileDescription(source).strip()
-    except (OSError, ImageCms.PyCMSError):
-        changes["icc"] = "unreadable profile ignored"
-        return image
-    if "srgb" in name.lower() and image.mode in ("RGB", "RGBA"):
-        changes["icc"] = name
-        return image
-    try:
-        mode = "RGBA" if image.mode == "RGBA" else "RGB"
-        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=mode)
-    except ImageCms.PyCMSError:
-        changes["icc"] = f"{name} (conversion failed, kept as is)"
-        return image
-    changes["icc"] = f"{name} -> sRGB"
-    return converted if converted is not None else image

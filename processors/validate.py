@@ -11,8 +11,9 @@ from PIL import ExifTags, Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors import exif
-from processors.decode import Limits, normalize, open_checked
+from processors.decode import TEXT_SKIPPED, Limits, open_checked
 from processors.errors import InputRejectedError
+from processors.normalize import normalize
 from processors.quality import measure
 
 RestoreMode = Literal["auto", "denoise", "upscale", "none"]
@@ -98,7 +99,10 @@ def validate(
     }
     found = exif.read(decoded)
     facts["exif"] = exif_subset(found, settings.keep_gps)
-    image, changes = normalize(decoded, found.orientation, opened.frames)
+    image, changes = normalize(decoded, found.orientation, opened.frames, source=data)
+    skipped = decoded.info.pop(TEXT_SKIPPED, None)
+    if skipped:
+        notes.append(f"PNG text left out as unreadable or too large: {', '.join(skipped[:8])}")
     turned = decoded.info.get("original_orientation")
     if isinstance(turned, int) and turned != 1 and "orientation" not in changes:
         changes["orientation"] = turned  # HEIF: libheif applied it while decoding

@@ -4,6 +4,8 @@ float and 32-bit grey keep their contrast."""
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -56,6 +58,75 @@ def test_a_grey_colour_key_survives_colour_management() -> None:
     image, key = _keyed("L")
     grey = _grey_profile()
     assert _alpha_where(_png(image, transparency=key, icc_profile=grey), (5, 5))[1:] == (0, 255)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _raw_png(depth: int, colour: int, rows: list[bytes], width: int, key: bytes) -> bytes:
+    """A PNG written byte by byte: Pillow writes neither 16-bit RGB nor 2-bit grey."""
+    header = struct.pack(">IIBBBBB", width, len(rows), depth, colour, 0, 0, 0)
+    channels = 3 if colour == 2 else 1
+    step = max(1, depth * channels // 8)  # bytes per pixel, as PNG's filters count them
+    # Filter 1 (Sub) on every row: the pixels must come out right through PNG filtering.
+    idat = zlib.compress(b"".join(b"\x01" + _sub_filtered(row, step) for row in rows))
+    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), _chunk(b"tRNS", key),
+                     _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))  # fmt: skip
+
+
+def _sub_filtered(row: bytes, step: int) -> bytes:
+    raw = np.frombuffer(row, np.uint8).astype(np.int16)
+    out = raw.copy()
+    out[step:] -= raw[:-step]
+    return (out % 256).astype(np.uint8).tobytes()
+
+
+def _rgb16(key: tuple[int, int, int], keyed: tuple[int, int, int]) -> bytes:
+    """80x60 16-bit RGB: the left half `keyed`, the right half noise, tRNS `key`."""
+    pixels = np.random.default_rng(0).integers(0, 65536, (60, 80, 3)).astype(">u2")
+    pixels[:, :40] = keyed
+    return _raw_png(16, 2, [row.tobytes() for row in pixels], 80, struct.pack(">HHH", *key))
+
+
+def _transparent(data: bytes) -> int | None:
+    image = validate(data, S).image
+    return None if image.mode != "RGBA" else int((np.asarray(image.getchannel("A")) == 0).sum())
+
+
+def test_a_16_bit_colour_key_is_compared_at_16_bits() -> None:
+    # A key over 255 names a 16-bit colour, not one Pillow's 8-bit pixels can hold.
+    assert _transparent(_rgb16((65535, 0, 0), (65535, 0, 0))) == 40 * 60
+    # Black at 16 bits is 0, not every pixel under 256: the near-black half stays opaque.
+    assert _transparent(_rgb16((0, 0, 0), (100, 200, 50))) == 0
+    assert _transparent(_rgb16((100, 200, 50), (100, 200, 50))) == 40 * 60
+
+
+def _grey2(key: int) -> bytes:
+    """80x60 2-bit grey: the left half level 3 (white), the rest levels 0 to 2."""
+    levels = np.random.default_rng(0).integers(0, 3, (60, 80), dtype=np.uint8)
+    levels[:, :40] = 3
+    packed = (
+        (levels[:, 0::4] << 6) | (levels[:, 1::4] << 4) | (levels[:, 2::4] << 2) | levels[:, 3::4]
+    )
+    return _raw_png(2, 0, [row.tobytes() for row in packed], 80, struct.pack(">H", key))
+
+
+def test_a_low_depth_grey_key_names_the_level_not_the_stretched_value() -> None:
+    out = validate(_grey2(3), S).image
+    alpha = np.asarray(out.getchannel("A"))
+    assert (alpha[:, :40] == 0).all() and (alpha[:, 40:] == 255).all()
+    assert np.asarray(out.convert("L"))[:, :40].min() == 255  # level 3 shows as white
+    # A key past the depth's levels can match no pixel: the image stays opaque, no error.
+    assert _transparent(_grey2(7)) is None
+
+
+def test_an_8_bit_key_out_of_range_leaves_the_image_opaque() -> None:
+    image = Image.new("RGB", (64, 64), (200, 100, 50))
+    data = _png(image)
+    at = data.index(b"IDAT") - 4  # a tRNS of 300/0/0 before the data: no 8-bit pixel is that
+    keyed = data[:at] + _chunk(b"tRNS", struct.pack(">HHH", 300, 0, 0)) + data[at:]
+    assert validate(keyed, S).image.mode == "RGB"
 
 
 def _grey_profile() -> bytes:
