@@ -45,6 +45,10 @@ _submitted = decoder(ImageSubmitted)
 # refusal would quote the regex.
 _IMAGE_ID = re.compile(get_args(ImageId)[1].pattern)
 PROFILES: tuple[str, ...] = get_args(Profile)
+IMAGE_ID_MAX = 128  # the pattern's bound
+# Hex digits of a key's sha256 in an object's id when the key itself cannot be the id:
+# 64 bits, so two keys of one bucket share an id only by a deliberate collision.
+OBJECT_ID_DIGITS = 16
 
 
 class EventTooLargeError(ValueError):
@@ -57,14 +61,38 @@ def content_image_id(data: bytes) -> str:
 
 
 def safe_image_id(text: str) -> str:
+    """`text` made safe for an id by replacing what an id cannot hold: many texts give the
+    same result, so this names a part of a key, never an image (see object_image_id)."""
     cleaned = _clean(text)
     if not cleaned:
         raise ValueError(f"cannot make an image id from {text!r}")
     return cleaned
 
 
+def object_image_id(key: str) -> str:
+    """The id of an object referenced where it is: the key itself when cleaning leaves it
+    as it is (at most 128 characters, no character an id cannot hold, none of '-' and '.'
+    at either end), else the key made safe, cut, then `-` and 16 hex digits of the key's
+    sha256.
+
+    Two keys must stay two images: cleaning alone maps `a b`, `a-b` and `a/b` to one id,
+    and cutting at 128 characters merges keys that differ only at their end, so their
+    results would overwrite each other. A key that was already clean keeps its old id.
+    (An id of that form could also be a clean key of its own; only a key chosen to match
+    another key's digits would collide.)"""
+    cleaned = _UNSAFE.sub("-", key).strip("-.")
+    if cleaned == key and len(key) <= IMAGE_ID_MAX:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:OBJECT_ID_DIGITS]
+    # Room for "-" and the digits inside the 128 characters an id may hold.
+    # A key of nothing but punctuation ("..", "///") still names an object, so it still
+    # gets an id, the digits under a fixed word.
+    prefix = cleaned[: IMAGE_ID_MAX - OBJECT_ID_DIGITS - 1].rstrip("-.") or "object"
+    return f"{prefix}-{digest}"
+
+
 def _clean(text: str) -> str:
-    return _UNSAFE.sub("-", text).strip("-.")[:128]
+    return _UNSAFE.sub("-", text).strip("-.")[:IMAGE_ID_MAX]
 
 
 def object_file_name(name: str) -> str:
@@ -216,14 +244,28 @@ class Submitter:
         self.submit(event)
         return event
 
-    def submit_object(self, bucket: str, key: str, **kwargs: object) -> ImageSubmitted:
-        name = key.rsplit("/", 1)[-1]
+    def submit_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        hints: Hints | None = None,
+        request: Request | None = None,
+        correlation_id: str | None = None,
+    ) -> ImageSubmitted:
+        """An object referenced where it is (nothing is copied), its id from its key
+        (object_image_id); the hints' file name, when they have none, is the key's last
+        part, which categorize reads as it reads an upload's name."""
+        given = hints or Hints()
+        if given.file_name is None:
+            given = msgspec.structs.replace(given, file_name=key.rsplit("/", 1)[-1])
         event = ImageSubmitted(
-            image_id=safe_image_id(key),
+            image_id=object_image_id(key),
             source=Source(object=ObjectRef(bucket=bucket, key=key)),
             submitted_at=now_iso(),
-            hints=Hints(file_name=name),
-            **kwargs,  # type: ignore[arg-type]
+            hints=given,
+            request=request or Request(),
+            correlation_id=correlation_id,
         )
         self.submit(event)
         return event

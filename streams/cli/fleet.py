@@ -169,7 +169,8 @@ def _publish(
     """Upload and submit the files, then the objects, then the URLs; the events sent. A
     URL line the fleet would refuse is skipped (noted in `urls.problems`); a file or an
     object that would be refused (an --image-id it cannot read, a --title too long) stops
-    the call, checked before its bytes are stored, after what went before is sent."""
+    the call, checked before its bytes are stored, after what went before is sent and its
+    ids are printed."""
     events: list[ImageSubmitted] = []
     try:
         for content_id, path in unique.items():
@@ -178,9 +179,14 @@ def _publish(
                 submitter.upload_and_submit(path, image_id=content_id, hints=hints, request=request)
             )
         for bucket, key in objects:
-            events.append(submitter.submit_object(bucket, key, request=request))
+            # The same hints as files get; the key's last part is the file name.
+            events.append(submitter.submit_object(bucket, key, hints=given, request=request))
     except ValueError as exc:
         submitter.flush()
+        # What went before is on its way: its ids are printed as a successful call prints
+        # them, so a script can follow them or skip them when it runs the call again.
+        for event in events:
+            click.echo(event.image_id)
         err.print(f"error: {exc}")
         sys.exit(1)
     for item in urls.items:

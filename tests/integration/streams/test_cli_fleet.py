@@ -15,6 +15,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from processors.restore.settings import RestoreSettings
 from streams.app.settings import Settings
+from streams.app.submit import object_image_id
 from streams.config.topics import STAGES, Topics
 from streams.io import clients
 from tests.conftest import Stack
@@ -147,13 +148,23 @@ def test_submit_references_existing_objects_by_prefix(
     s3 = clients.s3(fleet.s3)
     for key in ("shop/rings/a.jpg", "shop/rings/b.jpg", "shop/other/c.jpg"):
         s3.put_object(fleet.buckets.incoming, key, io.BytesIO(b"x" * 2000), 2000)
-    result = _cli(fleet, "submit", f"s3://{fleet.buckets.incoming}/shop/rings/")
+    result = _cli(
+        fleet, "submit", f"s3://{fleet.buckets.incoming}/shop/rings/", "--title", "gold ring"
+    )
     assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.split()) == ["shop-rings-a.jpg", "shop-rings-b.jpg"]
+    # A key with a "/" is not an id as it is: made safe, with its own digits after it.
+    ids = [object_image_id(key) for key in ("shop/rings/a.jpg", "shop/rings/b.jpg")]
+    assert ids[0].startswith("shop-rings-a.jpg-")
+    assert sorted(result.stdout.split()) == sorted(ids)
     events = read_topic(fleet, Topics(fleet.topic_prefix).ingest)
     sources = sorted(json.loads(r.value)["source"]["object"]["key"] for r in events)
     assert sources == ["shop/rings/a.jpg", "shop/rings/b.jpg"]
-    assert {r.key for r in events} == {"shop-rings-a.jpg", "shop-rings-b.jpg"}
+    assert {r.key for r in events} == set(ids)
+    hints = sorted(
+        (json.loads(r.value)["hints"]["file_name"], json.loads(r.value)["hints"]["title"])
+        for r in events
+    )
+    assert hints == [("a.jpg", "gold ring"), ("b.jpg", "gold ring")]
 
 
 def test_worker_refuses_an_unknown_stage_or_a_restore_model_it_cannot_load(
