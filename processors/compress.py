@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 from PIL import Image, ImageCms
 
 # Registers the JXL encoder with Pillow (decode.py registers it for reading too).
 from pillow_jxl import JpegXLImagePlugin  # noqa: F401
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from processors import exif as exif_tags
 from processors import intermediate
@@ -37,18 +37,31 @@ CONTENT_TYPES: dict[str, str] = {
     "jxl": "image/jxl",
 }
 _SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+# What every encoder takes as a quality: 0 gives outputs nobody wants, and libavif and
+# Pillow refuse over 100 only once an image is being encoded.
+Quality = Annotated[int, Field(ge=1, le=100)]
 
 
 class VariantSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str
+    name: str = Field(min_length=1)
     longest_side: int = Field(ge=1)
-    formats: tuple[Format, ...] = ("avif", "webp", "jpeg")
+    formats: tuple[Format, ...] = Field(default=("avif", "webp", "jpeg"), min_length=1)
     # Quality per format; a format missing here uses CompressSettings.default_quality.
-    quality: dict[str, int] = Field(default_factory=dict)
+    quality: dict[str, Quality] = Field(default_factory=dict)
     # Search the quality (within quality_range) for the largest output under this size.
-    target_bytes: int | None = None
+    target_bytes: int | None = Field(default=None, ge=1)
+
+    @field_validator("quality")
+    @classmethod
+    def _known_formats(cls, quality: dict[str, int]) -> dict[str, int]:
+        # A misspelt key ("jpg") would leave that format at the default quality, unsaid.
+        unknown = sorted(set(quality) - set(get_args(Format)))
+        if unknown:
+            known = ", ".join(get_args(Format))
+            raise ValueError(f"quality for unknown format(s) {unknown} (known: {known})")
+        return quality
 
 
 DEFAULT_VARIANTS = (
@@ -73,8 +86,8 @@ class CompressSettings(BaseModel):
 
     profile: str = "default"
     variants: tuple[VariantSpec, ...] | None = None  # overrides the profile's variants
-    default_quality: int = Field(default=82, ge=1, le=100)
-    quality_range: tuple[int, int] = (60, 95)
+    default_quality: Quality = 82
+    quality_range: tuple[Quality, Quality] = (60, 95)
     webp_lossless: bool = False
     jpeg_background: tuple[int, int, int] = (255, 255, 255)  # JPEG has no alpha
     keep_exif: bool = False  # otherwise outputs carry no EXIF (the record keeps a subset)
@@ -91,6 +104,37 @@ class CompressSettings(BaseModel):
     # (AVIF 0.9801 against 0.9820; 0.9827 at 2.0, 0.9832 with none:
     # bench/compress_vs_libvips.py), and speed is not bought with quality.
     reducing_gap: float | None = Field(default=2.0, ge=1.0)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, profile: str) -> str:
+        # Checked at start: otherwise every image fails in enhance (which sizes its output
+        # for compress) and compress.
+        if profile not in PROFILES:
+            raise ValueError(f"unknown variant profile {profile!r} (known: {', '.join(PROFILES)})")
+        return profile
+
+    @field_validator("variants")
+    @classmethod
+    def _named_once(
+        cls, variants: tuple[VariantSpec, ...] | None
+    ) -> tuple[VariantSpec, ...] | None:
+        if variants is None:
+            return None
+        if not variants:
+            raise ValueError("lists no variant: every image would end with no outputs")
+        names = [v.name for v in variants]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # both would be written to the same objects
+            raise ValueError(f"variants named more than once: {twice}")
+        return variants
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> CompressSettings:
+        low, high = self.quality_range
+        if low > high:  # the search would find no quality and ignore target_bytes
+            raise ValueError(f"quality_range ({low}, {high}) must run from low to high")
+        return self
 
     def variant_specs(self) -> tuple[VariantSpec, ...]:
         if self.variants is not None:
@@ -164,10 +208,11 @@ def pre_reduce(image: Image.Image, largest: int, settings: CompressSettings) -> 
     intermediate shrinks with the square of the factor, and so do its encode, its trip
     through S3 and compress's decode. The variants come out as from the full image (to a
     pixel of rounding): compress's own resize then finds nothing left to reduce. With
-    `keep_original`, or `reducing_gap` None, the image goes on whole.
+    `reducing_gap` None the image goes on whole. (`keep_original` needs no whole image at
+    compress: enhance stores the original from its own input.)
     """
     gap = settings.reducing_gap
-    if gap is None or settings.keep_original or largest <= 0:
+    if gap is None or largest <= 0:
         return image
     factor = int(max(image.size) / largest / gap)
     if factor < 2:
@@ -189,7 +234,13 @@ def compress(
     unknown = sorted(set(formats or ()) - set(EXTENSIONS))
     if unknown:
         raise ValueError(f"unknown output format(s) {unknown} (known: {', '.join(EXTENSIONS)})")
-    specs = [v for v in settings.variant_specs() if variants is None or v.name in variants]
+    specs = list(settings.variant_specs())
+    unknown = sorted(set(variants or ()) - {v.name for v in specs})
+    if unknown:
+        # A request that names no variant we make would finish with no outputs at all.
+        known = ", ".join(v.name for v in specs)
+        raise ValueError(f"unknown variant(s) {unknown} (known: {known})")
+    specs = [v for v in specs if variants is None or v.name in variants]
     if not specs:
         return []
     ordered = sorted(specs, key=lambda v: v.longest_side, reverse=True)

@@ -18,16 +18,17 @@ from schemas.events import Profile
 PROFILES: tuple[str, ...] = get_args(Profile)
 # Every category of the default (jewelry) taxonomy gets the product profile.
 JEWELRY = tuple(category.name for category in DEFAULT_CATEGORIES)
+_JEWELRY_PRODUCTS: dict[str, Profile] = {name: "product" for name in JEWELRY}
 
 
 class EnhanceSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    default_profile: str = "auto"
+    # Profiles are checked when the settings load: a misspelt one would otherwise reject
+    # every image it applies to as a bad request.
+    default_profile: Profile = "auto"
     # The profile by category when the request names none.
-    category_profiles: dict[str, str] = Field(
-        default_factory=lambda: dict.fromkeys(JEWELRY, "product")
-    )
+    category_profiles: dict[str, Profile] = Field(default_factory=lambda: dict(_JEWELRY_PRODUCTS))
     autocontrast_cutoff: float = Field(default=0.5, ge=0, le=10)  # % clipped at each end
     white_balance_limit: float = Field(default=1.3, ge=1)  # largest channel gain
     unsharp_radius: float = 1.5

@@ -6,7 +6,12 @@ patterns. Any of it can be replaced from the config file (`categorize.taxonomy`)
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Where a hint's words are found; a weight for any other source would never be used.
+SOURCES = ("title", "keywords", "url", "file_name")
 
 
 class CategoryDef(BaseModel):
@@ -15,6 +20,20 @@ class CategoryDef(BaseModel):
     name: str
     terms: dict[str, float]
     url_patterns: tuple[str, ...] = ()
+
+    @field_validator("url_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        # Compiled here once, so that a broken pattern stops the worker at start instead of
+        # failing the first image whose hints reach it.
+        for pattern in patterns:
+            try:
+                re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(
+                    f"URL pattern {pattern!r} is not a regular expression: {exc}"
+                ) from exc
+        return patterns
 
 
 def _terms(
@@ -134,6 +153,26 @@ class Taxonomy(BaseModel):
     source_weights: dict[str, float] = Field(
         default_factory=lambda: {"title": 3.0, "keywords": 2.0, "url": 2.0, "file_name": 1.0}
     )
+
+    @field_validator("source_weights")
+    @classmethod
+    def _known_sources(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(SOURCES))
+        if unknown:  # a misspelt source would leave the real one at weight 1, unsaid
+            raise ValueError(f"unknown source(s) {unknown} (known: {', '.join(SOURCES)})")
+        return weights
+
+    @model_validator(mode="after")
+    def _names_once(self) -> Taxonomy:
+        names = [c.name for c in self.categories]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"categories named more than once: {twice}")
+        return self
+
+    def names(self) -> tuple[str, ...]:
+        """Every category an image can end in: the taxonomy's and the fallback."""
+        return (*(c.name for c in self.categories), self.fallback)
 
     def term_count(self) -> int:
         return sum(len(c.terms) for c in self.categories)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import imagehash
 from PIL import ExifTags, Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processors import exif
 from processors.decode import TEXT_SKIPPED, Limits, open_checked
@@ -43,7 +43,20 @@ class ValidateSettings(BaseModel):
     upscale_below: float = Field(default=0.25, ge=0, le=1)  # resolution score
     denoise_above: float = Field(default=6.0, ge=0)  # noise sigma, grey levels
     keep_gps: bool = False
-    hash_size: int = Field(default=8, ge=4)
+    hash_size: int = 8
+
+    @field_validator("hash_size")
+    @classmethod
+    def _hash_of_64_bits(cls, size: int) -> int:
+        # The catalog's near-duplicate index and its lookup compare 64-bit perceptual hashes
+        # (16 hex digits) and refuse any other length: another size would turn
+        # deduplication off without a word. The setting stays, to say so where it is sought.
+        if size != 8:
+            raise ValueError(
+                f"must be 8 (got {size}): the catalog compares 64-bit perceptual hashes, and "
+                "any other size would turn deduplication off"
+            )
+        return size
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from processors.categorize import CategorizeSettings
 from processors.compress import CompressSettings
@@ -28,3 +28,23 @@ class StageSettings(BaseModel):
     # An image classifier for categorize, as `module:function` taking a PIL image and
     # returning category scores; off by default (categorize then needs no pixels at all).
     classifier: str | None = None
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> StageSettings:
+        # What one section names in another is checked when the worker starts: a category
+        # misspelt in enhance would be ignored, and a match profile without its reference
+        # image would reject every image it applies to.
+        enhance = self.enhance
+        categories = self.categorize.taxonomy.names()
+        unknown = sorted(set(enhance.category_profiles) - set(categories))
+        # Only a mapping the config wrote: the default one names the default taxonomy's
+        # categories, and a config that replaces the taxonomy need not empty it too.
+        if unknown and "category_profiles" in enhance.model_fields_set:
+            raise ValueError(
+                f"enhance.category_profiles names unknown categories {unknown} "
+                f"(known: {', '.join(categories)})"
+            )
+        uses_match = "match" in (enhance.default_profile, *enhance.category_profiles.values())
+        if uses_match and not self.reference_image:
+            raise ValueError("the enhance profile `match` is configured but reference_image is not")
+        return self

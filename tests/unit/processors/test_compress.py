@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from processors.compress import CompressSettings, VariantSpec, compress
 from tests.support.photos import big_photo, encode, photo
@@ -114,8 +115,17 @@ def test_the_ladder_profile_and_lossless_webp() -> None:
 
 
 def test_unknown_profile_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown variant profile 'huge'"):
-        compress(encode(photo()), CompressSettings(profile="huge"))
+    # Refused with the settings, before any image: not once per image in enhance.
+    with pytest.raises(ValidationError, match="unknown variant profile 'huge'"):
+        CompressSettings(profile="huge")
+
+
+def test_a_request_for_a_variant_not_made_is_refused_naming_those_that_are() -> None:
+    with pytest.raises(ValueError, match=r"unknown variant\(s\) \['thumb'\] \(known: thumb"):
+        compress(encode(photo()), S, variants=("thumbnail", "thumb"))
+    assert {out.variant for out in compress(encode(photo()), S, variants=("preview",))} == {
+        "preview"
+    }
 
 
 def test_exif_travels_from_validate_to_the_outputs_only_when_asked() -> None:
