@@ -106,6 +106,13 @@ def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
     except ValueError as exc:
         raise PermanentError("bad_request", str(exc)) from exc
     envelope.record.enhancement = result.record()
+    writes: list[BlobWrite] = []
+    if settings.compress.keep_original:
+        # enhance is the last stage that reads validate's normalized image: the original a
+        # user asked to keep is stored from here, before any profile or model changes it.
+        write, variant = _original(envelope, blob, image, ctx)
+        writes.append(write)
+        envelope.record.variants = [variant]
     kept = result.kept_original is not None or profile == "none"
     out = result.image
     if "restore" not in envelope.route:  # compress is next: hand it only what it uses
@@ -115,16 +122,37 @@ def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
     if kept and out is result.image:
         # Nothing changed: the next stage reads the same intermediate.
         return StageResult(
-            envelope, outcome="skipped", detail=result.kept_original or "profile none"
+            envelope, writes, outcome="skipped", detail=result.kept_original or "profile none"
         )
     data, kind = intermediate.encode(out, image.info.get("exif"))
     key = work_key("enhance", envelope, profile, settings.enhance.model_dump_json(), out.size, "v3")
     envelope.record.current = ref(ctx.buckets.work, key, data, kind)
-    writes = [BlobWrite(ctx.buckets.work, key, data, kind)]
+    writes.append(BlobWrite(ctx.buckets.work, key, data, kind))
     if kept:
         detail = f"{result.kept_original or 'profile none'}; reduced to {out.width}x{out.height}"
         return StageResult(envelope, writes, outcome="skipped", detail=detail)
     return StageResult(envelope, writes, detail=profile)
+
+
+def _original(
+    envelope: Envelope, blob: bytes | None, image: Image.Image, ctx: StageContext
+) -> tuple[BlobWrite, Variant]:
+    """The image `blob` holds, as `{category}/original/{image_id}.png` in the images bucket."""
+    record = envelope.record
+    category = record.category.name if record.category else "other"
+    key = f"{category}/original/{record.image_id}.png"
+    data = blob or b""
+    if not blob or intermediate.is_framed(blob):  # a QOI frame is ours alone: ship a PNG
+        data = intermediate.png_bytes(image, image.info.get("exif"))
+    variant = Variant(
+        variant="original",
+        format="png",
+        width=image.width,
+        height=image.height,
+        bytes=len(data),
+        object=ref(ctx.buckets.images, key, data, PNG),
+    )
+    return BlobWrite(ctx.buckets.images, key, data, PNG), variant
 
 
 @cache
@@ -179,24 +207,14 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
                 object=ref(ctx.buckets.images, key, out.data, out.content_type),
             )
         )
-    if settings.compress.keep_original:
-        key = f"{category}/original/{record.image_id}.png"
-        image = intermediate.decode(blob)
-        width, height = image.size
-        if intermediate.is_framed(blob):  # a QOI frame is ours alone: ship a PNG
-            blob = intermediate.png_bytes(image, image.info.get("exif"))
-        writes.append(BlobWrite(ctx.buckets.images, key, blob, PNG))
-        made.append(
-            Variant(
-                variant="original",
-                format="png",
-                width=width,
-                height=height,
-                bytes=len(blob),
-                object=ref(ctx.buckets.images, key, blob, PNG),
-            )
-        )
-    record.variants = made
+    stored = [v for v in record.variants if v.variant == "original"]  # by enhance
+    if settings.compress.keep_original and not stored:
+        # Enhanced before enhance stored originals (work in flight across an upgrade): the
+        # input is all there is to keep.
+        write, variant = _original(envelope, blob, intermediate.decode(blob), ctx)
+        writes.append(write)
+        stored = [variant]
+    record.variants = made + stored
     record.current = None
     return StageResult(envelope, writes, detail=f"{len(made)} outputs")
 

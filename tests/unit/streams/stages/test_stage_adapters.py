@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -32,8 +35,8 @@ def _ctx(settings: StageSettings | None = None) -> StageContext:
     return StageContext(stage="x", buckets=BucketSettings(), params=settings or StageSettings())
 
 
-def _validate_ctx() -> StageContext:
-    params = image_stages.ValidateParams(StageSettings())
+def _validate_ctx(settings: StageSettings | None = None) -> StageContext:
+    params = image_stages.ValidateParams(settings or StageSettings())
     return StageContext(stage="validate", buckets=BucketSettings(), params=params)
 
 
@@ -94,7 +97,7 @@ def test_enhance_hands_compress_only_the_pixels_its_largest_variant_uses() -> No
         env = _envelope(request)
         env.route = route
         result = image_stages.enhance_stage(env, blob, _ctx(settings))
-        [written] = result.blobs
+        *_, written = result.blobs  # after the original, with keep_original
         assert env.record.current is not None and env.record.current.key == written.key
         return intermediate.decode(written.data).size
 
@@ -113,11 +116,42 @@ def test_enhance_hands_compress_only_the_pixels_its_largest_variant_uses() -> No
     # Restore comes next, or the original is shipped: every pixel goes on.
     with_restore = ["validate", "categorize", "enhance", "restore", "compress"]
     assert enhanced(Request(variants=["thumbnail"]), with_restore, defaults) == (5000, 3333)
+    # keep_original no longer needs every pixel at compress: enhance stored the original.
     keep = StageSettings.model_validate({"compress": {"keep_original": True}})
-    assert enhanced(Request(variants=["thumbnail"]), to_compress, keep) == (5000, 3333)
+    assert enhanced(Request(variants=["thumbnail"]), to_compress, keep) == (313, 209)
+
+
+def test_keep_original_stores_validates_normalized_image_not_the_enhanced_one() -> None:
+    settings = StageSettings.model_validate({"compress": {"keep_original": True}})
+    # A dim, colour-cast photo: the auto profile changes every pixel of it.
+    cast = Image.fromarray((np.asarray(photo("coffee")) * [0.5, 0.4, 0.3]).astype(np.uint8))
+    validated = image_stages.validate_stage(
+        _envelope(), encode(cast, "PNG"), _validate_ctx(settings)
+    )
+    normalized = validated.blobs[0].data
+    enhanced = image_stages.enhance_stage(validated.envelope, normalized, _ctx(settings))
+    assert enhanced.outcome == "ok"
+    original, to_compress = enhanced.blobs
+    assert original.key == "other/original/img-1.png" and original.bucket == "pixelfleet-images"
+    stored = np.asarray(Image.open(io.BytesIO(original.data)))
+    assert np.array_equal(stored, np.asarray(intermediate.decode(normalized)))
+    assert not np.array_equal(stored, np.asarray(intermediate.decode(to_compress.data)))
+    done = image_stages.compress_stage(enhanced.envelope, to_compress.data, _ctx(settings))
+    assert not any("/original/" in blob.key for blob in done.blobs)  # written once, by enhance
+    variants = {v.variant for v in done.envelope.record.variants}
+    assert variants == {"thumbnail", "preview", "full", "original"}
+
+
+def test_a_request_for_an_unknown_variant_is_a_bad_request() -> None:
+    env = _envelope(Request(variants=["thumb"]))
+    with pytest.raises(PermanentError) as caught:
+        image_stages.compress_stage(env, encode(photo("coffee"), "PNG"), _ctx())
+    assert caught.value.reason_class == "bad_request"
+    assert "unknown variant(s) ['thumb'] (known: thumbnail, preview, full)" in caught.value.reason
 
 
 def test_compress_keys_ratios_and_keep_original() -> None:
+    # An image enhanced before enhance stored originals: compress keeps its own input.
     env = _envelope(Request(formats=["webp"], variants=["thumbnail", "preview"]))
     env.record.original = {"bytes": 1_000_000}
     settings = StageSettings.model_validate({"compress": {"keep_original": True}})
