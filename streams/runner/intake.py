@@ -35,6 +35,9 @@ CONSUME_WAIT_S = 0.5
 # Only a batch that has run this long pauses: a fast batch's next ones are already being
 # fetched, and a pause would purge them.
 PAUSE_AFTER_S = 1.0
+# Reading ahead stops at this many bytes of records too, however few messages they are:
+# records may approach a megabyte each, and batch_max is thousands.
+READ_AHEAD_MAX_BYTES = 64 * 1024 * 1024
 
 
 class Intake:
@@ -67,8 +70,10 @@ class Intake:
         self._resume_needed = False
         self._paused = False
         self._batch_started = 0.0
-        # How many messages to read ahead while a batch runs: the size of the batch in hand.
+        # How many messages to read ahead while a batch runs (the size of the batch in
+        # hand), and the bytes of the records read ahead so far.
         self._read_ahead = 0
+        self._ahead_bytes = 0
 
     def subscribe(self, topic: str) -> None:
         self.consumer.subscribe(
@@ -92,24 +97,40 @@ class Intake:
     # -- batches -----------------------------------------------------------------
 
     def next_batch(self, size: int) -> list[Message]:
+        """The next batch: what is in hand first, topped up from the consumer.
+
+        The consumer is called before the batch is drawn from hand, never after: a
+        rebalance runs inside that call and drops the messages in hand of the partitions
+        it takes, which it could not do to messages already drawn into the batch (they
+        would commit offsets the partition's next reader reads again). An exception from
+        the call leaves the hand as it was. And the call is made even when the hand holds
+        the whole batch: it is the poll that keeps the worker in its group between the
+        last keepalive of one batch and the first of the next (uploads, the commit, the
+        next batch's blobs).
+        """
         if self._resume_needed:
             self.resume()
-        self._read_ahead = size
-        batch, self.carry = self.carry[:size], self.carry[size:]
-        want = size - len(batch)
-        if want > 0 and not self._stop.is_set():
+        self._read_ahead, self._ahead_bytes = size, 0
+        want = size - len(self.carry)
+        if self._stop.is_set():
+            pass
+        elif want <= 0:
+            self._poll_once()
+        elif self.carry:
+            got = self._good(self.consumer.consume(num_messages=want, timeout=0))
+            self.carry += got
+        else:
             # consume(n, t) waits for n messages or t seconds, so on a quiet inbox one
             # message waited the whole timeout. poll() returns with the first one; what is
             # already fetched then tops the batch up without waiting.
-            if not batch:
-                first = self.consumer.poll(CONSUME_WAIT_S)
-                messages = [] if first is None else [first]
-                want -= len(messages)
-            else:
-                messages = []
-            if messages or batch:
-                messages += self.consumer.consume(num_messages=want, timeout=0) if want else []
-            batch += self._good(messages)
+            first = self.consumer.poll(CONSUME_WAIT_S)
+            if first is not None:
+                got = [first]
+                if want > 1:
+                    got += self.consumer.consume(num_messages=want - 1, timeout=0)
+                got = self._good(got)
+                self.carry += got
+        batch, self.carry = self.carry[:size], self.carry[size:]
         # Every message in hand now is of the current assignment (a revoke drops the
         # carried ones of its partitions, and librdkafka those it had fetched).
         self._revoked_in_batch = set()
@@ -130,28 +151,29 @@ class Intake:
         and reads the next batch ahead.
 
         What librdkafka has fetched is taken into hand, up to the size of the batch in
-        hand; once that much is held, and the batch has run PAUSE_AFTER_S, the partitions
-        are paused, so polling returns no more (one that still arrives, from a partition
-        assigned mid-batch, is kept too). The hand stays bounded however long the batch
-        runs. Each call consumes or polls, and this is the only place that does while
-        batches come from what was read ahead.
+        hand (or READ_AHEAD_MAX_BYTES of records); once that much is held, and the batch
+        has run PAUSE_AFTER_S, the partitions are paused, so polling returns no more (one
+        that still arrives, from a partition assigned mid-batch, is kept too). The hand
+        stays bounded however long the batch runs: past the first second every call
+        consumes (with room) or polls (paused).
         """
         self._beat()
         if self._paused:
             self._poll_once()
             return
         room = self._read_ahead - len(self.carry)
-        if room > 0:
-            self.carry += self._good(self.consumer.consume(num_messages=room, timeout=0))
-        ran = time.monotonic() - self._batch_started
-        if len(self.carry) >= self._read_ahead and ran >= PAUSE_AFTER_S:
+        if room > 0 and self._ahead_bytes < READ_AHEAD_MAX_BYTES:
+            # The call first, on a line of its own: a revoke inside it replaces the hand.
+            got = self._good(self.consumer.consume(num_messages=room, timeout=0))
+            self._ahead_bytes += sum(len(m.value() or b"") for m in got)
+            self.carry += got
+            return
+        if time.monotonic() - self._batch_started >= PAUSE_AFTER_S:
             self.consumer.pause(self.consumer.assignment())
             self._paused = True
             self._poll_once()
-        elif room <= 0:
-            # Every call polls: when each batch is read ahead, the next one starts without
-            # a consumer call, and a run of such batches would outlast the poll interval.
-            self._poll_once()
+        # Else the hand is full within the batch's first second: no call. next_batch
+        # polled at most that long ago, and a poll here could only take more into hand.
 
     def sleep_alive(self, seconds: float) -> None:
         """Wait (a retry's backoff) while staying in the group, the partitions paused."""
@@ -175,14 +197,16 @@ class Intake:
         self._resume_needed = False
         self._paused = False
         self._batch_started = 0.0
-        # How many messages to read ahead while a batch runs: the size of the batch in hand.
+        # How many messages to read ahead while a batch runs (the size of the batch in
+        # hand), and the bytes of the records read ahead so far.
         self._read_ahead = 0
+        self._ahead_bytes = 0
         assignment = self.consumer.assignment()
         if assignment:
             self.consumer.resume(assignment)
 
     def _poll_once(self) -> None:
-        msg = self.consumer.poll(0)
+        msg = self.consumer.poll(0)  # a revoke inside it replaces the hand: call first
         if msg is not None:
             self.carry += self._good([msg])
 
