@@ -3,10 +3,12 @@
 Exact: the same sha256 already finished under the same settings fingerprint makes this image
 a duplicate; it stops after validate, pointing at that image and its variants. Near: images
 whose perceptual hash is within the fleet's distance are noted on the record; under the
-`skip` policy the nearest finished one is treated like an exact duplicate.
+`skip` policy the nearest one finished on its own under the same settings is treated like an
+exact duplicate.
 
-Advice only. With no catalog configured, or one that does not answer, the image is processed
-as if it were new: a race or an outage costs work, never a wrong result.
+Advice only. With no catalog configured, or one that does not answer (or answers something
+that cannot be read), the image is processed as if it were new: a race or an outage costs
+work, never a wrong result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from streams.io.catalog_client import CatalogClient, CatalogUnavailableError
 
 log = logging.getLogger(__name__)
 _record = decoder(ImageRecord)
+# Near-duplicates whose records are read under the `skip` policy, nearest first: each is one
+# request to the catalog, and one further away than this is unlikely to be the one.
+MAX_NEAR_TRIED = 8
+# What an answer that is not the catalog's JSON raises as it is read: a body that is not
+# JSON (ValueError, msgspec's errors among them), or JSON of another shape.
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -58,29 +66,42 @@ def ask(link: CatalogLink, envelope: Envelope, sha256: str, phash: str | None) -
             exclude=record.image_id,
         )
         near = [NearDuplicate(image_id=i, distance=d) for i, d in found.near_duplicates]
-        candidate = found.duplicate_of
-        if candidate == record.image_id:  # this very image, done before: do it again
-            candidate = None
-        if candidate is None and link.near_dup_policy == "skip" and near:
-            candidate = near[0].image_id
-        existing = (
-            _finished(client, candidate)
-            if candidate and not envelope.submitted.request.force
-            else None
+        if envelope.submitted.request.force:
+            return Verdict(None, near)
+        if found.duplicate_of and found.duplicate_of != record.image_id:
+            # The same content under the same settings: it stands in, or nothing does (the
+            # same work still under way is no reason to take a near one instead).
+            candidates = [found.duplicate_of]
+        elif link.near_dup_policy == "skip":
+            candidates = [n.image_id for n in near[:MAX_NEAR_TRIED]]
+        else:  # none, or this very image done before: it is done again
+            candidates = []
+        existing = next(
+            (done for i in candidates if (done := _finished(client, i, record)) is not None), None
         )
         return Verdict(existing, near)
     except CatalogUnavailableError as exc:
-        log.warning("no deduplication for %s: %s", record.image_id, exc)
-        return Verdict(None, [], note=f"catalog unavailable: {exc}")
+        return _unhelpful(record, f"catalog unavailable: {exc}")
+    except _UNREADABLE as exc:
+        return _unhelpful(record, f"catalog answer unreadable: {type(exc).__name__}: {exc}")
 
 
-def _finished(client: CatalogClient, image_id: str) -> ImageRecord | None:
+def _unhelpful(record: ImageRecord, note: str) -> Verdict:
+    log.warning("no deduplication for %s: %s", record.image_id, note)
+    return Verdict(None, [], note=note[:300])  # a note, not a copy of whatever came back
+
+
+def _finished(client: CatalogClient, image_id: str, wanted: ImageRecord) -> ImageRecord | None:
     raw = client.record(image_id)
     if raw is None:
         return None
     existing = _record.decode(raw)
-    # Only finished work can stand in for this image, and only work done on its own.
+    # Only finished work can stand in for this image, only work done on its own, and only
+    # under the same settings: another image's outputs in other formats or sizes are not
+    # what this submission asked for.
     if existing.status != "done" or existing.duplicate_of or not existing.variants:
+        return None
+    if existing.fingerprint != wanted.fingerprint:
         return None
     return existing
 
