@@ -27,10 +27,13 @@ def already_done(settings: Settings, files: dict[str, Path], request: Request) -
     files that have one. Without a catalog, or when it does not answer, nothing is known."""
     if not settings.catalog.url or not files:
         return {}
-    client = catalog_client(settings)
     printed = fingerprint(settings.stages, request)
     found: dict[str, str] = {}
+    client: CatalogClient | None = None
     try:
+        # Built inside: a client it cannot build (a key no header can carry) is a catalog
+        # that cannot be asked, like one that does not answer.
+        client = catalog_client(settings)
         for content_id, path in files.items():
             with path.open("rb") as handle:
                 sha = hashlib.file_digest(handle, "sha256").hexdigest()
@@ -44,5 +47,6 @@ def already_done(settings: Settings, files: dict[str, Path], request: Request) -
         )
         return {}
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     return found

@@ -310,11 +310,13 @@ def status(image_id: str | None) -> None:
         except CatalogUnavailableError as exc:
             err.print(f"warning: the catalog could not be asked ({exc}); reading the topic")
         else:
-            if raw is None:
-                err.print(f"no record for {image_id} in the catalog")
-                sys.exit(1)
-            click.echo(json.dumps(json.loads(raw), indent=2))
-            return
+            if raw is not None:
+                click.echo(json.dumps(json.loads(raw), indent=2))
+                return
+            # The catalog's "no such image" is not the last word: it may still be reading
+            # the topic (a record just written, a replica restarting), and a catalog URL
+            # that already ends in /v1 answers not_found for every path. The topic is.
+            err.print(f"the catalog has no record of {image_id}; reading the metadata topic")
     # The topics are read from here on: a typo must not read as an empty fleet.
     t = Topics(settings.topic_prefix)
     require_fleet(settings, [t.metadata] if image_id else [t.ingest, t.dlq, t.done])

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from streams.config.notify import NotifySettings
+from streams.config.urls import http_url_problem, redact_url
 
 CONFIG_ENV = "PIXELFLEET_CONFIG"
 
@@ -73,7 +74,8 @@ class S3Settings(SettingsGroup):
 
     @property
     def secure(self) -> bool:
-        return self.endpoint.startswith("https://")
+        # Schemes are case-insensitive (RFC 3986): HTTPS:// must not mean plain HTTP.
+        return self.endpoint[:8].lower() == "https://"
 
     @property
     def host(self) -> str:
@@ -165,6 +167,19 @@ class CatalogSettings(SettingsGroup):
     # near-duplicate like an exact one (not processed again), `record` only notes it.
     near_dup_distance: int = Field(default=8, ge=0, le=32)
     near_dup_policy: Literal["record", "skip"] = "record"
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_usable(cls, value: str | None) -> str | None:
+        # Checked here, not at the first request: a URL the HTTP client cannot parse (a raw
+        # "/" in the password) would otherwise turn deduplication off with a warning at
+        # best, and the parser's message quotes part of the password.
+        if not value:
+            return None
+        problem = http_url_problem(value)
+        if problem is not None:
+            raise ValueError(f"PIXELFLEET_CATALOG_URL {redact_url(value)}: {problem}")
+        return value
 
     @field_validator("public_s3_endpoint")
     @classmethod

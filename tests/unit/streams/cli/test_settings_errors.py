@@ -136,6 +136,18 @@ def test_a_value_that_does_not_validate_keeps_its_per_field_lines(
     assert "runner.batch_max" in result.output and "Traceback" not in result.output
 
 
+def test_a_catalog_url_with_a_raw_slash_in_its_password_is_named_and_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIXELFLEET_CATALOG_URL", f"http://bob:{SECRET[:7]}/{SECRET[8:]}@h:6066/")
+    result = _run("status", "some-id")  # before it asks the catalog or Kafka anything
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "catalog.url: Value error, PIXELFLEET_CATALOG_URL http://***@h:6066/: it cannot" in (
+        result.output
+    )
+    assert SECRET[:7] not in result.output and SECRET[8:] not in result.output
+
+
 def test_notify_run_on_its_own_says_it_in_one_line_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from streams.app.settings import Settings
 
@@ -87,3 +88,29 @@ def test_unknown_key_in_a_group_is_an_error(
     monkeypatch.setenv("PIXELFLEET_CONFIG", str(path))
     with pytest.raises(ValueError, match="bootstrapp"):
         Settings()
+
+
+@pytest.mark.parametrize("scheme", ["https", "HTTPS", "Https"])
+def test_an_https_endpoint_is_secure_whatever_the_case_of_its_scheme(
+    monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    monkeypatch.setenv("PIXELFLEET_S3_ENDPOINT", f"{scheme}://s3.example.test:9443")
+    s = Settings()
+    assert s.s3.secure is True and s.s3.host == "s3.example.test:9443"
+    monkeypatch.setenv("PIXELFLEET_S3_ENDPOINT", "HTTP://s3.example.test:9000")
+    assert Settings().s3.secure is False
+
+
+def test_a_catalog_url_no_client_could_use_is_refused_when_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PIXELFLEET_CONFIG", raising=False)
+    monkeypatch.setenv("PIXELFLEET_CATALOG_URL", "http://bob:se/cret@catalog.test:6066/")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors(include_input=False)
+    assert error["loc"] == ("catalog", "url")
+    assert "PIXELFLEET_CATALOG_URL http://***@catalog.test:6066/" in error["msg"]
+    assert "%2F" in error["msg"] and "cret" not in error["msg"] and "bob" not in error["msg"]
+    monkeypatch.setenv("PIXELFLEET_CATALOG_URL", "http://bob:se%2Fcret@catalog.test:6066/")
+    assert Settings().catalog.url == "http://bob:se%2Fcret@catalog.test:6066/"
