@@ -22,15 +22,21 @@ from streams.config.topics import STAGES, Topics, TopicSpec
 WORK_RULE_ID = "pixelfleet-work-expiry"
 
 
-def init(settings: FleetSettings, admin: AdminClient, s3: Minio) -> list[str]:
-    """Make the cluster and the object store match the settings; return what changed."""
+def init(
+    settings: FleetSettings, admin: AdminClient, s3: Minio, kept: list[str] | None = None
+) -> list[str]:
+    """Make the cluster and the object store match the settings; return what changed.
+    What it must leave unlike the settings (a compacted topic with fewer partitions) is
+    added to `kept`, one line each: not a change, so a second run still changes nothing."""
     specs = Topics(settings.topic_prefix).to_create(
         STAGES, settings.topics.partitions, settings.topics.retention_days
     )
-    return ensure_topics(admin, specs) + ensure_buckets(settings, s3)
+    return ensure_topics(admin, specs, kept) + ensure_buckets(settings, s3)
 
 
-def ensure_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
+def ensure_topics(
+    admin: AdminClient, specs: list[TopicSpec], kept: list[str] | None = None
+) -> list[str]:
     changes: list[str] = []
     existing = admin.list_topics(timeout=30).topics
     missing = [s for s in specs if s.name not in existing]
@@ -54,7 +60,10 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
         if spec.name not in existing:
             continue
         have = len(existing[spec.name].partitions)
-        if have < spec.partitions:
+        if have < spec.partitions and spec.compacted:
+            if kept is not None:
+                kept.append(_kept_compacted(spec, have))
+        elif have < spec.partitions:
             # Partitions can only grow; growing moves keys, so say so loudly.
             admin.create_partitions([NewPartitions(spec.name, spec.partitions)])[spec.name].result(
                 timeout=60
@@ -64,6 +73,16 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
             )
         changes.extend(_ensure_config(admin, spec))
     return changes
+
+
+def _kept_compacted(spec: TopicSpec, have: int) -> str:
+    return (
+        f"kept topic {spec.name} at {have} partition{'' if have == 1 else 's'}, not "
+        f"{spec.partitions}: it is compacted, "
+        "and growing it would send keys to new partitions while their old records stay on "
+        "the old ones (lookups miss them, deleted images come back); to give it more, "
+        "create a new topic with that count and copy each key's latest record into it"
+    )
 
 
 def _ensure_config(admin: AdminClient, spec: TopicSpec) -> list[str]:

@@ -38,9 +38,12 @@ WAIT_S = 600.0  # how long submit --wait follows the images, unless --timeout sa
 def init() -> None:
     """Create topics, buckets and the work bucket's lifecycle rule (safe to re-run)."""
     settings = Settings()
-    changes = admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3))
+    kept: list[str] = []
+    changes = admin.init(settings, clients.admin(settings.kafka), clients.s3(settings.s3), kept)
     for change in changes:
         click.echo(change)
+    for line in kept:  # not changes: said on every run, until the operator acts
+        click.echo(line)
     click.echo("init: nothing to change" if not changes else f"init: {len(changes)} change(s)")
 
 

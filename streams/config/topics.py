@@ -35,8 +35,21 @@ class TopicSpec:
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def compacted(self) -> bool:
+        """Compaction keeps the latest record of a key within one partition only, so such a
+        topic must never gain partitions: a key that moves to a new one leaves its old
+        records (and a deletion's tombstone lands apart from what it deletes)."""
+        return self.config.get("cleanup.policy") == "compact"
+
 
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
+def deleting(retention_ms: int) -> dict[str, str]:
+    """The settings of a topic whose records expire: the policy too, so that a topic once
+    created compacted (by hand, or by a broker's auto-creation) is put right by `init`."""
+    return {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
 
 
 @dataclass(frozen=True)
@@ -97,14 +110,15 @@ class Topics:
     def to_create(
         self, stages: tuple[str, ...], partitions: int, retention_days: int
     ) -> list[TopicSpec]:
-        retention = {"retention.ms": str(retention_days * DAY_MS)}
+        retention = deleting(retention_days * DAY_MS)
         inboxes = [TopicSpec(self.inbox(s), partitions, retention) for s in stages]
         return [
             *inboxes,
             TopicSpec(self.done, partitions, retention),
-            TopicSpec(self.dlq, partitions, {"retention.ms": str(30 * DAY_MS)}),
-            TopicSpec(self.webhooks_dlq, partitions, {"retention.ms": str(30 * DAY_MS)}),
-            # One record per key forever: compaction keeps the latest by key.
+            TopicSpec(self.dlq, partitions, deleting(30 * DAY_MS)),
+            TopicSpec(self.webhooks_dlq, partitions, deleting(30 * DAY_MS)),
+            # One record per key forever: compaction keeps the latest by key. Created with
+            # `partitions`, never grown after (TopicSpec.compacted).
             TopicSpec(self.metadata, partitions, COMPACTED),
             TopicSpec(self.dlq_redriven, partitions, COMPACTED),
             TopicSpec(self.webhooks_redriven, partitions, COMPACTED),
