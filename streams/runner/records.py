@@ -40,6 +40,23 @@ _DEFAULT_REQUEST = Request()
 _envelope = decoder(Envelope)
 
 
+class _Shape(msgspec.Struct):
+    """Only whether a JSON object has a `submitted` key, whatever it holds (Raw takes any
+    value unread; msgspec allows no union with it, so absent is an empty Raw)."""
+
+    submitted: msgspec.Raw = msgspec.Raw(b"")
+
+
+_shape = msgspec.json.Decoder(_Shape)
+
+
+def _has_submitted(value: bytes) -> bool:
+    try:
+        return len(_shape.decode(value).submitted) > 0
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False  # not even a JSON object: the submission's error says so
+
+
 # NamedTuples, not frozen dataclasses: several are built per message, and a frozen
 # dataclass pays object.__setattr__ for each field.
 class OutMessage(NamedTuple):
@@ -76,8 +93,13 @@ def decode_input(inbox: str, topics: Topics, value: bytes, now: str) -> Envelope
             try:
                 submitted = _submitted.decode(value)
             except msgspec.ValidationError:
-                # Not a submission: one of ours, or neither (then this raises in turn).
-                return _envelope.decode(value)
+                # Not a submission: one of ours, or neither. Only a message shaped like an
+                # envelope is read as one; otherwise the submission's own error is the one
+                # worth reporting ("image_id must match ..."), not the envelope's
+                # "missing required field 'submitted'".
+                if _has_submitted(value):
+                    return _envelope.decode(value)
+                raise
             record = ImageRecord(
                 image_id=submitted.image_id,
                 status="processing",

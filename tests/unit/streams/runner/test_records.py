@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -188,3 +189,24 @@ def test_validate_reads_an_envelope_the_fetch_stage_sent_back_on_ingest() -> Non
     decoded = records.decode_input("px.ingest", TOPICS, encode(sent), NOW)
     assert decoded.route == ["fetch", "validate"]
     assert decoded.record.image_id == "img-3"
+
+
+def _reason(inbox: str, value: bytes) -> str:
+    with pytest.raises(PermanentError) as caught:
+        records.decode_input(inbox, TOPICS, value, LATER)
+    return caught.value.reason
+
+
+def test_a_bad_submission_is_reported_with_its_own_error_not_the_envelope_s() -> None:
+    bad = {"source": {"object": {"bucket": "bkt", "key": "k"}}, "submitted_at": NOW}
+    reason = _reason("px.ingest", json.dumps({**bad, "image_id": "a b"}).encode())
+    assert "`$.image_id`" in reason and "submitted" not in reason, reason
+    # Not even a JSON object: what the submission's decoder says.
+    assert "Expected `object`, got `array`" in _reason("px.ingest", b"[1]")
+
+
+def test_a_bad_envelope_on_ingest_is_reported_with_the_envelope_s_error() -> None:
+    sent = json.loads(encode(envelope("img-4")))
+    del sent["route"]
+    reason = _reason("px.ingest", json.dumps(sent).encode())
+    assert "missing required field `route`" in reason, reason
