@@ -4,6 +4,14 @@ These models are the source of the language-neutral JSON Schema files in
 `schemas/json/v1/` (regenerate with `python -m schemas.generate`; a test fails
 when the files and the models drift apart). Unknown fields are ignored on
 decode, so a consumer keeps working when a newer producer adds fields.
+
+Unknown *values* are not: the enumerations (`StageOutcome`, `RecordStatus`, `RestoreMode`,
+`StageName`) are Literals, and a value an older reader does not know fails the decoding of
+the whole message (a stage then dead-letters it as undecodable). So a new value is a new
+schema version: bump SCHEMA_VERSION (the `pixelfleet-schema` header then says `kind/2`),
+generate `json/v2/`, and roll out every reader that knows the value (the stages, the
+catalog, notify, upstream consumers of `done`) before any writer sends it. Adding a field
+with a default needs none of that. See "Schema evolution" in docs/architecture.md.
 """
 
 from __future__ import annotations
