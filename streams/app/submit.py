@@ -60,15 +60,6 @@ def content_image_id(data: bytes) -> str:
     return "sha256-" + hashlib.sha256(data).hexdigest()[:40]
 
 
-def safe_image_id(text: str) -> str:
-    """`text` made safe for an id by replacing what an id cannot hold: many texts give the
-    same result, so this names a part of a key, never an image (see object_image_id)."""
-    cleaned = _clean(text)
-    if not cleaned:
-        raise ValueError(f"cannot make an image id from {text!r}")
-    return cleaned
-
-
 def object_image_id(key: str) -> str:
     """The id of an object referenced where it is: the key itself when cleaning leaves it
     as it is (at most 128 characters, no character an id cannot hold, none of '-' and '.'

@@ -16,7 +16,7 @@ from rich.table import Table
 from schemas.events import DeadLetter, Hints, ObjectRef, decoder
 from streams.app import admin
 from streams.app.settings import Settings
-from streams.app.submit import Submitter, content_image_id, safe_image_id
+from streams.app.submit import Submitter, content_image_id, object_file_name
 from streams.config.topics import STAGES, Topics
 from streams.demo.console import DemoCatalog, serve_until_interrupted
 from streams.demo.progress import DoneTail, StageCounters, StageRow, scrape
@@ -277,7 +277,7 @@ def _process(
             item.shows,
             ObjectRef(
                 bucket=settings.buckets.incoming,
-                key=f"{item.image_id}/{safe_image_id(item.path.name)}",
+                key=f"{item.image_id}/{object_file_name(item.path.name)}",
             ),
             records.get(item.image_id),
             by_id.get(item.image_id),

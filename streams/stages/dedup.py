@@ -56,8 +56,8 @@ class Verdict:
 
 def ask(link: CatalogLink, envelope: Envelope, sha256: str, phash: str | None) -> Verdict:
     record = envelope.record
-    client = _client(link)
     try:
+        client = _client(link)  # inside: a client that cannot be built is a catalog unavailable
         found = client.lookup(
             sha256=sha256,
             fingerprint=record.fingerprint,

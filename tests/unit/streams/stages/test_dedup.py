@@ -145,6 +145,16 @@ def test_an_unreachable_catalog_means_the_image_is_processed_as_new() -> None:
     assert verdict.note is not None and verdict.note.startswith("catalog unavailable")
 
 
+def test_a_client_that_cannot_be_built_means_the_image_is_processed_as_new() -> None:
+    # A key no HTTP header can carry fails when the client is built, before any request.
+    link = CatalogLink(
+        "http://127.0.0.1:9", "clé", 2.0, near_dup_distance=8, near_dup_policy="skip"
+    )
+    verdict = dedup.ask(link, _envelope(), "ab" * 32, None)
+    assert verdict.duplicate_of is None and verdict.near == []
+    assert verdict.note is not None and verdict.note.startswith("catalog unavailable")
+
+
 def _done(image_id: str, fingerprint: str = "f" * 16, **fields: Any) -> ImageRecord:
     return ImageRecord(
         image_id=image_id, status=fields.pop("status", "done"),
