@@ -204,6 +204,11 @@ class Envelope(Struct, kw_only=True):
     route: list[str]
     record: ImageRecord
     attempt: int = 0
+    # With compress.keep_original: the normalized original enhance stored in the images
+    # bucket. It rides here, not in `record.variants`, because a record lists only finished
+    # outputs (the console's thumbnail, the variants endpoint, a replay's sweep read them);
+    # compress adds it to the variants when the image is done.
+    kept_original: Variant | None = None
 
 
 class DeadLetter(Struct, frozen=True, kw_only=True):

@@ -38,6 +38,7 @@ class _Ref(msgspec.Struct):
 
 
 class _Variant(msgspec.Struct):
+    variant: str = ""
     width: int = 0
     object: _Ref | None = None
 
@@ -183,7 +184,11 @@ class Page:
 
 def _row(seq: int, image_id: str, slim: _Slim) -> Row:
     sha = (slim.original or {}).get("sha256")
-    framed = [v for v in slim.variants if v.object is not None and v.width > 0]
+    # keep_original's full-size PNG is never a thumbnail (a 50 MP photo: ~100 MB per row),
+    # even on a record an earlier enhance wrote with it as the only variant.
+    framed = [
+        v for v in slim.variants if v.object is not None and v.width > 0 and v.variant != "original"
+    ]
     thumb = min(framed, key=lambda v: v.width) if framed else None
     restore = slim.stages.get("restore")
     last = slim.errors[-1] if slim.errors else None

@@ -144,7 +144,8 @@ class Replayer:
     def sweep(self, old: Mapping[str, ImageRecord], new: Mapping[str, ImageRecord]) -> Swept:
         """Remove the variants the new records replaced; only objects older than the new
         record (the replaced run's), never one a still newer run wrote, and only where the
-        replay succeeded (a rejected replay's record lists no variants to replace them), and
+        replay succeeded (a rejected replay's record lists no variants to replace them: not
+        even keep_original's original, which enhance stores but only compress lists), and
         never one another image's record lists (read by `wait`)."""
         result = Swept()
         # A duplicate's record lists the variants of the image it duplicates: removing one

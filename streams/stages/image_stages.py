@@ -110,9 +110,11 @@ def enhance_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) -> 
     if settings.compress.keep_original:
         # enhance is the last stage that reads validate's normalized image: the original a
         # user asked to keep is stored from here, before any profile or model changes it.
-        write, variant = _original(envelope, blob, image, ctx)
+        # It stays off the record's variants until compress finishes the image: until then
+        # it would be the narrowest "variant" (the console's full-size thumbnail), and an
+        # image rejected later would hand it out as its only output.
+        write, envelope.kept_original = _original(envelope, blob, image, ctx)
         writes.append(write)
-        envelope.record.variants = [variant]
     kept = result.kept_original is not None or profile == "none"
     out = result.image
     if "restore" not in envelope.route:  # compress is next: hand it only what it uses
@@ -153,6 +155,12 @@ def _original(
         object=ref(ctx.buckets.images, key, data, PNG),
     )
     return BlobWrite(ctx.buckets.images, key, data, PNG), variant
+
+
+def _listed_original(envelope: Envelope) -> Variant | None:
+    """The original an enhance of an earlier version put straight into the record's variants
+    (work in flight across the upgrade that moved it to `kept_original`)."""
+    return next((v for v in envelope.record.variants if v.variant == "original"), None)
 
 
 @cache
@@ -207,14 +215,14 @@ def compress_stage(envelope: Envelope, blob: bytes | None, ctx: StageContext) ->
                 object=ref(ctx.buckets.images, key, out.data, out.content_type),
             )
         )
-    stored = [v for v in record.variants if v.variant == "original"]  # by enhance
-    if settings.compress.keep_original and not stored:
+    stored = envelope.kept_original or _listed_original(envelope)
+    if settings.compress.keep_original and stored is None:
         # Enhanced before enhance stored originals (work in flight across an upgrade): the
         # input is all there is to keep.
-        write, variant = _original(envelope, blob, intermediate.decode(blob), ctx)
+        write, stored = _original(envelope, blob, intermediate.decode(blob), ctx)
         writes.append(write)
-        stored = [variant]
-    record.variants = made + stored
+    # Only now, with the image done, is the original one of its outputs.
+    record.variants = made + ([stored] if stored is not None else [])
     record.current = None
     return StageResult(envelope, writes, detail=f"{len(made)} outputs")
 

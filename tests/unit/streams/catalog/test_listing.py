@@ -157,6 +157,27 @@ def test_the_thumbnail_is_the_narrowest_variant() -> None:
     assert row is not None and row.thumb == ("pixelfleet-images", "thumb/a.webp")
 
 
+def test_the_kept_original_is_never_the_thumbnail() -> None:
+    index = ListedIndex()
+    rec = record("a", status="processing")
+    original = msgspec.structs.replace(
+        rec.variants[0],
+        width=120,  # narrower than any variant, as a small upload would be
+        variant="original",
+        object=msgspec.structs.replace(rec.variants[0].object, key="other/original/a.png"),
+    )
+    # Alone, as an enhance of the previous version left it on a record still processing.
+    put(index, msgspec.structs.replace(rec, variants=[original]))
+    row = index.row("a")
+    assert row is not None and row.thumb is None
+    put(index, msgspec.structs.replace(rec, status="done", variants=[original, rec.variants[0]]))
+    row = index.row("a")
+    assert row is not None and row.thumb == (
+        rec.variants[0].object.bucket,
+        rec.variants[0].object.key,
+    )
+
+
 def test_a_page_stops_after_its_budget_and_paging_still_reaches_every_match() -> None:
     index = ListedIndex()
     put(
