@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,20 @@ class WorkerProcess:
     log: Path
 
 
+def run_id_for(log_dir: Path) -> str:
+    """The run id of the demos that log into `log_dir`: 8 hex digits of a hash of the host
+    and the folder's resolved path.
+
+    The replica id (`demo-<run>-<stage>`) names the worker's transactional producer. Two
+    demos in different folders (or on two machines sharing a stack) must differ, or they
+    fence each other's producers. A rerun in the same folder must not: its producers then
+    fence the previous run's, aborting a transaction a worker killed after its grace left
+    open, which would otherwise hold read_committed readers back until
+    transaction.timeout.ms and leave one more transactional id behind on every run."""
+    where = f"{socket.gethostname()}\0{log_dir.expanduser().resolve()}"
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
 class WorkerProcesses:
     """`pixelfleet worker --stage NAME` for each stage, logging to files in `log_dir`."""
 
@@ -31,9 +46,7 @@ class WorkerProcesses:
         self.stages = stages
         self.env = env
         self.log_dir = log_dir
-        # The replica id names the worker's transactional producer: two demos on one stack
-        # with the same ids would fence each other's producers, so each run has its own.
-        self.run_id = run_id or secrets.token_hex(4)
+        self.run_id = run_id or run_id_for(log_dir)
         self.workers: list[WorkerProcess] = []
 
     def start(self) -> None:
