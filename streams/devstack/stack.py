@@ -95,7 +95,9 @@ class StackInfo:
 
 class DevStack:
     def __init__(self, dev: DevStackSettings, progress: Progress = lambda _msg: None) -> None:
-        self.dev = dev
+        # One spelling of the cache for the installers, their markers and the install lock:
+        # with `~` left in, the lock and the installs would be in different folders.
+        self.dev = dev.model_copy(update={"cache_dir": dev.cache_dir.expanduser().resolve()})
         self.data_dir = dev.data_dir.expanduser().resolve()
         self.progress = progress
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -150,7 +152,7 @@ class DevStack:
     def _install_locked(self) -> Iterator[None]:
         """The cache is shared by every data folder: two first `up`s must not build into
         it at once (half-copied jars, a MinIO binary written twice)."""
-        cache = self.dev.cache_dir.expanduser()
+        cache = self.dev.cache_dir
         cache.mkdir(parents=True, exist_ok=True)
         with (cache / ".install.lock").open("w") as lock:
             try:
@@ -168,8 +170,23 @@ class DevStack:
 
     # -- commands ----------------------------------------------------------
 
+    def installed(self) -> bool:
+        """Whether both servers are in the cache, by the markers `ensure_installed` checks:
+        Kafka's `.complete` (written after the last jar) and an executable MinIO binary."""
+        server = minio.binary(self.dev)
+        return (kafka.install_dir(self.dev) / ".complete").exists() and (
+            server.exists() and os.access(server, os.X_OK)
+        )
+
     def install(self) -> tuple[Path, Path]:
-        with self._install_locked():
+        # The lock only orders installs: an `up` with nothing to install must not wait
+        # behind another data folder's first MinIO build (minutes) for it. Without the
+        # markers, each ensure_installed checks its own again under the lock, so what the
+        # install we waited for put into the cache is not installed a second time.
+        lock: contextlib.AbstractContextManager[None] = (
+            contextlib.nullcontext() if self.installed() else self._install_locked()
+        )
+        with lock:
             libs = kafka.ensure_installed(self.dev, self.progress)
             binary = minio.ensure_installed(self.dev, self.progress)
         return libs, binary
