@@ -10,10 +10,12 @@ import contextlib
 import io
 import re
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pillow_heif
 from PIL import ExifTags, Image, ImageFile, PngImagePlugin, UnidentifiedImageError
@@ -33,6 +35,10 @@ MAX_SCANS = 100
 # Bytes before a JPEG's first scan that belong to no segment: Pillow reads them one at a
 # time (about 1.4 us each), so this much costs it under 0.1 s.
 MAX_JPEG_PADDING = 64 * 1024
+# Markers in a JPEG other than its scans: a real file has tens (a few hundred with a large
+# ICC profile or extended XMP split in 64 KB segments). Each costs a turn of a Python loop
+# in our walks and in Pillow's before the first scan: ten million 4-byte comments took 12 s.
+MAX_JPEG_SEGMENTS = 10_000
 # Chunks of a PNG: libpng writes 8 KiB data chunks, so a 50 MB file has some 6,400; this
 # many empty ones cost Pillow about half a second.
 MAX_PNG_CHUNKS = 100_000
@@ -43,27 +49,52 @@ pillow_heif.register_heif_opener()
 JpegXLImagePlugin.DECODE_THREADS = 1
 
 
+# Text chunks of one PNG left out before the file is refused as `too_much_text`. Each one
+# left out may first cost Pillow a 1 MB inflate, so 10,000 of them took 21 s; a real file
+# has one bloated XMP, or a raw profile beside it, well under this.
+MAX_TEXT_SKIPPED = 8
+# Where a decoded PNG's info lists the kinds of text chunk left out (each kind once).
+TEXT_SKIPPED = "pixelfleet_text_skipped"
+_TEXT_CHUNKS = ("chunk_tEXt", "chunk_zTXt", "chunk_iTXt")
+# How deep inside strict_decoding this thread is: the readers below are installed once, for
+# the whole process, and lenient only where this is set (a context variable, one per
+# thread), so a decode in another thread or outside validate keeps Pillow's own behaviour.
+# A count, not a flag: exits in any order bring it back to 0.
+_LENIENT_TEXT: ContextVar[int] = ContextVar("pixelfleet_lenient_text", default=0)
+# The count of chunks left out, kept on the PngStream: one per file, open and load alike.
+_SKIP_COUNT = "_pixelfleet_text_skips"
+
+
 def _lenient_text(chunk: Any) -> Any:
     """A PNG text chunk reader that skips a chunk Pillow refuses (one over MAX_TEXT_CHUNK
     once inflated, text past MAX_TEXT_MEMORY, an unknown compression) instead of failing
     the file: text is metadata, and bloated XMP (Photoshop's DocumentAncestors run to
-    megabytes) must not cost a photo whose pixels are fine."""
+    megabytes) must not cost a photo whose pixels are fine. Past MAX_TEXT_SKIPPED chunks
+    left out the file is refused: the inflating each one costs is the attack."""
 
     def read(stream: PngImagePlugin.PngStream, pos: int, length: int) -> bytes:
+        if not _LENIENT_TEXT.get():
+            return chunk(stream, pos, length)  # type: ignore[no-any-return]
         try:
             return chunk(stream, pos, length)  # type: ignore[no-any-return]
         except (ValueError, SyntaxError):
+            skips = getattr(stream, _SKIP_COUNT, 0) + 1
+            setattr(stream, _SKIP_COUNT, skips)
+            if skips > MAX_TEXT_SKIPPED:
+                raise InputRejectedError(
+                    "too_much_text",
+                    f"more than {MAX_TEXT_SKIPPED} PNG text chunks too large or unreadable "
+                    "(real files have one or two)",
+                ) from None
             assert stream.fp is not None
+            names = stream.im_info.setdefault(TEXT_SKIPPED, [])
+            name = _chunk_name(stream.fp, pos)
+            if name not in names:
+                names.append(name)
             stream.fp.seek(pos)  # the chunk's bytes again, for the CRC check that follows
-            stream.im_info.setdefault(TEXT_SKIPPED, []).append(_chunk_name(stream.fp, pos))
             return ImageFile._safe_read(stream.fp, length)
 
     return read
-
-
-# Where a decoded PNG's info lists the text chunks left out as unreadable or too large.
-TEXT_SKIPPED = "pixelfleet_text_skipped"
-_TEXT_CHUNKS = ("chunk_tEXt", "chunk_zTXt", "chunk_iTXt")
 
 
 def _chunk_name(fp: Any, pos: int) -> str:
@@ -71,27 +102,60 @@ def _chunk_name(fp: Any, pos: int) -> str:
     return str(fp.read(4).decode("latin-1"))
 
 
+for _name in _TEXT_CHUNKS:
+    _reader = getattr(PngImagePlugin.PngStream, _name)
+    setattr(PngImagePlugin.PngStream, _name, _lenient_text(_reader))
+
+# Pillow's limits and the warning filters are process globals. Holding this lock while they
+# are set keeps two threads from interleaving their save and restore (which left them set);
+# threads then decode one after another inside strict_decoding. Re-entrant: normalizing a
+# colour key decodes again while validate's own decode may hold it.
+_PILLOW_GLOBALS = threading.RLock()
+
+
+class _Outermost:
+    """What the outermost strict_decoding found and must put back, whatever the order in
+    which the inner ones exit: Pillow's limits and the warning filters."""
+
+    depth = 0
+    limits: tuple[int | None, bool] = (None, False)
+    filters: warnings.catch_warnings[None] | None = None
+
+
 @contextlib.contextmanager
 def strict_decoding(max_pixels: int | None) -> Iterator[None]:
-    # Pillow's limits are module globals; a processor runs one image at a time per
-    # process, so setting them around one decode is safe and keeps callers pure.
-    saved = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
-    readers = {name: getattr(PngImagePlugin.PngStream, name) for name in _TEXT_CHUNKS}
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    for name, reader in readers.items():
-        setattr(PngImagePlugin.PngStream, name, _lenient_text(reader))
-    try:
-        with warnings.catch_warnings():
+    """Pillow's limits set for one decode (`max_pixels`, None for none; truncated files
+    refused, a decompression bomb warning raised), PNG text read leniently; all restored
+    when the outermost one exits.
+
+    Thread-safe but serial: Pillow's limits are module globals, so a second thread waits
+    here until the first is done; a stage scales by processes, one image at a time each."""
+    with _PILLOW_GLOBALS:
+        saved = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
+        if _Outermost.depth == 0:
+            _Outermost.limits = saved
+            _Outermost.filters = warnings.catch_warnings()
+            _Outermost.filters.__enter__()
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Pillow warns of corrupt EXIF as it opens; exif.read names what it skipped in
             # the record instead of the worker's log.
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
+        _Outermost.depth += 1
+        _LENIENT_TEXT.set(_LENIENT_TEXT.get() + 1)
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
             yield
-    finally:
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
-        for name, reader in readers.items():
-            setattr(PngImagePlugin.PngStream, name, reader)
+        finally:
+            _LENIENT_TEXT.set(_LENIENT_TEXT.get() - 1)
+            _Outermost.depth -= 1
+            if _Outermost.depth:
+                Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+            else:
+                Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = _Outermost.limits
+                if _Outermost.filters is not None:
+                    _Outermost.filters.__exit__(None, None, None)
+                    _Outermost.filters = None
 
 
 @dataclass(frozen=True)
@@ -169,12 +233,8 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
         frames = _frames(image, data, true_format, limits)
         if true_format == "TIFF":
             _keep_tiff_orientation(image)
-        if true_format == "JPEG" and jpeg_scans(data, MAX_SCANS) > MAX_SCANS:
-            # Each scan of a progressive JPEG is a pass over every pixel, and a scan can
-            # take 12 bytes: 150 KB of them keep a worker busy for minutes.
-            raise InputRejectedError(
-                "too_many_scans", f"more than {MAX_SCANS} scans (real ones have a few dozen)"
-            )
+        if true_format == "JPEG":
+            _check_scans(data)
     with strict_decoding(limits.max_pixels):
         try:
             image.load()
@@ -196,17 +256,39 @@ def open_checked(data: bytes, limits: Limits) -> Opened:
 def _check_structure(data: bytes, fmt: str) -> None:
     """Refuse what Pillow would walk a byte or a chunk at a time in Python for minutes."""
     if fmt == "JPEG":
-        padding = jpeg_padding(data)
-        if padding > MAX_JPEG_PADDING:
+        preamble = jpeg_padding(data, MAX_JPEG_PADDING, MAX_JPEG_SEGMENTS)
+        if preamble.segments > MAX_JPEG_SEGMENTS:
+            _too_many_segments("before the first scan")
+        if preamble.padding > MAX_JPEG_PADDING:
+            # The walk stops once over the limit: the count is what it had met by then.
             raise InputRejectedError(
                 "too_much_padding",
-                f"{padding:,} bytes of padding before the first scan (the limit is "
-                f"{MAX_JPEG_PADDING:,}; real files have none or a few)",
+                f"at least {preamble.padding:,} bytes of padding before the first scan (the "
+                f"limit is {MAX_JPEG_PADDING:,}; real files have none or a few)",
             )
     elif fmt == "PNG" and png_chunks(data, MAX_PNG_CHUNKS) > MAX_PNG_CHUNKS:
         raise InputRejectedError(
             "too_many_chunks", f"more than {MAX_PNG_CHUNKS:,} chunks (real files have thousands)"
         )
+
+
+def _check_scans(data: bytes) -> None:
+    walk = jpeg_scans(data, MAX_SCANS, MAX_JPEG_SEGMENTS)
+    if walk.segments > MAX_JPEG_SEGMENTS:
+        _too_many_segments("in the image")
+    if walk.scans > MAX_SCANS:
+        # Each scan of a progressive JPEG is a pass over every pixel, and a scan can
+        # take 12 bytes: 150 KB of them keep a worker busy for minutes.
+        raise InputRejectedError(
+            "too_many_scans", f"more than {MAX_SCANS} scans (real ones have a few dozen)"
+        )
+
+
+def _too_many_segments(where: str) -> NoReturn:
+    raise InputRejectedError(
+        "too_many_segments",
+        f"more than {MAX_JPEG_SEGMENTS:,} JPEG segments {where} (real files have tens)",
+    )
 
 
 def _frames(image: Image.Image, data: bytes, fmt: str, limits: Limits) -> int:
@@ -281,6 +363,11 @@ def describe_damage(data: bytes, fmt: str, exc: BaseException) -> str:
 
 def _jpeg_rows_present(data: bytes) -> float | None:
     """Decode leniently and count the rows before the decoder's gray fill starts."""
+    with _PILLOW_GLOBALS:  # LOAD_TRUNCATED_IMAGES is a process global, as in strict_decoding
+        return _rows_present_leniently(data)
+
+
+def _rows_present_leniently(data: bytes) -> float | None:
     import numpy as np
 
     saved = ImageFile.LOAD_TRUNCATED_IMAGES

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import NamedTuple
 
 # Magic numbers, checked in order.
 _MAGIC: list[tuple[bytes, str]] = [
@@ -193,16 +194,25 @@ _EOI, _SOS = 0xD9, 0xDA
 _STANDALONE = frozenset({0x01, 0xD8})  # TEM and SOI carry no length
 
 
-def jpeg_scans(data: bytes, cap: int) -> int:
+class JpegScans(NamedTuple):
+    """What a walk of a JPEG's segments met, each counted until one passes its cap."""
+
+    scans: int  # start-of-scan segments
+    segments: int  # every other marker met (fill bytes and RST markers are not markers here)
+
+
+def jpeg_scans(data: bytes, cap: int, max_segments: int) -> JpegScans:
     """Start-of-scan segments of a JPEG, counted up to `cap` + 1, as the decoder meets them.
 
     Segments are skipped by their length (an APPn's EXIF thumbnail and its scans are not the
     image's), entropy-coded data up to the next real marker, and the count stops at the
     EOI that ends the image: what follows it, such as the MP4 of a motion photo, is never
-    decoded, so its bytes (FF DA among them, by chance) are not scans.
+    decoded, so its bytes (FF DA among them, by chance) are not scans. Each marker is one
+    turn of a Python loop, so the walk also stops past `max_segments` other markers: 4-byte
+    comments (or 2-byte TEMs) fill 38 MB with ten million of them.
     """
-    count, pos = 0, 2
-    while count <= cap:
+    scans, segments, pos = 0, 0, 2
+    while scans <= cap and segments <= max_segments:
         found = _MARKER.search(data, pos)
         if found is None:
             break
@@ -210,14 +220,16 @@ def jpeg_scans(data: bytes, cap: int) -> int:
         pos = found.end()
         if marker == _EOI:
             break
+        if marker == _SOS:
+            scans += 1
+        else:
+            segments += 1
         if marker in _STANDALONE or pos + 2 > len(data):
             continue
-        if marker == _SOS:
-            count += 1
         # The length counts its own two bytes; after an SOS header the scan's entropy-coded
         # data follows, which the next search steps over to the marker that ends it.
         pos += max(2, int.from_bytes(data[pos : pos + 2], "big"))
-    return count
+    return JpegScans(scans, segments)
 
 
 def tiff_pages(data: bytes, cap: int) -> int:

@@ -10,6 +10,7 @@ at C speed where the bytes allow (`re`, `bytes.find`), so a file is judged in mi
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 _FILL = re.compile(rb"\xff+")
 # Markers without a length: TEM, RST0-7 and SOI.
@@ -17,12 +18,22 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
 _SOS = 0xDA
 
 
-def jpeg_padding(data: bytes) -> int:
+class JpegPreamble(NamedTuple):
+    """What comes before a JPEG's first scan, each counted until one passes its cap."""
+
+    padding: int  # bytes that belong to no segment
+    segments: int  # markers met (standalone ones too)
+
+
+def jpeg_padding(data: bytes, max_padding: int, max_segments: int) -> JpegPreamble:
     """Bytes before a JPEG's first scan that belong to no segment: fill bytes before a
-    marker (legal, but a real file has none or a few) and stray bytes between segments.
-    After the first scan the bytes are libjpeg's to read, in C."""
-    pos, padding, end = 2, 0, len(data)
-    while pos < end:
+    marker (legal, but a real file has none or a few) and stray bytes between segments,
+    and the markers met there. Pillow reads each of those segments in Python, so the walk
+    stops as soon as either count passes its cap: each turn of the loop adds padding or a
+    marker, and a file of tiny segments is judged in a bounded number of turns. After the
+    first scan the bytes are libjpeg's to read, in C."""
+    pos, padding, segments, end = 2, 0, 0, len(data)
+    while pos < end and padding <= max_padding and segments <= max_segments:
         if data[pos] != 0xFF:
             found = data.find(b"\xff", pos)
             stop = end if found < 0 else found
@@ -36,17 +47,18 @@ def jpeg_padding(data: bytes) -> int:
             break
         marker = data[run.end()]
         pos = run.end() + 1
+        if marker == 0x00:  # an escaped 0xFF outside any scan: two stray bytes
+            padding += 2
+            continue
+        segments += 1
         if marker == _SOS:
             break
         if marker in _STANDALONE:
             continue
-        if marker == 0x00:  # an escaped 0xFF outside any scan: two stray bytes
-            padding += 2
-            continue
         if pos + 2 > end:
             break
         pos += int.from_bytes(data[pos : pos + 2], "big")  # the length counts itself
-    return padding
+    return JpegPreamble(padding, segments)
 
 
 def png_chunks(data: bytes, cap: int) -> int:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageFile, TiffImagePlugin
 
 from processors import decode
-from processors.decode import MAX_PNG_CHUNKS, MAX_SCANS
+from processors.decode import MAX_JPEG_PADDING, MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS, MAX_SCANS
 from processors.errors import InputRejectedError
 from processors.exif import MAX_CARRIED_BYTES
 from processors.sniff import jpeg_scans, tiff_pages
@@ -57,8 +57,8 @@ def test_a_progressive_jpeg_of_endless_scans_is_refused_before_it_decodes(
     error = _rejected(bomb, "too_many_scans")
     assert "more than 100 scans" in error.reason
     assert loads == []  # not one scan decoded: all 2,000 would take far longer
-    assert counted == [MAX_SCANS + 1]  # counted to the cap, not to the 2,000th
-    assert jpeg_scans(bomb, 10_000) > 2000
+    assert [walk.scans for walk in counted] == [MAX_SCANS + 1]  # to the cap, not the 2,000th
+    assert jpeg_scans(bomb, 10_000, MAX_JPEG_SEGMENTS).scans > 2000
     # A real progressive JPEG (a dozen scans or so) goes through.
     assert validate(encode(photo("coffee"), "JPEG", progressive=True, quality=90), S)
 
@@ -129,17 +129,25 @@ def test_a_jpeg_padded_with_fill_bytes_is_refused_before_pillow_walks_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real = encode(photo("coffee"), "JPEG", quality=80)
-    assert jpeg_padding(real) == 0
+    assert _padding(real) == 0
     # A few fill bytes before a marker are legal and kept.
     assert validate(real[:2] + b"\xff" * 16 + real[2:], S)
     # Stray bytes after the first segment count too.
     after_app0 = 4 + int.from_bytes(real[4:6], "big")
-    assert jpeg_padding(real[:after_app0] + b"junk" + real[after_app0:]) == 4
+    assert _padding(real[:after_app0] + b"junk" + real[after_app0:]) == 4
     padded = real[:2] + b"\xff" * (4 * 1024 * 1024) + real[2:]
     opened = _calls(monkeypatch, Image, "open")
     caught = _rejected(padded, "too_much_padding")
     assert "4,194,304 bytes of padding" in caught.reason
     assert opened == []  # Pillow never opened it: it took 3 s for this one, 70 s for 49 MB
+
+
+def _padding(data: bytes) -> int:
+    return jpeg_padding(data, MAX_JPEG_PADDING, MAX_JPEG_SEGMENTS).padding
+
+
+def _scans(data: bytes) -> int:
+    return jpeg_scans(data, MAX_SCANS, MAX_JPEG_SEGMENTS).scans
 
 
 def test_a_png_of_endless_empty_chunks_is_refused_before_it_opens(
@@ -178,15 +186,15 @@ def test_a_motion_photo_counts_the_scans_of_its_jpeg_only() -> None:
     video = b"".join(b"\xff\xda" + bytes(row) for row in noise)  # the chance, condensed
     assert video.count(b"\xff\xda") > MAX_SCANS
     motion = jpeg + b"\0\0\0\x18ftypmp42" + video
-    assert jpeg_scans(motion, MAX_SCANS) == jpeg_scans(jpeg, MAX_SCANS) < 20
+    assert _scans(motion) == _scans(jpeg) < 20
     assert validate(motion, S).facts["format"] == "JPEG"
     # An EXIF thumbnail's scans sit inside its APP1 segment: they are not the image's.
     exif = Image.Exif()
     exif[0x010F] = "camera"
     thumb = encode(Image.new("RGB", (40, 30), 9), "JPEG", progressive=True)
     with_thumb = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(thumb) + 2) + thumb + jpeg[2:]
-    assert jpeg_scans(with_thumb, MAX_SCANS) == jpeg_scans(jpeg, MAX_SCANS)
+    assert _scans(with_thumb) == _scans(jpeg)
     # Stray bytes between segments do not hide the scans after them (libjpeg skips them).
     first_scan = jpeg.index(b"\xff\xda")
     junk = jpeg[:first_scan] + b"junk" + jpeg[first_scan:]
-    assert jpeg_scans(junk, MAX_SCANS) == jpeg_scans(jpeg, MAX_SCANS)
+    assert _scans(junk) == _scans(jpeg)
