@@ -193,10 +193,11 @@ def test_dashboard_and_alert_queries_return_data(
 
         groups = _get(f"{base}/api/v1/rules")["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        # Every rule of the file is loaded (7 today, the webhook breaker's included).
+        # Every rule of the file is loaded (8 today, the webhook breaker's and the retrying
+        # batches' included).
         written = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
         names = sorted(rule["alert"] for group in written["groups"] for rule in group["rules"])
-        assert sorted(rule["name"] for rule in rules) == names and len(names) == 7
+        assert sorted(rule["name"] for rule in rules) == names and len(names) == 8
         assert all(rule["health"] == "ok" for rule in rules), rules
         for rule in rules:
             assert _query(base, rule["query"])["status"] == "success"
