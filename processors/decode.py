@@ -23,7 +23,7 @@ from pillow_jxl import JpegXLImagePlugin
 
 from processors.errors import InputRejectedError
 from processors.sniff import gif_frames, jpeg_scans, jxl_size, sniff, tiff_pages
-from processors.structure import jpeg_padding, png_chunks
+from processors.structure import jpeg_padding, png_chunks, png_compressed_text
 from processors.tiff_layout import undecodable_layout
 
 # Pillow names the file object in "cannot identify image file <_io.BytesIO object at 0x...>":
@@ -49,9 +49,16 @@ pillow_heif.register_heif_opener()
 JpegXLImagePlugin.DECODE_THREADS = 1
 
 
-# Text chunks of one PNG left out before the file is refused as `too_much_text`. Each one
-# left out may first cost Pillow a 1 MB inflate, so 10,000 of them took 21 s; a real file
-# has one bloated XMP, or a raw profile beside it, well under this.
+# Compressed text chunks (every zTXt, every iTXt with its compression flag set) one PNG may
+# hold before it is refused as `too_much_text`, counted before Pillow opens it. Pillow
+# inflates each up to 1 MB whatever the outcome: it swallows a zlib error after the
+# inflate, and skips its 64 MB total when the keyword is empty, so counting only what it
+# refuses missed those (2,000 took 5 s and the file was accepted). A real file has a
+# handful (XMP, a raw profile or two); this caps the inflating at 64 MB, some 0.2 s.
+MAX_COMPRESSED_TEXT = 64
+# Text chunks of one PNG left out before the file is refused as `too_much_text`: a real
+# file has one bloated XMP, or a raw profile beside it. Within MAX_COMPRESSED_TEXT, this
+# refuses the file of many oversized ones sooner (each left out cost its 1 MB inflate).
 MAX_TEXT_SKIPPED = 8
 # Where a decoded PNG's info lists the kinds of text chunk left out (each kind once).
 TEXT_SKIPPED = "pixelfleet_text_skipped"
@@ -266,10 +273,19 @@ def _check_structure(data: bytes, fmt: str) -> None:
                 f"at least {preamble.padding:,} bytes of padding before the first scan (the "
                 f"limit is {MAX_JPEG_PADDING:,}; real files have none or a few)",
             )
-    elif fmt == "PNG" and png_chunks(data, MAX_PNG_CHUNKS) > MAX_PNG_CHUNKS:
-        raise InputRejectedError(
-            "too_many_chunks", f"more than {MAX_PNG_CHUNKS:,} chunks (real files have thousands)"
-        )
+    elif fmt == "PNG":
+        if png_chunks(data, MAX_PNG_CHUNKS) > MAX_PNG_CHUNKS:
+            raise InputRejectedError(
+                "too_many_chunks",
+                f"more than {MAX_PNG_CHUNKS:,} chunks (real files have thousands)",
+            )
+        # Charged whatever Pillow would make of each chunk: the inflate is the cost.
+        if png_compressed_text(data, MAX_COMPRESSED_TEXT) > MAX_COMPRESSED_TEXT:
+            raise InputRejectedError(
+                "too_much_text",
+                f"more than {MAX_COMPRESSED_TEXT} compressed PNG text chunks (real files "
+                "have a handful)",
+            )
 
 
 def _check_scans(data: bytes) -> None:

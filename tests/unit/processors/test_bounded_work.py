@@ -18,6 +18,7 @@ from PIL import Image, ImageFile, PngImagePlugin
 from processors import decode
 from processors.colour_key import key_mask
 from processors.decode import (
+    MAX_COMPRESSED_TEXT,
     MAX_JPEG_PADDING,
     MAX_JPEG_SEGMENTS,
     MAX_SCANS,
@@ -57,20 +58,85 @@ def _png_with_text(chunks: bytes) -> bytes:
     return png[:at] + chunks + png[at:]
 
 
-def test_text_bombs_past_the_few_a_photo_may_have_are_refused_after_that_few_inflates(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    inflates: list[int] = []
+@pytest.fixture
+def inflates(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each text inflate Pillow starts, by the size of what it inflates, counted before it
+    runs (many of these raise or swallow an error)."""
+    made: list[int] = []
     real = PngImagePlugin._safe_zlib_decompress
 
     def counting(data: bytes) -> bytes:
-        inflates.append(len(data))  # counted before it runs: each of these raises
+        made.append(len(data))
         return real(data)
 
     monkeypatch.setattr(PngImagePlugin, "_safe_zlib_decompress", counting)
-    # 10,000 of them (10 MB) took 21 s, each inflated to 1 MB and then left out.
+    return made
+
+
+def _bad_block(size: int) -> bytes:
+    """A deflate stream that inflates `size` bytes and then meets an invalid block: Pillow
+    swallows the zlib.error, after the inflate, and keeps no text."""
+    stream = zlib.compressobj(9)
+    return stream.compress(b"\0" * size) + stream.flush(zlib.Z_SYNC_FLUSH) + b"\xff" * 4
+
+
+def _reviewed_bombs(size: int) -> dict[str, bytes]:
+    """The compressed text chunks Pillow inflates and never refuses, so the rule on chunks
+    left out never counted them: a bad block after `size` bytes, in a zTXt and in a
+    compressed iTXt, and a zTXt with an empty keyword (Pillow skips its 64 MB total then)
+    that inflates `size` bytes cleanly."""
+    return {
+        "zTXt, bad block": _chunk(b"zTXt", b"k\x00\x00" + _bad_block(size)),
+        "iTXt, bad block": _chunk(b"iTXt", b"k\x00\x01\x00\x00\x00" + _bad_block(size)),
+        "zTXt, no keyword": _chunk(b"zTXt", b"\x00\x00" + zlib.compress(b"\0" * size, 9)),
+    }
+
+
+def test_compressed_text_past_the_budget_is_refused_before_a_single_inflate(
+    monkeypatch: pytest.MonkeyPatch, inflates: list[int]
+) -> None:
+    walks = _calls(monkeypatch, decode, "png_compressed_text")
+    # 2,000 of the first kind (2 MB) took 4.9 s and were accepted, each a 1 MB inflate.
+    for kind, bomb in _reviewed_bombs(PngImagePlugin.MAX_TEXT_CHUNK - 64).items():
+        _rejected(_png_with_text(bomb * 2_000), "too_much_text")
+        assert inflates == [], kind
+    # The 10,000 over Pillow's limit that took 21 s go the same way now.
     _rejected(_png_with_text(_TEXT_BOMB * 10_000), "too_much_text")
+    assert inflates == []
+    assert walks == [MAX_COMPRESSED_TEXT + 1] * 4  # each walk stopped at the cap
+
+
+def test_the_budget_is_the_most_inflating_a_file_may_cost(inflates: list[int]) -> None:
+    for kind, chunk in _reviewed_bombs(64 * 1024).items():
+        accepted = validate(_png_with_text(chunk * MAX_COMPRESSED_TEXT), S)
+        assert accepted.image.size == (100, 100)
+        assert len(inflates) == MAX_COMPRESSED_TEXT, kind  # each one, once
+        inflates.clear()
+        _rejected(_png_with_text(chunk * (MAX_COMPRESSED_TEXT + 1)), "too_much_text")
+        assert inflates == [], kind
+    # Uncompressed text is never charged (no inflate), nor an iTXt whose flag is clear.
+    plain = _chunk(b"tEXt", b"k\x00v") + _chunk(b"iTXt", b"k\x00\x00\x00\x00\x00v")
+    validate(_png_with_text(plain * (MAX_COMPRESSED_TEXT + 1)), S)
+    assert inflates == []
+
+
+def test_oversized_text_past_the_few_a_photo_may_have_is_refused_after_that_few_inflates(
+    inflates: list[int],
+) -> None:
+    # Within the budget, chunks Pillow refuses (each inflated to 1 MB first) still count
+    # against the rule on chunks left out, which stops sooner.
+    _rejected(_png_with_text(_TEXT_BOMB * (MAX_TEXT_SKIPPED + 5)), "too_much_text")
     assert len(inflates) == MAX_TEXT_SKIPPED + 1  # the chunks left out, then the one refused
+
+
+def test_many_small_text_chunks_and_one_bloated_xmp_are_accepted(inflates: list[int]) -> None:
+    small = b"".join(_chunk(b"tEXt", b"Comment\x00line %d" % n) for n in range(900))
+    xmp = zlib.compress(b"<x:xmpmeta>" + b" " * 2_000_000 + b"</x:xmpmeta>", 9)
+    bloated = _chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + xmp)
+    result = validate(_png_with_text(small + bloated), S)
+    assert result.image.size == (100, 100)
+    assert "PNG text left out as unreadable or too large: iTXt" in result.notes
+    assert len(inflates) == 1  # the XMP's, left out; the 900 tEXt cost none
 
 
 def test_a_few_text_chunks_left_out_are_named_once_each() -> None:
