@@ -7,6 +7,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,10 +30,23 @@ def binary(dev: DevStackSettings) -> Path:
     return dev.cache_dir / "minio" / dev.minio_module_version / "bin" / "minio"
 
 
+def complete_marker(dev: DevStackSettings) -> Path:
+    """Written once the binary is in place, so that a binary without it (one from an older
+    pixelfleet that `go install` may have left half-copied) is built again."""
+    return binary(dev).parent.parent / ".complete"
+
+
+def installed(dev: DevStackSettings) -> bool:
+    """Whether the built server is in the cache. Safe without the install lock: the binary
+    only ever appears whole (renamed into place), and the marker only after it."""
+    target = binary(dev)
+    return complete_marker(dev).exists() and target.exists() and os.access(target, os.X_OK)
+
+
 def ensure_installed(dev: DevStackSettings, progress: Progress) -> Path:
     """Build the server once; later calls return at once."""
     target = binary(dev)
-    if target.exists() and os.access(target, os.X_OK):
+    if installed(dev):
         return target
     go = shutil.which("go")
     if go is None:
@@ -42,9 +56,28 @@ def ensure_installed(dev: DevStackSettings, progress: Progress) -> Path:
         "(once; a few minutes on two cores)"
     )
     started = time.monotonic()
+    # `go install` may copy the ~100 MB binary into GOBIN rather than rename it (its build
+    # folder is often on another file system), creating the file first: built into the
+    # final folder, a concurrent `dev up` could start a truncated binary. So it builds into
+    # a folder of its own beside the final one (the same file system), renamed into place.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Absolute: go refuses a relative GOBIN, and Python 3.11's mkdtemp may return one.
+    gobin = Path(tempfile.mkdtemp(prefix=".gobin-", dir=target.parent.parent)).absolute()
+    try:
+        _place(_build(dev, go, gobin, progress), target)
+    finally:
+        shutil.rmtree(gobin, ignore_errors=True)
+    complete_marker(dev).write_text(f"{target.stat().st_size} bytes\n")
+    progress(f"minio: built {target} in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def _build(dev: DevStackSettings, go: str, gobin: Path, progress: Progress) -> Path:
+    """`go install` the pinned MinIO into `gobin` and return the binary, or raise
+    StackError."""
     env = {
         **os.environ,
-        "GOBIN": str(target.parent),
+        "GOBIN": str(gobin),
         "CGO_ENABLED": "0",
         # Module sources stay inside our cache, writable so that deleting the cache just works.
         "GOMODCACHE": str(dev.cache_dir / "go" / "mod"),
@@ -70,13 +103,22 @@ def ensure_installed(dev: DevStackSettings, progress: Progress) -> Path:
             modules += 1
             if modules % 25 == 0:
                 progress(f"minio:   {modules} modules downloaded")
-    if proc.wait() != 0 or not target.exists():
+    built = gobin / "minio"  # go names the binary after the module's last element
+    if proc.wait() != 0 or not built.exists():
         last = "\n".join("    " + x for x in lines[-25:])
         raise StackError(
             f"MinIO install: go install failed (exit {proc.returncode}). {GO_HINT}\n{last}"
         )
-    progress(f"minio: built {target} in {time.monotonic() - started:.0f} s")
-    return target
+    return built
+
+
+def _place(built: Path, target: Path) -> None:
+    """Move the finished binary to `target` in one step: os.replace is atomic on one file
+    system, so a reader sees no binary or the whole one, never a part of it."""
+    # On disk before the rename, so that a crash cannot leave the name on an empty file.
+    with built.open("rb") as written:
+        os.fsync(written.fileno())
+    os.replace(built, target)
 
 
 def new_credentials() -> tuple[str, str]:

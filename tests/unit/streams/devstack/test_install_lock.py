@@ -28,7 +28,7 @@ def no_real_install(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(kafka, "check_java", refuse)
     monkeypatch.setattr(kafka, "_run_maven", refuse)
-    monkeypatch.setattr(minio.subprocess, "Popen", refuse)
+    monkeypatch.setattr("streams.devstack.minio.subprocess.Popen", refuse)
 
 
 def _stack(cache: Path, data: Path, said: list[str]) -> DevStack:
@@ -36,7 +36,8 @@ def _stack(cache: Path, data: Path, said: list[str]) -> DevStack:
 
 
 def _fill(dev: DevStackSettings) -> None:
-    """What a finished install leaves: Kafka's `.complete`, an executable MinIO."""
+    """What a finished install leaves: Kafka's `.complete`, an executable MinIO and then
+    MinIO's `.complete`."""
     done = kafka.install_dir(dev) / ".complete"
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text("1 jars\n")
@@ -44,6 +45,7 @@ def _fill(dev: DevStackSettings) -> None:
     server.parent.mkdir(parents=True, exist_ok=True)
     server.write_text("#!/bin/sh\n")
     server.chmod(0o755)
+    minio.complete_marker(dev).write_text("10 bytes\n")
 
 
 @contextmanager
