@@ -113,3 +113,20 @@ def test_a_binary_still_being_copied_is_not_taken_for_installed(dev: DevStackSet
     assert _builds() == 1
     assert target.read_text() == FIRST_PART + REST
     assert stack.installed()
+
+
+def test_a_whole_binary_from_before_the_marker_is_marked_not_built_again(
+    dev: DevStackSettings,
+) -> None:
+    # A cache built by an older pixelfleet has the binary and no marker: one that answers
+    # --version is whole (a cut copy does not run), so it costs no rebuild of minutes.
+    target = minio.binary(dev)
+    target.parent.mkdir(parents=True)
+    target.write_text(FIRST_PART + REST)
+    target.chmod(0o755)
+    assert not minio.installed(dev)
+
+    assert minio.ensure_installed(dev, lambda _m: None) == target
+
+    assert _builds() == 0
+    assert minio.complete_marker(dev).exists() and minio.installed(dev)
