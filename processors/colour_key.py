@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from processors.decode import strict_decoding
+from processors.pillow_limits import strict_decoding
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _GREY, _TRUECOLOUR = 0, 2

@@ -11,9 +11,10 @@ from PIL import ExifTags, Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processors import exif
-from processors.decode import TEXT_SKIPPED, Limits, open_checked
+from processors.decode import Limits, open_checked
 from processors.errors import InputRejectedError
 from processors.normalize import normalize
+from processors.pillow_limits import TEXT_SKIPPED
 from processors.quality import measure
 
 RestoreMode = Literal["auto", "denoise", "upscale", "none"]

@@ -22,10 +22,9 @@ from processors.decode import (
     MAX_JPEG_PADDING,
     MAX_JPEG_SEGMENTS,
     MAX_SCANS,
-    MAX_TEXT_SKIPPED,
-    strict_decoding,
 )
 from processors.errors import InputRejectedError
+from processors.pillow_limits import MAX_TEXT_SKIPPED, strict_decoding
 from processors.sniff import jpeg_scans
 from processors.validate import ValidateSettings, validate
 from tests.support.photos import encode, photo
