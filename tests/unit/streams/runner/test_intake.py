@@ -42,6 +42,14 @@ def _queue(partition: int, first: int, count: int) -> list[FakeMessage]:
     return [message(INBOX, partition, offset, f"img-{partition}-{offset}") for offset in offsets]
 
 
+def _running(intake: Intake, size: int) -> list[Message]:
+    """A batch of `size` from partition 0, drawn from hand and started."""
+    intake.carry = cast(list[Message], _queue(0, 0, size))
+    batch = intake.next_batch(size)
+    intake.batch_started()
+    return batch
+
+
 def _offsets(messages: list[Message]) -> list[tuple[int, int]]:
     return [(m.partition(), m.offset()) for m in messages]
 
@@ -79,9 +87,7 @@ def test_a_running_batch_reads_the_next_one_ahead_and_no_further(
 def test_a_batch_short_of_its_read_ahead_keeps_consuming_unpaused() -> None:
     consumer = FakeConsumer(INBOX, [0])
     intake = _intake(consumer)
-    intake.carry = cast(list[Message], _queue(0, 0, 4))
-    intake.next_batch(4)
-    intake.batch_started()
+    _running(intake, 4)
     consumer.queue = _queue(0, 4, 1)
     intake.keepalive()
     consumer.queue = _queue(0, 5, 2)
@@ -215,9 +221,7 @@ def test_reading_ahead_stops_at_its_byte_cap(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(intake_module, "READ_AHEAD_MAX_BYTES", 2 * size)
     monkeypatch.setattr(intake_module, "PAUSE_AFTER_S", 0.0)
     consumer, intake = _live([0])
-    intake.carry = cast(list[Message], _queue(0, 0, 10))
-    intake.next_batch(10)
-    intake.batch_started()
+    _running(intake, 10)
     consumer.queue = _queue(0, 10, 2)
     intake.keepalive()
     consumer.queue += _queue(0, 12, 8)
@@ -232,9 +236,7 @@ def test_a_fast_batch_is_not_paused_even_with_its_read_ahead_in_hand() -> None:
     # round trip for nothing.
     consumer = FakeConsumer(INBOX, [0])
     intake = _intake(consumer)
-    intake.carry = cast(list[Message], _queue(0, 0, 2))
-    intake.next_batch(2)
-    intake.batch_started()
+    _running(intake, 2)
     consumer.queue = _queue(0, 2, 5)
     intake.keepalive()
     intake.keepalive()
@@ -251,9 +253,7 @@ def test_work_cut_off_goes_before_what_was_read_ahead(monkeypatch: pytest.Monkey
     monkeypatch.setattr(intake_module, "PAUSE_AFTER_S", 0.0)
     consumer = FakeConsumer(INBOX, [0])
     intake = _intake(consumer)
-    intake.carry = cast(list[Message], _queue(0, 0, 4))
-    batch = intake.next_batch(4)
-    intake.batch_started()
+    batch = _running(intake, 4)
     consumer.queue = _queue(0, 4, 4)
     intake.keepalive()
     intake.carry = intake.batch_still_ours(batch[2:]) + intake.still_ours(intake.carry)
